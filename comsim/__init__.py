@@ -1,0 +1,121 @@
+"""comsim: Microsoft COM's cross-apartment calls, asynchronous calls and cancellation,
+simulated on asyncio.
+
+See README.md for a tour; ``comsim.hresult`` holds the HRESULT codes.
+"""
+
+from __future__ import annotations
+
+from . import hresult
+from ._api import (
+    CoGetApartmentType,
+    CoRegisterMessageFilter,
+    current_apartment,
+    current_causality_id,
+)
+from ._core.constants import (
+    CALLTYPE_ASYNC,
+    CALLTYPE_ASYNC_CALLPENDING,
+    CALLTYPE_NESTED,
+    CALLTYPE_TOPLEVEL,
+    CALLTYPE_TOPLEVEL_CALLPENDING,
+    INFINITE,
+    MSHLFLAGS,
+    PENDINGMSG_CANCELCALL,
+    PENDINGMSG_WAITDEFPROCESS,
+    PENDINGMSG_WAITNOPROCESS,
+    PENDINGTYPE_NESTED,
+    PENDINGTYPE_TOPLEVEL,
+    RPC_C_CANCEL_INFINITE_TIMEOUT,
+    SERVERCALL_ISHANDLED,
+    SERVERCALL_REJECTED,
+    SERVERCALL_RETRYLATER,
+    ApartmentType,
+)
+from ._core.hresult import COMError
+from ._objects import (
+    CoClass,
+    ICallFactory,
+    ICancelMethodCalls,
+    IMessageFilter,
+    Interface,
+    ISynchronize,
+    IUnknown,
+    async_interface,
+)
+from ._runtime.apartment import Apartment
+from ._runtime.calls import (
+    CallObject,
+    CoCancelCall,
+    CoDisableCallCancellation,
+    CoEnableCallCancellation,
+    CoTestCancel,
+    ManualResetEvent,
+    ServerCall,
+    StdEvent,
+    current_thread_id,
+)
+from ._runtime.objref import (
+    CoDisconnectObject,
+    GlobalInterfaceTable,
+    MarshalStream,
+    Proxy,
+    marshal_interface,
+    release_marshal_data,
+    unmarshal_interface,
+)
+from ._runtime.runtime import Runtime
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CALLTYPE_ASYNC",
+    "CALLTYPE_ASYNC_CALLPENDING",
+    "CALLTYPE_NESTED",
+    "CALLTYPE_TOPLEVEL",
+    "CALLTYPE_TOPLEVEL_CALLPENDING",
+    "INFINITE",
+    "MSHLFLAGS",
+    "PENDINGMSG_CANCELCALL",
+    "PENDINGMSG_WAITDEFPROCESS",
+    "PENDINGMSG_WAITNOPROCESS",
+    "PENDINGTYPE_NESTED",
+    "PENDINGTYPE_TOPLEVEL",
+    "RPC_C_CANCEL_INFINITE_TIMEOUT",
+    "SERVERCALL_ISHANDLED",
+    "SERVERCALL_REJECTED",
+    "SERVERCALL_RETRYLATER",
+    "Apartment",
+    "ApartmentType",
+    "COMError",
+    "CallObject",
+    "CoCancelCall",
+    "CoClass",
+    "CoDisableCallCancellation",
+    "CoDisconnectObject",
+    "CoEnableCallCancellation",
+    "CoGetApartmentType",
+    "CoRegisterMessageFilter",
+    "CoTestCancel",
+    "GlobalInterfaceTable",
+    "ICallFactory",
+    "ICancelMethodCalls",
+    "IMessageFilter",
+    "ISynchronize",
+    "IUnknown",
+    "Interface",
+    "ManualResetEvent",
+    "MarshalStream",
+    "Proxy",
+    "Runtime",
+    "ServerCall",
+    "StdEvent",
+    "async_interface",
+    "current_apartment",
+    "current_causality_id",
+    "current_thread_id",
+    "hresult",
+    "marshal_interface",
+    "release_marshal_data",
+    "unmarshal_interface",
+]

@@ -1,0 +1,191 @@
+"""When an STA may start a unit, and when a waiting unit may resume (R2, R16).
+
+An STA runs *units* (incoming calls, ``Apartment.run`` work) one at a time, in arrival order.
+While the unit on top of the stack is in a COM wait, the next queued unit starts nested on top
+of it. A unit whose wait has ended resumes only once it is on top again (last in, first out).
+
+Pure bookkeeping: each method returns the actions the runtime must carry out.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constants import PENDINGMSG_CANCELCALL, PENDINGMSG_WAITNOPROCESS
+
+
+class UnitKind(enum.Enum):
+    CALL = "call"  # an incoming COM call
+    RUN = "run"  # Apartment.run work
+
+
+class WaitKind(enum.Enum):
+    CALL = "call"  # an outgoing synchronous call through a proxy
+    OTHER = "other"  # Finish_, ISynchronize.Wait, Cancel's grace, a retry delay
+
+
+@dataclass(eq=False)
+class Unit:
+    kind: UnitKind
+    payload: Any = None
+    waits: list[Wait] = field(default_factory=list)
+    held_by: Wait | None = None  # MessagePending said: not during this wait
+    consulted: set[int] = field(default_factory=set)  # ids of waits MessagePending saw
+
+    @property
+    def in_com_wait(self) -> bool:
+        return any(not w.ready for w in self.waits)
+
+
+@dataclass(eq=False)
+class Wait:
+    unit: Unit
+    kind: WaitKind
+    causality_id: int | None = None  # of the outgoing call waited on
+    payload: Any = None  # what is waited on (the outgoing call), for MessagePending
+    gate: Any = None  # the runtime's handle to wake the waiter when it may resume
+    ready: bool = False  # the condition waited for has happened
+    ended: bool = False  # the wait is over and the unit runs again
+
+
+@dataclass(frozen=True)
+class Start:
+    unit: Unit
+
+
+@dataclass(frozen=True)
+class Resume:
+    wait: Wait
+
+
+@dataclass(frozen=True)
+class CancelOutgoing:
+    """MessagePending answered PENDINGMSG_CANCELCALL: fail this outgoing call."""
+
+    wait: Wait
+
+
+Action = Start | Resume | CancelOutgoing
+#: asks the message filter about a run unit while the STA waits in an outgoing call:
+#: (unit, wait, nested) -> PENDINGMSG_*
+Consult = Callable[[Unit, Wait, bool], int]
+
+
+class StaScheduler:
+    """One STA's queue of units and its stack of started ones."""
+
+    def __init__(self) -> None:
+        self.queue: list[Unit] = []
+        self.stack: list[Unit] = []
+        self.consult: Consult | None = None
+
+    # -- questions -------------------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        return not self.stack
+
+    @property
+    def top(self) -> Unit | None:
+        return self.stack[-1] if self.stack else None
+
+    def innermost_wait(self) -> Wait | None:
+        """The newest unfinished wait of the unit on top, if it is in a COM wait."""
+        top = self.top
+        if top is None:
+            return None
+        for w in reversed(top.waits):
+            if not w.ready:
+                return w
+        return None
+
+    # -- inputs ------------------------------------------------------------------------
+    def arrive(self, unit: Unit) -> list[Action]:
+        self.queue.append(unit)
+        return self._pump()
+
+    def withdraw(self, unit: Unit) -> bool:
+        """Take a unit that has not started out of the queue; False if it is not there."""
+        try:
+            self.queue.remove(unit)
+        except ValueError:
+            return False
+        return True
+
+    def begin_wait(self, unit: Unit, kind: WaitKind, causality_id: int | None = None,
+                   payload: Any = None) -> tuple[Wait, list[Action]]:
+        w = Wait(unit, kind, causality_id, payload)
+        unit.waits.append(w)
+        return w, (self._pump() if unit is self.top else [])
+
+    def wait_ready(self, w: Wait) -> list[Action]:
+        """The condition of ``w`` has happened; it resumes when its unit is on top."""
+        if w.ready:
+            return []
+        w.ready = True
+        actions: list[Action] = []
+        if w.unit is self.top or w.unit not in self.stack:
+            actions.append(self._resume(w))
+        for u in self.queue:  # units held for the duration of this wait are free again
+            if u.held_by is w:
+                u.held_by = None
+        return actions + self._pump()
+
+    def end(self, unit: Unit) -> list[Action]:
+        """``unit`` has ended (also when it never started properly)."""
+        if unit in self.stack:
+            self.stack.remove(unit)
+        else:
+            self.withdraw(unit)
+        actions: list[Action] = []
+        top = self.top
+        if top is not None:
+            for w in list(top.waits):
+                if w.ready and not w.ended:
+                    actions.append(self._resume(w))
+        return actions + self._pump()
+
+    # -- internals ---------------------------------------------------------------------
+    def _resume(self, w: Wait) -> Resume:
+        w.ended = True
+        if w in w.unit.waits:
+            w.unit.waits.remove(w)
+        return Resume(w)
+
+    def _pump(self) -> list[Action]:
+        actions: list[Action] = []
+        while self.queue:
+            top = self.top
+            if top is not None and not top.in_com_wait:
+                break
+            wait = self.innermost_wait()
+            unit = self._next_admissible(wait, actions)
+            if unit is None:
+                break
+            self.queue.remove(unit)
+            self.stack.append(unit)
+            actions.append(Start(unit))
+        return actions
+
+    def _next_admissible(self, wait: Wait | None, actions: list[Action]) -> Unit | None:
+        for unit in self.queue:
+            if unit.held_by is not None and not unit.held_by.ready:
+                continue
+            if (unit.kind is UnitKind.RUN and wait is not None and wait.kind is WaitKind.CALL
+                    and self.consult is not None and id(wait) not in unit.consulted):
+                unit.consulted.add(id(wait))
+                answer = self.consult(unit, wait, len(self.stack) > 1)
+                if answer == PENDINGMSG_WAITNOPROCESS:
+                    unit.held_by = wait
+                    continue
+                if answer == PENDINGMSG_CANCELCALL:
+                    unit.held_by = wait
+                    actions.append(CancelOutgoing(wait))
+                    continue
+                # PENDINGMSG_WAITDEFPROCESS (and any other answer) lets it in
+            elif unit.held_by is not None and unit.held_by.ready:
+                unit.held_by = None
+            return unit
+        return None

@@ -1,0 +1,1 @@
+"""comsim's runtime: moves messages between apartments' loops and waits. No COM rule lives here."""

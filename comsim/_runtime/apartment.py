@@ -1,0 +1,514 @@
+"""An apartment: a loop, the units it runs, and the messages it takes in.
+
+The runtime layer only moves messages and waits; every decision (may this unit start, may this
+call run, what does this cancel mean) is asked of the sans-IO core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from .._core import hresult as hr
+from .._core import rules
+from .._core import stub as stubcore
+from .._core.constants import (
+    PENDINGMSG_WAITDEFPROCESS,
+    SERVERCALL_ISHANDLED,
+    ApartmentType,
+)
+from .._core.hresult import COMError
+from .._core.sta import (
+    CancelOutgoing,
+    Resume,
+    StaScheduler,
+    Start,
+    Unit,
+    UnitKind,
+    Wait,
+    WaitKind,
+)
+from . import trace
+from .context import WHERE, Where
+
+if TYPE_CHECKING:
+    from .calls import ClientCall, Reply
+    from .objref import Stub
+    from .runtime import Runtime
+
+T = TypeVar("T")
+
+
+def _settle(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class _Job:
+    """One ``Apartment.run`` unit."""
+
+    __slots__ = ("fn", "args", "loop", "waiter", "task", "unit", "cancelled")
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                 loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.args = args
+        self.loop = loop
+        self.waiter = waiter
+        self.task: asyncio.Task[Any] | None = None
+        self.unit: Unit | None = None
+        self.cancelled = False
+
+
+class Apartment:
+    """An STA (one simulated thread with one loop) or the MTA.
+
+    Use ``Runtime.create_sta`` and ``Runtime.mta``; do not construct apartments directly.
+    """
+
+    def __init__(self, runtime: Runtime, name: str, kind: ApartmentType, thread_id: int) -> None:
+        self.name = name
+        self.type = kind
+        self._rt = runtime
+        #: the STA's simulated thread id (R31); the MTA gives each unit its own
+        self.thread_id = thread_id
+        self._sched: StaScheduler | None = StaScheduler() if kind.is_sta else None
+        if self._sched is not None:
+            self._sched.consult = self._consult_pending
+        self._accepting = True  # guarded by the runtime's lock: messages may be posted
+        self._closing = False  # the teardown has begun (set on the apartment's own loop)
+        self._closed = False
+        self._closed_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+        self._tasks: dict[asyncio.Task[Any], None] = {}
+        self._stubs: dict[int, Stub] = {}
+        self._filter: Any = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
+        self._thread: threading.Thread | None = None
+        self._ctx0 = contextvars.Context()  # messages run in this empty context
+        self._home = Where(runtime, self, None, None, None, thread_id)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("closing" if not self._accepting else "running")
+        return f"<Apartment {self.name!r} {self.type.value} {state}>"
+
+    @property
+    def alive(self) -> bool:
+        """False once the apartment has begun to shut down."""
+        return self._accepting
+
+    # ------------------------------------------------------------------ transport
+    def _post(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Deliver ``fn(*args)`` in this apartment's loop. False if it no longer takes messages."""
+        rt = self._rt
+        if rt._det is not None:
+            return rt._det.post(self, fn, args)
+        with rt._lock:
+            if not self._accepting:
+                return False
+            if threading.get_ident() == self._ident:
+                self._loop.call_soon(fn, *args, context=self._ctx0)
+            else:
+                self._loop.call_soon_threadsafe(fn, *args, context=self._ctx0)
+        return True
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = self._loop.create_task(coro, context=contextvars.Context())
+        self._tasks[task] = None
+        task.add_done_callback(self._forget_task)
+        return task
+
+    def _forget_task(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.pop(task, None)
+
+    # ------------------------------------------------------------------ the scheduler's actions
+    def _apply(self, actions: list[Any]) -> None:
+        for a in actions:
+            t = type(a)
+            if t is Start:
+                self._start_unit(a.unit)
+            elif t is Resume:
+                gate = a.wait.gate
+                if gate is not None and not gate.done():
+                    gate.set_result(None)
+            elif t is CancelOutgoing:
+                from .calls import start_cancel
+
+                call = a.wait.payload
+                if call is not None:
+                    start_cancel(call, 0.0)
+
+    def _end_unit(self, unit: Unit | None) -> None:
+        if unit is not None and self._sched is not None:
+            self._apply(self._sched.end(unit))
+
+    def _consult_pending(self, unit: Unit, wait: Wait, nested: bool) -> int:
+        """R16: MessagePending, when a run unit would start during an outgoing call."""
+        flt = self._filter
+        if flt is None:
+            return PENDINGMSG_WAITDEFPROCESS
+        call: ClientCall | None = wait.payload
+        callee = call.server.thread_id if call is not None else 0
+        tick = self._rt._ticks_since(call.sent_at) if call is not None else 0
+        try:
+            return int(flt.MessagePending(callee, tick, rules.pending_type(nested)))
+        except Exception as exc:  # a faulty filter must not stop the apartment
+            trace.emit("filter.error", apartment=self.name, exc=repr(exc))
+            return PENDINGMSG_WAITDEFPROCESS
+
+    # ------------------------------------------------------------------ COM waits (R2)
+    async def com_wait(self, fut: asyncio.Future[Any], kind: WaitKind = WaitKind.OTHER,
+                       causality_id: int | None = None, payload: Any = None,
+                       timeout: float | None = None) -> Any:
+        """Wait for ``fut`` as a COM wait: an STA may start queued units meanwhile, and resumes
+        only when this unit is on top again. Returns ``fut``'s result, or False on time-out.
+
+        Cancelling the waiting task still waits until the unit is on top (R32), then raises.
+        """
+        handle = None
+        if timeout is not None:
+            handle = self._loop.call_later(timeout, _settle, fut, False)
+        sched = self._sched
+        where = WHERE.get()
+        unit = where.unit if where is not None and where.apartment is self else None
+        if sched is None or unit is None or unit not in sched.stack:
+            try:
+                return await fut
+            finally:
+                if handle is not None:
+                    handle.cancel()
+        w, actions = sched.begin_wait(unit, kind, causality_id, payload)
+        if actions:
+            self._apply(actions)
+        cancelled: BaseException | None = None
+        result: Any = False
+        try:
+            result = await fut
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+        finally:
+            if handle is not None:
+                handle.cancel()
+        self._apply(sched.wait_ready(w))
+        while not w.ended:
+            w.gate = self._loop.create_future()
+            try:
+                await w.gate
+            except asyncio.CancelledError as exc:
+                if self._closing:
+                    raise
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
+        return result
+
+    def new_future(self) -> asyncio.Future[Any]:
+        return self._loop.create_future()
+
+    # ------------------------------------------------------------------ incoming calls
+    def _on_request(self, call: ClientCall) -> None:
+        """A request message arrives (not a unit: taken in at once)."""
+        if self._closing:
+            self._reply_now(call, hr.RPC_E_DISCONNECTED)
+            return
+        if trace.enabled():
+            trace.emit("call.arrived", call_id=call.id, causality_id=call.causality_id,
+                       method=call.method, client=call.client.name, server=self.name)
+        if self._sched is None:
+            self._dispatch(call, None)
+        else:
+            self._apply(self._sched.arrive(Unit(UnitKind.CALL, call)))
+
+    def _start_unit(self, unit: Unit) -> None:
+        if unit.kind is UnitKind.CALL:
+            self._dispatch(unit.payload, unit)
+        else:
+            job: _Job = unit.payload
+            job.task = self._spawn(self._run_job(job, unit))
+
+    def _dispatch(self, call: ClientCall, unit: Unit | None) -> None:
+        rt = self._rt
+        if self._closing:
+            self._reply_now(call, hr.RPC_E_DISCONNECTED)
+            self._end_unit(unit)
+            return
+        flt = self._filter
+        if flt is not None and call.sync and self._sched is not None:
+            answer = self._ask_filter(flt, call)
+            if answer != SERVERCALL_ISHANDLED:
+                with rt._lock:
+                    call.sstate.step(stubcore.Input.REJECT)
+                from .calls import Reply
+
+                self._send_reply(call, Reply(hr.RPC_E_CALL_REJECTED, reject=answer))
+                self._end_unit(unit)
+                return
+        with rt._lock:
+            effect = call.sstate.step(stubcore.Input.DISPATCH)
+        if effect is stubcore.Effect.SKIP:
+            self._end_unit(unit)
+            return
+        status = stubcore.request_status(call.stub.conn)
+        if status is not None:
+            self._reply_now(call, status, returned=True)
+            self._end_unit(unit)
+            return
+        self._spawn(self._serve(call, unit))
+
+    def _ask_filter(self, flt: Any, call: ClientCall) -> int:
+        sched = self._sched
+        assert sched is not None
+        below = sched.stack[-2] if len(sched.stack) > 1 else None
+        waiting = None
+        if below is not None:
+            for w in reversed(below.waits):
+                if not w.ready:
+                    waiting = w.causality_id
+                    break
+        call_type = rules.incoming_call_type(below is None, waiting, call.causality_id)
+        tick = self._rt._ticks_since(call.sent_at)
+        try:
+            return int(flt.HandleInComingCall(call_type, call.caller_thread, tick,
+                                              (call.spec.interface, call.method)))
+        except Exception as exc:
+            trace.emit("filter.error", apartment=self.name, exc=repr(exc))
+            return SERVERCALL_ISHANDLED
+
+    async def _serve(self, call: ClientCall, unit: Unit | None) -> None:
+        """The server task: runs the method, sends the reply (R13, R14, R30)."""
+        from .calls import Reply, run_server_method
+
+        rt = self._rt
+        tid = self.thread_id if self._sched is not None else rt._new_thread_id()
+        WHERE.set(Where(rt, self, unit, call, call.causality_id, tid))
+        stub = call.stub
+        stub.running += 1
+        tracing = trace.enabled()
+        if tracing:
+            trace.emit("call.dispatched", call_id=call.id, causality_id=call.causality_id,
+                       method=call.method, client=call.client.name, server=self.name)
+        reply: Reply
+        try:
+            reply = await run_server_method(self, call)
+        except asyncio.CancelledError:
+            # only the apartment's shutdown cancels the server task itself (R18)
+            reply = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {self.name!r} shut down")
+            self._send_reply(call, reply)
+            raise
+        finally:
+            stub.running -= 1
+            if stub.conn is stubcore.Connection.DISCONNECTING and stub.running == 0:
+                stub.conn = stubcore.Connection.DISCONNECTED
+            self._end_unit(unit)
+        self._send_reply(call, reply)
+
+    def _reply_now(self, call: ClientCall, code: int, returned: bool = False) -> None:
+        from .calls import Reply
+
+        text = {
+            hr.RPC_E_DISCONNECTED: f"apartment {self.name!r} or its object has gone",
+            hr.CO_E_OBJNOTCONNECTED: "the object was disconnected (CoDisconnectObject) "
+            "and calls to it still run",
+        }.get(code)
+        self._send_reply(call, Reply(code, text=text), returned=returned)
+
+    def _send_reply(self, call: ClientCall, reply: Reply, returned: bool = True) -> None:
+        from .calls import on_reply
+
+        rt = self._rt
+        with rt._lock:
+            if call.sstate.stage is stubcore.Stage.RUNNING:
+                call.sstate.step(stubcore.Input.RETURN)
+        if trace.enabled() and reply.reject is None:
+            fields: dict[str, Any] = {}
+            if reply.exc is not None:
+                fields["exc"] = repr(reply.exc)
+            trace.emit("call.returned", call_id=call.id, causality_id=call.causality_id,
+                       method=call.method, client=call.client.name, server=self.name,
+                       hresult=reply.hresult, **fields)
+        if not call.client._post(on_reply, call, reply) and trace.enabled():
+            trace.emit("call.reply_dropped", call_id=call.id, causality_id=call.causality_id,
+                       method=call.method, client=call.client.name, server=self.name,
+                       hresult=reply.hresult, reason="client apartment gone")
+
+    def _on_cancel(self, call: ClientCall) -> None:
+        """A cancel message reaches the server (R28-R30)."""
+        rt = self._rt
+        with rt._lock:
+            effect = call.sstate.step(stubcore.Input.CANCEL_ARRIVES)
+        if effect is stubcore.Effect.TELL_RUNNING:
+            call.server_cancelled = True
+            if call.scope is not None:
+                call.scope.cancel()
+            stage = "running"
+        elif effect is stubcore.Effect.TOO_LATE:
+            stage = "finished"
+        else:
+            return
+        with rt._lock:
+            due = call.report.note_stage(stage)
+        if due is not None and trace.enabled():
+            trace.emit("call.cancelled", call_id=call.id, causality_id=call.causality_id,
+                       method=call.method, client=call.client.name, server=self.name,
+                       hresult=hr.RPC_E_CALL_CANCELED, stage=due)
+
+    # ------------------------------------------------------------------ Apartment.run
+    async def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``async_fn(*args)`` as a unit inside this apartment (R2) and give its result.
+
+        Arguments and result pass by reference. From inside this apartment the function runs
+        directly. Cancelling the caller cancels the unit and waits for it to end.
+
+        Raises:
+            COMError(RPC_E_DISCONNECTED): the apartment has shut down (R18).
+            Whatever ``async_fn`` raises.
+        """
+        w = WHERE.get()
+        if w is not None and w.apartment is self:
+            return await async_fn(*args)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        job = _Job(async_fn, args, loop, waiter)
+        if not self._post(self._on_run, job):
+            raise self._gone_error()
+        try:
+            ok, value = await waiter
+        except asyncio.CancelledError:
+            job.cancelled = True
+            self._post(self._cancel_job, job)
+            while not waiter.done():
+                try:
+                    await asyncio.shield(waiter)
+                except asyncio.CancelledError:
+                    continue
+            raise
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+    def _gone_error(self) -> COMError:
+        return COMError(hr.RPC_E_DISCONNECTED,
+                        f"apartment {self.name!r} has shut down; nothing more runs in it")
+
+    def _on_run(self, job: _Job) -> None:
+        if self._closing:
+            self._settle_job(job, False, self._gone_error())
+            return
+        if self._sched is None:
+            job.task = self._spawn(self._run_job(job, None))
+        else:
+            job.unit = Unit(UnitKind.RUN, job)
+            self._apply(self._sched.arrive(job.unit))
+
+    def _cancel_job(self, job: _Job) -> None:
+        if job.task is not None:
+            job.task.cancel()
+        elif job.unit is not None and self._sched is not None and self._sched.withdraw(job.unit):
+            self._settle_job(job, False, asyncio.CancelledError())
+
+    async def _run_job(self, job: _Job, unit: Unit | None) -> None:
+        rt = self._rt
+        tid = self.thread_id if self._sched is not None else rt._new_thread_id()
+        WHERE.set(Where(rt, self, unit, None, None, tid))
+        try:
+            if job.cancelled:
+                raise asyncio.CancelledError
+            result = await job.fn(*job.args)
+            outcome: tuple[bool, Any] = (True, result)
+        except asyncio.CancelledError as exc:
+            outcome = (False, self._gone_error() if self._closing else exc)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome = (False, exc)
+        finally:
+            self._end_unit(unit)
+        self._settle_job(job, *outcome)
+
+    def _settle_job(self, job: _Job, ok: bool, value: Any) -> None:
+        self._rt._send_to_loop(job.loop, _settle, job.waiter, (ok, value))
+
+    # ------------------------------------------------------------------ message filters
+    def _set_filter(self, flt: Any) -> Any:
+        previous, self._filter = self._filter, flt
+        return previous
+
+    # ------------------------------------------------------------------ shutdown (R18)
+    async def shutdown(self) -> None:
+        """End the apartment (R18): its tasks are cancelled, calls to it fail with
+        ``RPC_E_DISCONNECTED``, its proxies with ``CO_E_OBJNOTCONNECTED``. Idempotent.
+
+        Raises:
+            COMError(E_FAIL): called on the MTA, which shuts down only with its runtime.
+        """
+        if self.type is ApartmentType.MTA and not self._rt._closing:
+            raise COMError(hr.E_FAIL, "the MTA shuts down only with its runtime; leave the "
+                           "`async with Runtime()` block instead")
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        rt = self._rt
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        with rt._lock:
+            first = self._accepting
+            self._accepting = False
+            if self._closed:
+                return
+            self._closed_waiters.append((loop, done))
+        if first:
+            if rt._det is not None:
+                self._loop.call_soon(self._begin_teardown, context=self._ctx0)
+            else:
+                self._loop.call_soon_threadsafe(self._begin_teardown, context=self._ctx0)
+        w = WHERE.get()
+        if w is not None and w.apartment is self:
+            return  # shutting down from inside: the teardown cancels this very task
+        await done
+        if self._thread is not None:
+            self._thread.join()
+
+    def _begin_teardown(self) -> None:
+        self._closing = True
+        self._spawn_teardown = self._loop.create_task(self._teardown(),
+                                                      context=contextvars.Context())
+
+    async def _teardown(self) -> None:
+        if self._sched is not None:
+            for unit in list(self._sched.queue):
+                self._sched.queue.remove(unit)
+                if unit.kind is UnitKind.CALL:
+                    self._reply_now(unit.payload, hr.RPC_E_DISCONNECTED)
+                else:
+                    self._settle_job(unit.payload, False, self._gone_error())
+        for stub in list(self._stubs.values()):
+            stub.conn = stubcore.Connection.DISCONNECTED
+        self._stubs.clear()
+        for _round in range(100):
+            tasks = list(self._tasks)
+            if not tasks:
+                break
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait(tasks)
+        with self._rt._lock:
+            self._closed = True
+            waiters, self._closed_waiters = self._closed_waiters, []
+        for loop, fut in waiters:
+            self._rt._send_to_loop(loop, _settle, fut, None)
+        if self._thread is not None:
+            self._loop.stop()
+
+
+async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+__all__ = ["Apartment", "anyio"]

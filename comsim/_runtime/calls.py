@@ -1,0 +1,885 @@
+"""Calls: synchronous calls through proxies, call objects, events and cancellation (R13-R32).
+
+Every decision is a step of the core's tables (``_core.callobj``, ``_core.stub``); this module
+moves the messages those steps ask for and waits where they say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._core import hresult as hr
+from .._core import rules
+from .._core.callobj import CallMachine, Effect, Input, State
+from .._core.hresult import COMError
+from .._core.iface import MethodSpec
+from .._core.sta import WaitKind
+from .._core.stub import CancelReport, Connection, StubCall, request_status
+from .._core.stub import Effect as StubEffect
+from .._core.stub import Input as StubInput
+from .._objects import (
+    ICallFactory,
+    ICancelMethodCalls,
+    Interface,
+    ISynchronize,
+    IUnknown,
+    _check_interface,
+    async_interface,
+    is_async_interface,
+)
+from . import trace
+from .context import WHERE, Where, current_runtime, outside_thread_id
+from .wire import pack, unpack
+
+if TYPE_CHECKING:
+    from .apartment import Apartment
+    from .objref import Proxy, Stub
+
+
+class Reply:
+    """A reply message: an HRESULT and, on success, the packed result."""
+
+    __slots__ = ("hresult", "value", "text", "exc", "reject")
+
+    def __init__(self, hresult: int, value: Any = None, text: str | None = None,
+                 exc: BaseException | None = None, reject: int | None = None) -> None:
+        self.hresult = hresult
+        self.value = value
+        self.text = text
+        self.exc = exc
+        self.reject = reject  # SERVERCALL_REJECTED / _RETRYLATER (R16)
+
+
+class ClientCall:
+    """One call from ``Begin_`` (or the start of a synchronous call) to its end."""
+
+    __slots__ = (
+        "id", "causality_id", "spec", "method", "stub", "server", "client", "args", "machine",
+        "sstate", "report", "reply", "waiters", "cancel_waiters", "sync", "cancellable",
+        "caller_thread", "sent_at", "scope", "server_cancelled", "owner", "rejected",
+        "grace_handle", "async_iface",
+    )
+
+    def __init__(self, where: Where, stub: Stub, spec: MethodSpec, args: Any,
+                 machine: CallMachine, sync: bool, owner: CallObject | None = None) -> None:
+        rt = where.runtime
+        self.id = rt._new_call_id()
+        # R15: a call made while handling an incoming call carries its causality id
+        self.causality_id = (where.causality_id if where.causality_id is not None
+                             else rt._new_causality_id())
+        self.spec = spec
+        self.method = spec.name
+        self.stub = stub
+        self.server: Apartment = stub.apartment
+        self.client: Apartment = where.apartment
+        self.args = args
+        self.machine = machine
+        self.sstate = StubCall()
+        self.report = CancelReport()
+        self.reply: Reply | None = None
+        self.waiters: list[asyncio.Future[Any]] = []
+        self.cancel_waiters: list[asyncio.Future[Any]] = []
+        self.sync = sync
+        self.cancellable = rt._cancel_counts.enabled(where.thread_id)
+        self.caller_thread = where.thread_id
+        self.sent_at = rt._now()
+        self.scope: anyio.CancelScope | None = None
+        self.server_cancelled = False
+        self.owner = owner
+        self.rejected: int | None = None
+        self.grace_handle: asyncio.TimerHandle | None = None
+        self.async_iface: type[Interface] | None = None
+
+    def __repr__(self) -> str:
+        return (f"<call #{self.id} {self.spec.interface.__name__}.{self.method} "
+                f"{self.client.name}->{self.server.name} {self.machine.state.value}>")
+
+    @property
+    def current(self) -> bool:
+        return self.owner is None or self.owner._call is self
+
+    def fields(self) -> dict[str, Any]:
+        return {"call_id": self.id, "causality_id": self.causality_id, "method": self.method,
+                "client": self.client.name, "server": self.server.name}
+
+
+def _send(call: ClientCall) -> None:
+    if trace.enabled():
+        trace.emit("call.sent", **call.fields())
+    if not call.server._post(call.server._on_request, call):
+        # the server apartment has gone (R18): the answer comes back at once
+        on_reply(call, Reply(hr.RPC_E_DISCONNECTED,
+                             text=f"apartment {call.server.name!r} has shut down"))
+
+
+def _wake(call: ClientCall, value: Any) -> None:
+    waiters, call.waiters = call.waiters, []
+    for fut in waiters:
+        if not fut.done():
+            fut.set_result(value)
+
+
+# --------------------------------------------------------------------------- replies
+def on_reply(call: ClientCall, reply: Reply) -> None:
+    """A reply message is taken in by the client apartment (never a unit: R2)."""
+    machine = call.machine
+    if not call.current:
+        _trace_dropped(call, reply, "call object began another call")
+        return
+    if reply.reject is not None and machine.state is State.PENDING:
+        call.rejected = reply.reject
+        _wake(call, "rejected")
+        return
+    canceled = reply.hresult == hr.RPC_E_CALL_CANCELED or reply.reject is not None
+    effect = machine.step(Input.REPLY_CANCELED if canceled else Input.REPLY)[0]
+    if effect is Effect.COMPLETE:
+        call.reply = reply
+        _ended(call, cancelled=False)
+    elif effect is Effect.COMPLETE_CANCELLED:
+        _ended(call, cancelled=True)
+    elif effect is Effect.DROP:
+        _trace_dropped(call, reply, machine.state.value)
+
+
+def _trace_dropped(call: ClientCall, reply: Reply, why: str) -> None:
+    if trace.enabled():
+        trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult, reason=why)
+
+
+def _ended(call: ClientCall, cancelled: bool) -> None:
+    """The call has ended: wake whoever waits, signal the call object's event, then
+    ``outer.Signal()`` (R23, R24)."""
+    if call.grace_handle is not None:
+        call.grace_handle.cancel()
+        call.grace_handle = None
+    _wake(call, True)
+    status = hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE
+    cws, call.cancel_waiters = call.cancel_waiters, []
+    for fut in cws:
+        if not fut.done():
+            fut.set_result(status)
+    if cancelled:
+        with call.client._rt._lock:
+            due = call.report.note_client_ended()
+        if due is not None and trace.enabled():
+            trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
+                       stage=due)
+    owner = call.owner
+    if owner is not None:
+        owner._event.Signal()
+        outer = owner._outer
+        if outer is not None:
+            _signal_outer(call, outer)
+
+
+def _signal_outer(call: ClientCall, outer: Any) -> None:
+    """R24: ``outer.Signal()`` once, on the client's loop, with the client apartment current."""
+
+    def run() -> None:
+        WHERE.set(call.client._home)
+        try:
+            outer.Signal()
+        except Exception as exc:
+            trace.emit("call.signal_failed", **call.fields(), exc=repr(exc))
+
+    contextvars.Context().run(run)
+
+
+# --------------------------------------------------------------------------- cancel (R28)
+def start_cancel(call: ClientCall, timeout: float | None) -> Any:
+    """Cancel ``call`` on its client's loop. Gives an HRESULT, or a future that resolves to one
+    when the grace period ends (S_OK) or the call completes meanwhile (RPC_E_CALL_COMPLETE)."""
+    rt = call.client._rt
+    machine = call.machine
+    with rt._lock:
+        if machine.state is State.PENDING:
+            claim = call.sstate.step(StubInput.CANCEL)
+            inp = Input.CANCEL_QUEUED if claim is StubEffect.DROPPED_QUEUED else Input.CANCEL
+        else:
+            inp = Input.CANCEL
+        effect, _state, code = machine.step(inp)
+    if effect is Effect.STATUS or effect is Effect.NOTHING:
+        return code
+    if trace.enabled():
+        trace.emit("call.cancel_requested", **call.fields())
+    if effect is Effect.COMPLETE_CANCELLED:  # never dispatched (R29 `queued`)
+        with rt._lock:
+            call.report.note_stage("queued")
+        _ended(call, cancelled=True)
+        return hr.S_OK
+    # TELL_SERVER: the server learns at once (R30); the call waits up to `timeout`
+    call.server._post(call.server._on_cancel, call)
+    if timeout == 0:
+        return grace_expired(call)
+    loop = call.client._loop
+    fut = loop.create_future()
+    call.cancel_waiters.append(fut)
+    if timeout is not None:
+        call.grace_handle = loop.call_later(timeout, grace_expired, call)
+    return fut
+
+
+def grace_expired(call: ClientCall) -> int:
+    call.grace_handle = None
+    effect, _state, code = call.machine.step(Input.GRACE_EXPIRED)
+    if effect is Effect.COMPLETE_CANCELLED:
+        _ended(call, cancelled=True)
+        return hr.S_OK
+    return code if code is not None else hr.S_OK
+
+
+async def _await_cancel(apt: Apartment, call: ClientCall, pending: Any) -> int:
+    """Wait out Cancel's grace period (a COM wait). Cancelling the waiter ends the call
+    cancelled at once (R32)."""
+    if isinstance(pending, int):
+        return pending
+    try:
+        return int(await apt.com_wait(pending))
+    except asyncio.CancelledError:
+        grace_expired(call)
+        raise
+
+
+# --------------------------------------------------------------------------- sync calls
+def _check_proxy(proxy: Proxy) -> Where:
+    w = WHERE.get()
+    if w is None or w.apartment is not proxy._apartment or not proxy._apartment._accepting:
+        proxy._check_use()
+    assert w is not None
+    code = request_status(proxy._stub.conn)
+    if code is not None:
+        raise COMError(code, f"{type(proxy._stub.obj).__name__} was disconnected "
+                             "(CoDisconnectObject or its apartment shut down)")
+    if not proxy._stub.apartment._accepting:
+        raise COMError(hr.RPC_E_DISCONNECTED,
+                       f"apartment {proxy._stub.apartment.name!r} has shut down")
+    return w
+
+
+async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+    """A synchronous COM call through a proxy (R13), with rejection retries (R16) and
+    cancellation (R31, R32)."""
+    where = _check_proxy(proxy)
+    bound = spec.bind(args, kwargs)
+    packed = pack(bound, f"an argument of {spec.interface.__name__}.{spec.name}")
+    machine = CallMachine()
+    machine.step(Input.BEGIN)
+    call = ClientCall(where, proxy._stub, spec, packed, machine, sync=True)
+    apt = where.apartment
+    rt = where.runtime
+    stack = rt._outgoing.setdefault(where.thread_id, [])
+    stack.append(call)
+    try:
+        while True:
+            fut = apt.new_future()
+            call.waiters.append(fut)
+            _send(call)
+            try:
+                await apt.com_wait(fut, WaitKind.CALL, call.causality_id, call)
+            except asyncio.CancelledError:
+                _abandon(call)
+                raise
+            if call.rejected is None:
+                break
+            if not await _retry(apt, call):
+                break
+        effect, _state, code = call.machine.step(Input.FINISH)
+        return _outcome(call, apt, effect, code)
+    finally:
+        stack.remove(call)
+
+
+def _abandon(call: ClientCall) -> None:
+    """R32: the waiting task was cancelled. A cancellable call is cancelled as Cancel(0);
+    otherwise the server runs on and its reply is dropped."""
+    if call.machine.ended:
+        return
+    if call.cancellable:
+        start_cancel(call, 0.0)
+    else:
+        call.machine.step(Input.RELEASE)
+
+
+async def _retry(apt: Apartment, call: ClientCall) -> bool:
+    """R16: a rejected call; the caller's filter decides. True: resend."""
+    reject_type = call.rejected
+    call.rejected = None
+    flt = apt._filter
+    answer = -1
+    if flt is not None:
+        tick = apt._rt._ticks_since(call.sent_at)
+        callee = call.server.thread_id
+        answer = int(flt.RetryRejectedCall(callee, tick, reject_type))
+    retry, delay = rules.retry_decision(answer)
+    if retry and delay:
+        await apt.com_wait(apt.new_future(), WaitKind.OTHER, timeout=delay)
+    if call.machine.state is not State.PENDING:
+        return False  # cancelled meanwhile
+    if not retry:
+        on_reply(call, Reply(hr.RPC_E_CALL_REJECTED,
+                             text=f"{call.server.name!r} rejected the call and the caller's "
+                                  "message filter gave up"))
+        return False
+    return True
+
+
+def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None) -> Any:
+    """What Finish_ (or a synchronous call) gives once the FINISH step is taken (R22): the
+    result, or the failure raised."""
+    if effect is Effect.RAISE_CANCELLED:
+        if trace.enabled():
+            trace.emit("call.completed", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED)
+        raise COMError(hr.RPC_E_CALL_CANCELED,
+                       f"{call.spec.interface.__name__}.{call.method} was cancelled; there is no "
+                       "guarantee the server stopped (it may have done its work)")
+    if effect is Effect.REFUSE:
+        raise COMError(code or hr.E_FAIL, f"Finish_{call.method}: no call in progress")
+    reply = call.reply
+    assert reply is not None
+    call.reply = None
+    if trace.enabled():
+        trace.emit("call.completed", **call.fields(), hresult=reply.hresult)
+    if reply.hresult < 0:
+        raise COMError(reply.hresult, reply.text) from reply.exc
+    return unpack(reply.value, apt)
+
+
+async def run_server_method(apt: Apartment, call: ClientCall) -> Reply:
+    """Run the method on the server (R14, R26, R30) and build the reply."""
+    obj = call.stub.obj
+    try:
+        args = unpack(call.args, apt)
+        if isinstance(obj, ICallFactory) and call.spec.interface is not ICallFactory:
+            done, value = await _via_server_call(apt, call, obj, args)
+            if done:
+                return Reply(hr.S_OK, pack(value, f"the result of {call.method}"))
+        fn = getattr(obj, call.method)
+        if obj.cancel_policy == "interrupt":
+            with anyio.CancelScope() as scope:
+                call.scope = scope
+                if call.server_cancelled:
+                    scope.cancel()
+                result = fn(*args)
+                if inspect.isawaitable(result):
+                    result = await result
+            call.scope = None
+            if scope.cancelled_caught:
+                return Reply(hr.RPC_E_CALL_CANCELED, text="the server method was interrupted")
+        else:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                result = await result
+        return Reply(hr.S_OK, pack(result, f"the result of {call.method}"))
+    except COMError as exc:
+        return Reply(exc.hresult, text=exc.text)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return Reply(hr.RPC_E_SERVERFAULT,
+                     text=f"{type(obj).__name__}.{call.method} raised {type(exc).__name__}: {exc}",
+                     exc=exc)
+
+
+async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
+                           args: tuple[Any, ...]) -> tuple[bool, Any]:
+    """R26: the stub drives the server's own call object: Begin_, wait for Signal, Finish_."""
+    outer = ManualResetEvent()
+    try:
+        scall = obj.CreateCall(async_interface(call.spec.interface), outer)
+    except COMError as exc:
+        if exc.hresult == hr.E_NOINTERFACE:
+            return False, None
+        raise
+    scall._com_incoming = call
+    getattr(scall, "Begin_" + call.method)(*args)
+    await outer.Wait(0, rules_INFINITE)
+    result = getattr(scall, "Finish_" + call.method)()
+    if inspect.isawaitable(result):
+        result = await result
+    return True, result
+
+
+rules_INFINITE = 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------- call objects
+class _Facet:
+    """An interface of a call object obtained by QueryInterface: shares its count (R25)."""
+
+    _com_kind_ = "facet"
+
+    def __init__(self, owner: CallObject) -> None:
+        self._owner = owner
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        return self._owner.QueryInterface(iface)
+
+    def AddRef(self) -> int:
+        return self._owner.AddRef()
+
+    def Release(self) -> int:
+        return self._owner.Release()
+
+
+class _SyncFacet(_Facet, ISynchronize):
+    async def Wait(self, flags: int, milliseconds: int) -> int:
+        """R23: S_OK once the call has ended, RPC_S_CALLPENDING on time-out (a COM wait)."""
+        return await self._owner._event.Wait(flags, milliseconds)
+
+    def Signal(self) -> int:
+        return self._owner._event.Signal()
+
+    def Reset(self) -> int:
+        return self._owner._event.Reset()
+
+
+class _CancelFacet(_Facet, ICancelMethodCalls):
+    async def Cancel(self, seconds: float) -> int:
+        """R28: cancel the call in progress; gives S_OK, RPC_E_CALL_COMPLETE or
+        RPC_E_CALL_CANCELED. E_INVALIDARG for a negative time-out."""
+        owner = self._owner
+        try:
+            timeout = rules.cancel_timeout(seconds)
+        except ValueError as exc:
+            raise COMError(hr.E_INVALIDARG, f"Cancel({seconds!r}): {exc}") from None
+        call = owner._call
+        if call is None:
+            return hr.RPC_E_CALL_COMPLETE
+        apt = owner._check()
+        return await _await_cancel(apt, call, start_cancel(call, timeout))
+
+    def TestCancel(self) -> int:
+        """R28: RPC_S_CALLPENDING, RPC_E_CALL_CANCELED or RPC_E_CALL_COMPLETE."""
+        return int(self._owner._machine.step(Input.TEST_CANCEL)[2] or 0)
+
+
+class CallObject:
+    """A client call object for ``AsyncIX`` (R19-R28): ``Begin_M``/``Finish_M``, and through
+    QueryInterface ``ISynchronize`` and ``ICancelMethodCalls``."""
+
+    _com_kind_ = "callobj"
+
+    def __init__(self, proxy: Proxy, async_iface: type[Interface], outer: Any) -> None:
+        self._proxy = proxy
+        self._async_iface = async_iface
+        sync_iface = async_iface._com_sync_interface_
+        assert sync_iface is not None
+        self._iface: type[Interface] = sync_iface
+        self._machine = CallMachine()
+        self._call: ClientCall | None = None
+        self._event = ManualResetEvent()
+        self._outer = outer
+        self._refs = 1
+
+    def __repr__(self) -> str:
+        return (f"<call object {self._async_iface.__name__} on {self._proxy!r} "
+                f"{self._machine.state.value}>")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("Begin_"):
+            spec = self._iface._com_methods_.get(name[6:])
+            if spec is not None:
+                return lambda *a, **k: self._begin(spec, a, k)
+        elif name.startswith("Finish_"):
+            spec = self._iface._com_methods_.get(name[7:])
+            if spec is not None:
+                return lambda: self._finish(spec)
+        raise AttributeError(f"{self._async_iface.__name__} has no method {name!r}")
+
+    def _check(self) -> Apartment:
+        return self._proxy._check_use()
+
+    def _begin(self, spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        self._check()
+        if self._machine.state is not State.IDLE:
+            effect, _s, code = self._machine.step(Input.BEGIN)
+            what = ("Finish_ has not been called for the previous call; call "
+                    f"Finish_{self._call.method if self._call else '?'}() first"
+                    if code == hr.RPC_E_CALL_PENDING else "the call object was released")
+            raise COMError(code or hr.E_FAIL,
+                           f"Begin_{spec.name} on a call object in state "
+                           f"{self._machine.state.value}: {what}")
+        where = _check_proxy(self._proxy)
+        bound = spec.bind(args, kwargs)
+        packed = pack(bound, f"an argument of {spec.interface.__name__}.{spec.name}")
+        self._machine.step(Input.BEGIN)
+        self._event.Reset()
+        call = ClientCall(where, self._proxy._stub, spec, packed, self._machine, sync=False,
+                          owner=self)
+        self._call = call
+        _send(call)
+        return hr.S_OK
+
+    async def _finish(self, spec: MethodSpec) -> Any:
+        apt = self._check()
+        call = self._call
+        if self._machine.state is not State.IDLE and call is not None and call.method != spec.name:
+            raise COMError(hr.E_INVALIDARG,
+                           f"Finish_{spec.name} called, but the call in progress is "
+                           f"Begin_{call.method}; call Finish_{call.method}() (nothing changed)")
+        while True:
+            effect, _s, code = self._machine.step(Input.FINISH)
+            if effect is not Effect.WAIT:
+                break
+            assert call is not None
+            fut = apt.new_future()
+            call.waiters.append(fut)
+            try:
+                await apt.com_wait(fut)
+            except asyncio.CancelledError:
+                # R32: cancel as Cancel(0) and still clean up, so the call object is ready
+                start_cancel(call, 0.0)
+                self._machine.step(Input.FINISH)
+                self._event.Reset()
+                call.reply = None
+                raise
+        if effect is Effect.REFUSE:
+            raise COMError(code or hr.E_FAIL,
+                           f"Finish_{spec.name}: no call in progress (call "
+                           f"Begin_{spec.name} first; a call is finished once)")
+        assert call is not None
+        self._event.Reset()
+        return _outcome(call, apt, effect, code)
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        """``ISynchronize`` and ``ICancelMethodCalls`` (R23, R27); the async interface itself.
+
+        Raises:
+            COMError(E_NOINTERFACE): any other interface.
+        """
+        iface = _check_interface(iface)
+        if iface is ISynchronize:
+            self.AddRef()
+            return _SyncFacet(self)
+        if iface is ICancelMethodCalls:
+            self.AddRef()
+            return _CancelFacet(self)
+        if iface is self._async_iface or iface is IUnknown:
+            self.AddRef()
+            return self
+        raise COMError(hr.E_NOINTERFACE, f"a call object has no {iface.__name__}")
+
+    def AddRef(self) -> int:
+        self._refs += 1
+        return self._refs
+
+    def Release(self) -> int:
+        """The last Release without Finish_ does not cancel: the reply is dropped (R25)."""
+        if self._refs <= 0:
+            return 0
+        self._refs -= 1
+        if self._refs == 0:
+            self._machine.step(Input.RELEASE)
+        return self._refs
+
+
+class CallFactory(ICallFactory):
+    """``ICallFactory`` of a proxy: always available (R19)."""
+
+    _com_kind_ = "facet"
+
+    def __init__(self, proxy: Proxy) -> None:
+        self._proxy = proxy
+
+    def CreateCall(self, async_iface: type[Interface], outer: Any = None) -> CallObject:
+        """A new call object for ``async_iface``.
+
+        Raises:
+            COMError(E_NOINTERFACE): not an async interface, or its synchronous interface is
+                not implemented by the object.
+        """
+        self._proxy._check_use()
+        if not is_async_interface(async_iface):
+            raise COMError(hr.E_NOINTERFACE,
+                           f"{getattr(async_iface, '__name__', async_iface)!r} is not an async "
+                           "interface; use comsim.async_interface(IX)")
+        sync_iface = async_iface._com_sync_interface_
+        assert sync_iface is not None
+        if not self._proxy._stub.implements(sync_iface):
+            raise COMError(hr.E_NOINTERFACE, f"the object does not implement "
+                                             f"{sync_iface.__name__}")
+        return CallObject(self._proxy, async_iface, outer)
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        return self._proxy.QueryInterface(iface)
+
+    def AddRef(self) -> int:
+        return self._proxy.AddRef()
+
+    def Release(self) -> int:
+        return self._proxy.Release()
+
+
+# --------------------------------------------------------------------------- events (R23)
+def _wake_future(fut: asyncio.Future[Any], event: _Event) -> None:
+    if fut.done():
+        if event._auto:  # the waiter timed out meanwhile: hand the signal back
+            event.Signal()
+        return
+    fut.set_result(True)
+
+
+class _Event(ISynchronize):
+    """A free-threaded event: usable from any apartment, passed by reference."""
+
+    _com_kind_ = "event"
+    _com_free_threaded_ = True
+
+    def __init__(self, auto_reset: bool) -> None:
+        self._auto = auto_reset
+        self._set = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+        self._lock = threading.Lock()
+        self._refs = 1
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'set' if self._set else 'clear'}>"
+
+    def Signal(self) -> int:
+        """Set the event, waking waiters (one, for an auto-reset event)."""
+        with self._lock:
+            if self._auto:
+                if self._waiters:
+                    wake = [self._waiters.pop(0)]
+                else:
+                    self._set = True
+                    wake = []
+            else:
+                self._set = True
+                wake, self._waiters = self._waiters, []
+        for loop, fut in wake:
+            _call_in_loop(loop, _wake_future, fut, self)
+        return hr.S_OK
+
+    def Reset(self) -> int:
+        with self._lock:
+            self._set = False
+        return hr.S_OK
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def Wait(self, flags: int, milliseconds: int) -> int:
+        """S_OK once signalled, RPC_S_CALLPENDING on time-out (0 polls; INFINITE waits).
+        In an apartment this is a COM wait (R23).
+
+        Raises:
+            COMError(E_INVALIDARG): a negative time-out other than INFINITE.
+        """
+        try:
+            timeout = rules.wait_timeout(milliseconds)
+        except ValueError as exc:
+            raise COMError(hr.E_INVALIDARG, f"Wait(..., {milliseconds!r}): {exc}") from None
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._set:
+                if self._auto:
+                    self._set = False
+                return hr.S_OK
+            if timeout == 0:
+                return hr.RPC_S_CALLPENDING
+            fut: asyncio.Future[Any] = loop.create_future()
+            entry = (loop, fut)
+            self._waiters.append(entry)
+        w = WHERE.get()
+        try:
+            if w is not None:
+                ok = await w.apartment.com_wait(fut, timeout=timeout)
+            else:
+                h = loop.call_later(timeout, _set_false, fut) if timeout is not None else None
+                try:
+                    ok = await fut
+                finally:
+                    if h is not None:
+                        h.cancel()
+        finally:
+            with self._lock:
+                if entry in self._waiters:
+                    self._waiters.remove(entry)
+        return hr.S_OK if ok else hr.RPC_S_CALLPENDING
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        iface = _check_interface(iface)
+        if iface in (ISynchronize, IUnknown):
+            self.AddRef()
+            return self
+        raise COMError(hr.E_NOINTERFACE, f"{type(self).__name__} has no {iface.__name__}")
+
+    def AddRef(self) -> int:
+        self._refs += 1
+        return self._refs
+
+    def Release(self) -> int:
+        self._refs = max(0, self._refs - 1)
+        return self._refs
+
+    def __reduce__(self) -> Any:  # pragma: no cover - passed by reference, never pickled
+        raise TypeError("events pass by reference")
+
+
+def _set_false(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(False)
+
+
+def _call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    try:
+        if loop is running:
+            loop.call_soon(fn, *args, context=contextvars.Context())
+        else:
+            loop.call_soon_threadsafe(fn, *args, context=contextvars.Context())
+    except RuntimeError:
+        pass  # the waiter's loop has closed
+
+
+class StdEvent(_Event):
+    """An auto-reset event: a successful wait resets it (R23)."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_reset=True)
+
+
+class ManualResetEvent(_Event):
+    """A manual-reset event: it stays set until ``Reset()`` (R23)."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_reset=False)
+
+
+# --------------------------------------------------------------------------- server call (R26)
+class ServerCall:
+    """Base of a server-side call object (R26). Keeps ``outer`` (signal it when the result is
+    ready) and gives ``TestCancel()`` for cooperative cancellation."""
+
+    _com_kind_ = "servercall"
+    _com_incoming: ClientCall | None = None
+
+    def __init__(self, outer: Any) -> None:
+        self.outer = outer
+
+    def TestCancel(self) -> int:
+        """RPC_E_CALL_CANCELED once the client cancelled, RPC_S_CALLPENDING before."""
+        call = self._com_incoming
+        if call is None:
+            return hr.RPC_E_CALL_COMPLETE
+        return hr.RPC_E_CALL_CANCELED if call.server_cancelled else hr.RPC_S_CALLPENDING
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        iface = _check_interface(iface)
+        if isinstance(self, iface) or iface is IUnknown:
+            return self
+        if iface is ICancelMethodCalls:
+            return self
+        raise COMError(hr.E_NOINTERFACE, f"{type(self).__name__} has no {iface.__name__}")
+
+    def AddRef(self) -> int:
+        return 1
+
+    def Release(self) -> int:
+        return 0
+
+
+# --------------------------------------------------------------------------- free functions
+def CoTestCancel() -> int:
+    """Inside a server method (and tasks it spawns): RPC_E_CALL_CANCELED once the client
+    cancelled, else RPC_S_CALLPENDING; outside any incoming call RPC_E_CALL_COMPLETE (R30)."""
+    w = WHERE.get()
+    call = w.incoming if w is not None else None
+    if call is None:
+        return hr.RPC_E_CALL_COMPLETE
+    return hr.RPC_E_CALL_CANCELED if call.server_cancelled else hr.RPC_S_CALLPENDING
+
+
+def current_thread_id() -> int:
+    """The caller's simulated thread id (R31)."""
+    w = WHERE.get()
+    return w.thread_id if w is not None else outside_thread_id()
+
+
+def _cancel_counter() -> Any:
+    rt = current_runtime()
+    if rt is None:
+        from .._core.rules import CancelCounter
+
+        global _OUTSIDE_COUNTER
+        if _OUTSIDE_COUNTER is None:
+            _OUTSIDE_COUNTER = CancelCounter()
+        return _OUTSIDE_COUNTER
+    return rt._cancel_counts
+
+
+_OUTSIDE_COUNTER: Any = None
+
+
+def CoEnableCallCancellation() -> int:
+    """Make this simulated thread's later synchronous calls cancellable (counts up, R31)."""
+    return int(_cancel_counter().enable(current_thread_id()))
+
+
+def CoDisableCallCancellation() -> int:
+    """Count down; CO_E_CANCEL_DISABLED when the count is already zero (R31)."""
+    return int(_cancel_counter().disable(current_thread_id()))
+
+
+async def CoCancelCall(thread_id: int, seconds: float) -> int:
+    """Cancel the innermost pending synchronous call of simulated thread ``thread_id`` (0: the
+    caller's own) with Cancel's grace rule (R28, R31). Gives S_OK, E_NOINTERFACE (no such call),
+    CO_E_CANCEL_DISABLED, RPC_E_CALL_CANCELED or RPC_E_CALL_COMPLETE.
+
+    Raises:
+        COMError(E_INVALIDARG): a negative time-out.
+    """
+    try:
+        timeout = rules.cancel_timeout(seconds)
+    except ValueError as exc:
+        raise COMError(hr.E_INVALIDARG, f"CoCancelCall(..., {seconds!r}): {exc}") from None
+    rt = current_runtime()
+    tid = thread_id or current_thread_id()
+    stack = rt._outgoing.get(tid) if rt is not None else None
+    call: ClientCall | None = stack[-1] if stack else None
+    status = rules.cancel_call_status(
+        call is not None,
+        call is not None and call.cancellable,
+        call is not None and call.machine.state in (State.CANCELLING, State.CANCELLED),
+    )
+    if status or call is None:
+        return status
+    w = WHERE.get()
+    client = call.client
+    if w is not None and w.apartment is client:
+        return await _await_cancel(client, call, start_cancel(call, timeout))
+    # another apartment (or none): the cancel runs on the caller's loop, we wait here
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[Any] = loop.create_future()
+
+    def begin() -> None:
+        r = start_cancel(call, timeout)
+        if isinstance(r, int):
+            _call_in_loop(loop, _settle_value, result, r)
+        else:
+            r.add_done_callback(lambda f: _call_in_loop(loop, _settle_value, result, f.result()))
+
+    if not client._post(begin):
+        return hr.RPC_E_CALL_COMPLETE
+    if w is not None:
+        return int(await w.apartment.com_wait(result))
+    return int(await result)
+
+
+def _settle_value(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+__all__ = ["Connection", "Stub"]

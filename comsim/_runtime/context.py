@@ -1,0 +1,61 @@
+"""Where code runs: one context variable holding the apartment, unit, call and thread."""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._core.sta import Unit
+    from .apartment import Apartment
+    from .runtime import Runtime
+
+
+class Where:
+    """What code running in an apartment needs to know about itself (immutable once made)."""
+
+    __slots__ = ("runtime", "apartment", "unit", "incoming", "causality_id", "thread_id")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        apartment: Apartment,
+        unit: Unit | None,
+        incoming: Any,
+        causality_id: int | None,
+        thread_id: int,
+    ) -> None:
+        self.runtime = runtime
+        self.apartment = apartment
+        self.unit = unit
+        self.incoming = incoming  # the ServerCall being handled, or None
+        self.causality_id = causality_id
+        self.thread_id = thread_id
+
+
+WHERE: contextvars.ContextVar[Where | None] = contextvars.ContextVar("comsim_where", default=None)
+#: the runtime entered by code outside any apartment (set by ``Runtime.__aenter__``)
+OUTER_RUNTIME: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "comsim_runtime", default=None
+)
+
+_outside_ids: dict[int, int] = {}
+_outside_counter = itertools.count(1_000_001)
+_outside_lock = threading.Lock()
+
+
+def outside_thread_id() -> int:
+    """R31: code outside any apartment runs on one simulated thread per OS thread."""
+    ident = threading.get_ident()
+    tid = _outside_ids.get(ident)
+    if tid is None:
+        with _outside_lock:
+            tid = _outside_ids.setdefault(ident, next(_outside_counter))
+    return tid
+
+
+def current_runtime() -> Runtime | None:
+    w = WHERE.get()
+    return w.runtime if w is not None else OUTER_RUNTIME.get()

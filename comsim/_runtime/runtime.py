@@ -1,0 +1,300 @@
+"""``Runtime``: one simulated process; its apartments, ids and the two ways to move messages.
+
+Threaded (default): every STA and the MTA is an OS thread running its own asyncio loop;
+messages cross with ``call_soon_threadsafe``. Deterministic: every apartment lives on the
+caller's loop (a ``comsim.testing.VirtualTimeLoop``) and a seeded pump picks which pending
+message is delivered next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._core import hresult as hr
+from .._core.constants import ApartmentType
+from .._core.hresult import COMError
+from .._core.rules import CancelCounter
+from .apartment import Apartment
+from .context import OUTER_RUNTIME
+
+
+class _Pump:
+    """The deterministic runtime's message delivery: a seeded choice among pending messages."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int | None,
+                 runtime: Runtime) -> None:
+        self.loop = loop
+        self.rng = random.Random(seed)
+        self.pending: list[tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...]]] = []
+        self.scheduled = False
+        self.ctx = contextvars.Context()
+        self.rt = runtime
+        #: per-apartment-pair latency: (sender name or None, target name) -> seconds or callable
+        self.latency: dict[tuple[str | None, str | None], Any] = {}
+
+    def post(self, apt: Apartment | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+        if apt is not None and not apt._accepting:
+            return False
+        ctx = apt._ctx0 if apt is not None else self.ctx
+        delay = self._delay(apt)
+        if delay:
+            self.loop.call_later(delay, self._enqueue, ctx, fn, args, context=self.ctx)
+        else:
+            self._enqueue(ctx, fn, args)
+        return True
+
+    def _delay(self, target: Apartment | None) -> float:
+        if not self.latency:
+            return 0.0
+        from .context import WHERE
+
+        w = WHERE.get()
+        src = w.apartment.name if w is not None else None
+        dst = target.name if target is not None else None
+        spec = self.latency.get((src, dst), self.latency.get((None, dst),
+                                                             self.latency.get((None, None))))
+        if spec is None:
+            return 0.0
+        return float(spec(self.rng) if callable(spec) else spec)
+
+    def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
+                 args: tuple[Any, ...]) -> None:
+        self.pending.append((ctx, fn, args))
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._deliver, context=self.ctx)
+
+    def _deliver(self) -> None:
+        self.scheduled = False
+        if not self.pending:
+            return
+        # sometimes let everything else that is ready run first: a seeded interleaving
+        if self.rng.random() < 0.25:
+            self.scheduled = True
+            self.loop.call_soon(self._deliver, context=self.ctx)
+            return
+        ctx, fn, args = self.pending.pop(self.rng.randrange(len(self.pending)))
+        try:
+            ctx.run(fn, *args)
+        finally:
+            if self.pending and not self.scheduled:
+                self.scheduled = True
+                self.loop.call_soon(self._deliver, context=self.ctx)
+
+
+class Runtime:
+    """One simulated process: its STAs, its MTA, its Global Interface Table.
+
+    ``async with comsim.Runtime() as rt:`` starts the MTA; leaving the block shuts every
+    apartment down and joins their threads (R18). ``Runtime(deterministic=True, seed=N)`` runs
+    every apartment on the caller's loop, which must be a ``comsim.testing.VirtualTimeLoop``
+    (``comsim.testing.run``); the seed picks the order of message delivery.
+
+    Raises:
+        RuntimeError: a deterministic runtime entered on any other loop.
+    """
+
+    def __init__(self, *, deterministic: bool = False, seed: int | None = None) -> None:
+        self.deterministic = deterministic
+        self.seed = seed
+        self._lock = threading.Lock()
+        self._det: _Pump | None = None
+        self._closing = False
+        self._entered = False
+        self._apartments: dict[str, Apartment] = {}
+        self._call_ids = itertools.count(1)
+        self._causality_ids = itertools.count(1)
+        self._thread_ids = itertools.count(1)
+        self._cookies = itertools.count(1)
+        self._stub_ids = itertools.count(1)
+        self._outgoing: dict[int, list[Any]] = {}  # thread id -> pending sync calls (R31)
+        self._cancel_counts = CancelCounter()
+        self._host_loop: asyncio.AbstractEventLoop | None = None
+        self._token: contextvars.Token[Runtime | None] | None = None
+        self._t0 = 0.0
+        self._mta: Apartment | None = None
+        from .objref import GlobalInterfaceTable
+
+        self.git = GlobalInterfaceTable(self)
+
+    # ---------------------------------------------------------------- context manager
+    async def __aenter__(self) -> Runtime:
+        if self._entered:
+            raise RuntimeError("a Runtime can be entered once")
+        self._entered = True
+        loop = asyncio.get_running_loop()
+        self._host_loop = loop
+        if self.deterministic:
+            from ..testing._loop import VirtualTimeLoop
+
+            if not isinstance(loop, VirtualTimeLoop):
+                raise RuntimeError(
+                    "Runtime(deterministic=True) needs comsim's virtual-time loop: run the "
+                    "program with comsim.testing.run(main)"
+                )
+            self._det = _Pump(loop, self.seed, self)
+        self._t0 = self._now()
+        self._mta = await self._create("MTA", ApartmentType.MTA)
+        self._token = OUTER_RUNTIME.set(self)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Shut every apartment down (STAs newest first, then the MTA) and join threads."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            for apt in reversed(list(self._apartments.values())):
+                if apt.type is not ApartmentType.MTA:
+                    await apt._shutdown()
+            if self._mta is not None:
+                await self._mta._shutdown()
+        finally:
+            if self._token is not None:
+                try:
+                    OUTER_RUNTIME.reset(self._token)
+                except ValueError:  # exited in another context
+                    OUTER_RUNTIME.set(None)
+                self._token = None
+
+    # ---------------------------------------------------------------- apartments
+    @property
+    def mta(self) -> Apartment:
+        """The runtime's one MTA (R3)."""
+        if self._mta is None:
+            raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as rt:`")
+        return self._mta
+
+    @property
+    def apartments(self) -> list[Apartment]:
+        return list(self._apartments.values())
+
+    async def create_sta(self, name: str | None = None) -> Apartment:
+        """A new STA; the first one is the main STA (R4).
+
+        Raises:
+            ValueError: the name is taken in this runtime.
+            RuntimeError: the runtime is not running.
+        """
+        if self._mta is None or self._closing:
+            raise RuntimeError("the runtime is not running")
+        first = not any(a.type.is_sta for a in self._apartments.values())
+        if name is None:
+            name = f"sta{sum(1 for a in self._apartments.values() if a.type.is_sta) + 1}"
+        kind = ApartmentType.MAINSTA if first else ApartmentType.STA
+        return await self._create(name, kind)
+
+    async def _create(self, name: str, kind: ApartmentType) -> Apartment:
+        if name in self._apartments:
+            raise ValueError(f"an apartment named {name!r} exists in this runtime")
+        tid = self._new_thread_id() if kind.is_sta else 0
+        apt = Apartment(self, name, kind, tid)
+        self._apartments[name] = apt
+        if self._det is not None:
+            apt._loop = self._det.loop
+            apt._ident = threading.get_ident()
+        else:
+            self._start_thread(apt)
+        return apt
+
+    def _start_thread(self, apt: Apartment) -> None:
+        ready = threading.Event()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            apt._loop = loop
+            apt._ident = threading.get_ident()
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                try:
+                    pending = asyncio.all_tasks(loop)
+                    for t in pending:
+                        t.cancel()
+                    if pending:
+                        loop.run_until_complete(asyncio.wait(pending))
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                finally:
+                    asyncio.set_event_loop(None)
+                    loop.close()
+
+        thread = threading.Thread(target=main, name=f"comsim-{apt.name}", daemon=True)
+        apt._thread = thread
+        thread.start()
+        ready.wait()
+
+    # ---------------------------------------------------------------- ids and time
+    def _new_call_id(self) -> int:
+        return next(self._call_ids)
+
+    def _new_causality_id(self) -> int:
+        return next(self._causality_ids)
+
+    def _new_thread_id(self) -> int:
+        return next(self._thread_ids)
+
+    def _now(self) -> float:
+        if self._det is not None:
+            return self._det.loop.time()
+        return time.monotonic()
+
+    def _ticks_since(self, t: float) -> int:
+        return max(0, int(round((self._now() - t) * 1000)))
+
+    # ---------------------------------------------------------------- moving things
+    def _send_to_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
+                      *args: Any) -> None:
+        """Run ``fn(*args)`` on ``loop`` (any thread); dropped if that loop is closed."""
+        if self._det is not None and loop is self._det.loop:
+            self._det.post(None, fn, args)
+            return
+        try:
+            if loop is _running_loop():
+                loop.call_soon(fn, *args, context=_EMPTY)
+            else:
+                loop.call_soon_threadsafe(fn, *args, context=contextvars.Context())
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    # ---------------------------------------------------------------- fault injection
+    def set_latency(self, seconds: float | Callable[[random.Random], float], *,
+                    source: str | None = None, target: str | None = None) -> None:
+        """Deterministic runtime only: delay messages (in virtual time) from apartment
+        ``source`` to apartment ``target`` (None: any). ``seconds`` may be a function of the
+        runtime's seeded ``random.Random``.
+
+        Raises:
+            RuntimeError: on the threaded runtime.
+        """
+        if self._det is None:
+            raise RuntimeError("latency injection needs Runtime(deterministic=True)")
+        self._det.latency[(source, target)] = seconds
+
+    def __repr__(self) -> str:
+        mode = f"deterministic seed={self.seed}" if self.deterministic else "threaded"
+        return f"<comsim.Runtime {mode} apartments={list(self._apartments)}>"
+
+
+_EMPTY = contextvars.Context()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+__all__ = ["COMError", "Runtime", "hr"]

@@ -1,0 +1,43 @@
+"""structlog events for each step of a call, silent unless someone listens.
+
+Events are emitted while a ``capture_trace()`` is active, or when the application has configured
+structlog (``structlog.is_configured()``). Otherwise ``enabled()`` is False and callers skip the
+work of building the event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+_captures: list[list[dict[str, Any]]] = []
+_logger: Any = None
+
+
+def enabled() -> bool:
+    return bool(_captures) or structlog.is_configured()
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Send one event to every active capture and, if configured, to structlog."""
+    if _captures:
+        record = {"event": event, **fields}
+        for sink in list(_captures):
+            sink.append(record)
+    if structlog.is_configured():
+        global _logger
+        if _logger is None:
+            _logger = structlog.get_logger("comsim")
+        _logger.info(event, **fields)
+
+
+def add_capture(sink: list[dict[str, Any]]) -> None:
+    _captures.append(sink)
+
+
+def remove_capture(sink: list[dict[str, Any]]) -> None:
+    for i, s in enumerate(_captures):
+        if s is sink:
+            del _captures[i]
+            return

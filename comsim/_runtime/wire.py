@@ -1,0 +1,89 @@
+"""Arguments and results cross apartments by value (R11).
+
+Values are copied by pickling. Every ``CoClass`` instance and proxy inside a value, at any
+depth, becomes an object reference; on the receiving side each reference becomes a proxy bound
+to the receiving apartment, or the object itself at home. Free-threaded objects (``StdEvent``,
+``ManualResetEvent``) pass by reference. Plain immutable scalars need no copy and skip pickle.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import TYPE_CHECKING, Any
+
+from .._core import hresult as hr
+from .._core.hresult import COMError
+
+if TYPE_CHECKING:
+    from .apartment import Apartment
+
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+class Packed:
+    """A value ready to cross: pickled bytes and the references found inside."""
+
+    __slots__ = ("data", "refs")
+
+    def __init__(self, data: bytes, refs: list[Any]) -> None:
+        self.data = data
+        self.refs = refs
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, buf: io.BytesIO) -> None:
+        super().__init__(buf, protocol=pickle.HIGHEST_PROTOCOL)
+        self.refs: list[Any] = []
+
+    def persistent_id(self, obj: Any) -> Any:  # noqa: D102
+        ref = _reference_for(obj)
+        if ref is None:
+            return None
+        self.refs.append(ref)
+        return len(self.refs) - 1
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, buf: io.BytesIO, refs: list[Any], apartment: Apartment) -> None:
+        super().__init__(buf)
+        self._refs = refs
+        self._apartment = apartment
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+        return _resolve(self._refs[pid], self._apartment)
+
+
+def pack(value: Any, what: str) -> Any:
+    """``value`` ready to cross; ``COMError(RPC_X_BAD_STUB_DATA)`` if it cannot be copied."""
+    if type(value) in _SCALARS:
+        return value
+    if type(value) is tuple and all(type(v) in _SCALARS for v in value):
+        return value
+    buf = io.BytesIO()
+    p = _Pickler(buf)
+    try:
+        p.dump(value)
+    except COMError:
+        raise
+    except Exception as exc:
+        raise COMError(
+            hr.RPC_X_BAD_STUB_DATA,
+            f"{what} cannot be marshalled by value ({type(exc).__name__}: {exc}); pass "
+            "picklable data, COM objects or proxies",
+        ) from exc
+    return Packed(buf.getvalue(), p.refs)
+
+
+def unpack(value: Any, apartment: Apartment) -> Any:
+    """The receiving apartment's copy of a packed value."""
+    if type(value) is not Packed:
+        return value
+    return _Unpickler(io.BytesIO(value.data), value.refs, apartment).load()
+
+
+# object references: the proxy module knows stubs and proxies
+from . import objref as _objref  # noqa: E402
+
+_reference_for = _objref.reference_for
+_resolve = _objref.resolve

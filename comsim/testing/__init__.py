@@ -1,0 +1,23 @@
+"""comsim's testing toolkit: virtual time, trace capture, seed exploration."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+
+from ._loop import VirtualTimeLoop
+from ._trace import Trace, capture_trace
+
+T = TypeVar("T")
+
+
+def run(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``anyio.run`` on the asyncio backend with comsim's ``VirtualTimeLoop``: everything in
+    ``async_fn``, the caller's code too, lives in virtual time."""
+    return anyio.run(async_fn, *args, backend="asyncio",  # type: ignore[arg-type]
+                     backend_options={"loop_factory": VirtualTimeLoop})
+
+
+__all__ = ["Trace", "VirtualTimeLoop", "capture_trace", "run"]
