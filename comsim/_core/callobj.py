@@ -17,6 +17,7 @@ from . import hresult as hr
 
 
 class State(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     IDLE = "idle"  # no call in progress: before the first Begin_, or after Finish_
     PENDING = "pending"  # begun, the reply not yet taken in
     CANCELLING = "cancelling"  # Cancel(seconds) told the server and waits for the reply
@@ -26,6 +27,7 @@ class State(enum.Enum):
 
 
 class Input(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     BEGIN = "begin"
     REPLY = "reply"  # the reply was taken in, with any HRESULT but RPC_E_CALL_CANCELED
     REPLY_CANCELED = "reply_canceled"  # the reply says RPC_E_CALL_CANCELED
@@ -38,6 +40,7 @@ class Input(enum.Enum):
 
 
 class Effect(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     SEND = "send"  # send the request; clear the event
     REFUSE = "refuse"  # raise or return the HRESULT carried by the transition; nothing changes
     STATUS = "status"  # return the HRESULT carried by the transition (a status, not a failure)

@@ -14,12 +14,14 @@ from .constants import MSHLFLAGS
 
 
 class DataState(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     LIVE = "live"
     CONSUMED = "consumed"  # a normal marshal, unmarshalled once
     RELEASED = "released"  # release_marshal_data was called
 
 
 class DataInput(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     UNMARSHAL = "unmarshal"
     RELEASE = "release"
 

@@ -18,11 +18,13 @@ from .constants import PENDINGMSG_CANCELCALL, PENDINGMSG_WAITNOPROCESS
 
 
 class UnitKind(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     CALL = "call"  # an incoming COM call
     RUN = "run"  # Apartment.run work
 
 
 class WaitKind(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     CALL = "call"  # an outgoing synchronous call through a proxy
     OTHER = "other"  # Finish_, ISynchronize.Wait, Cancel's grace, a retry delay
 

@@ -13,6 +13,7 @@ from typing import Final
 
 
 class Stage(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     WAITING = "waiting"  # sent, not dispatched
     RUNNING = "running"  # the server method runs
     RETURNED = "returned"  # the server method has returned; the reply is on its way
@@ -20,6 +21,7 @@ class Stage(enum.Enum):
 
 
 class Input(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     DISPATCH = "dispatch"  # the server is about to run the method
     REJECT = "reject"  # the message filter rejected this dispatch (R16)
     CANCEL = "cancel"  # the client asks, at the moment of Cancel
@@ -28,6 +30,7 @@ class Input(enum.Enum):
 
 
 class Effect(enum.Enum):
+    __hash__ = object.__hash__  # identity: table lookups stay in C
     RUN = "run"
     SKIP = "skip"  # do not run: the call was cancelled while queued
     DROPPED_QUEUED = "dropped_queued"  # Cancel wins: stage `queued`, Cancel gives S_OK at once
@@ -105,6 +108,8 @@ class CancelReport:
 
 class Connection(enum.Enum):
     """An object's stub (R17)."""
+
+    __hash__ = object.__hash__  # identity: table lookups stay in C
 
     CONNECTED = "connected"
     DISCONNECTING = "disconnecting"  # CoDisconnectObject while calls still run

@@ -13,8 +13,6 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-
 from .._core import hresult as hr
 from .._core import rules
 from .._core import stub as stubcore
@@ -217,7 +215,7 @@ class Apartment:
         if self._closing:
             self._reply_now(call, hr.RPC_E_DISCONNECTED)
             return
-        if trace.enabled():
+        if call.tracing:
             trace.emit("call.arrived", call_id=call.id, causality_id=call.causality_id,
                        method=call.method, client=call.client.name, server=self.name)
         if self._sched is None:
@@ -254,7 +252,8 @@ class Apartment:
         if effect is stubcore.Effect.SKIP:
             self._end_unit(unit)
             return
-        status = stubcore.request_status(call.stub.conn)
+        conn = call.stub.conn
+        status = None if conn is stubcore.Connection.CONNECTED else stubcore.request_status(conn)
         if status is not None:
             self._reply_now(call, status, returned=True)
             self._end_unit(unit)
@@ -289,8 +288,7 @@ class Apartment:
         WHERE.set(Where(rt, self, unit, call, call.causality_id, tid))
         stub = call.stub
         stub.running += 1
-        tracing = trace.enabled()
-        if tracing:
+        if call.tracing:
             trace.emit("call.dispatched", call_id=call.id, causality_id=call.causality_id,
                        method=call.method, client=call.client.name, server=self.name)
         reply: Reply
@@ -325,14 +323,14 @@ class Apartment:
         with rt._lock:
             if call.sstate.stage is stubcore.Stage.RUNNING:
                 call.sstate.step(stubcore.Input.RETURN)
-        if trace.enabled() and reply.reject is None:
+        if call.tracing and reply.reject is None:
             fields: dict[str, Any] = {}
             if reply.exc is not None:
                 fields["exc"] = repr(reply.exc)
             trace.emit("call.returned", call_id=call.id, causality_id=call.causality_id,
                        method=call.method, client=call.client.name, server=self.name,
                        hresult=reply.hresult, **fields)
-        if not call.client._post(on_reply, call, reply) and trace.enabled():
+        if not call.client._post(on_reply, call, reply) and call.tracing:
             trace.emit("call.reply_dropped", call_id=call.id, causality_id=call.causality_id,
                        method=call.method, client=call.client.name, server=self.name,
                        hresult=reply.hresult, reason="client apartment gone")
@@ -353,7 +351,7 @@ class Apartment:
             return
         with rt._lock:
             due = call.report.note_stage(stage)
-        if due is not None and trace.enabled():
+        if due is not None and call.tracing:
             trace.emit("call.cancelled", call_id=call.id, causality_id=call.causality_id,
                        method=call.method, client=call.client.name, server=self.name,
                        hresult=hr.RPC_E_CALL_CANCELED, stage=due)
@@ -511,4 +509,3 @@ async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
-__all__ = ["Apartment", "anyio"]

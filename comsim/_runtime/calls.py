@@ -63,7 +63,7 @@ class ClientCall:
         "id", "causality_id", "spec", "method", "stub", "server", "client", "args", "machine",
         "sstate", "report", "reply", "waiters", "cancel_waiters", "sync", "cancellable",
         "caller_thread", "sent_at", "scope", "server_cancelled", "owner", "rejected",
-        "grace_handle", "async_iface",
+        "grace_handle", "async_iface", "tracing",
     )
 
     def __init__(self, where: Where, stub: Stub, spec: MethodSpec, args: Any,
@@ -95,6 +95,7 @@ class ClientCall:
         self.rejected: int | None = None
         self.grace_handle: asyncio.TimerHandle | None = None
         self.async_iface: type[Interface] | None = None
+        self.tracing = trace.enabled()  # asked once per call: no logging work otherwise
 
     def __repr__(self) -> str:
         return (f"<call #{self.id} {self.spec.interface.__name__}.{self.method} "
@@ -110,7 +111,7 @@ class ClientCall:
 
 
 def _send(call: ClientCall) -> None:
-    if trace.enabled():
+    if call.tracing:
         trace.emit("call.sent", **call.fields())
     if not call.server._post(call.server._on_request, call):
         # the server apartment has gone (R18): the answer comes back at once
@@ -148,7 +149,7 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
 
 
 def _trace_dropped(call: ClientCall, reply: Reply, why: str) -> None:
-    if trace.enabled():
+    if call.tracing or trace.enabled():
         trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult, reason=why)
 
 
@@ -167,7 +168,7 @@ def _ended(call: ClientCall, cancelled: bool) -> None:
     if cancelled:
         with call.client._rt._lock:
             due = call.report.note_client_ended()
-        if due is not None and trace.enabled():
+        if due is not None and call.tracing:
             trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
                        stage=due)
     owner = call.owner
@@ -206,7 +207,7 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
         effect, _state, code = machine.step(inp)
     if effect is Effect.STATUS or effect is Effect.NOTHING:
         return code
-    if trace.enabled():
+    if call.tracing:
         trace.emit("call.cancel_requested", **call.fields())
     if effect is Effect.COMPLETE_CANCELLED:  # never dispatched (R29 `queued`)
         with rt._lock:
@@ -252,7 +253,10 @@ def _check_proxy(proxy: Proxy) -> Where:
     if w is None or w.apartment is not proxy._apartment or not proxy._apartment._accepting:
         proxy._check_use()
     assert w is not None
-    code = request_status(proxy._stub.conn)
+    stub = proxy._stub
+    if stub.conn is Connection.CONNECTED and stub.apartment._accepting:
+        return w
+    code = request_status(stub.conn)
     if code is not None:
         raise COMError(code, f"{type(proxy._stub.obj).__name__} was disconnected "
                              "(CoDisconnectObject or its apartment shut down)")
@@ -334,7 +338,7 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
     """What Finish_ (or a synchronous call) gives once the FINISH step is taken (R22): the
     result, or the failure raised."""
     if effect is Effect.RAISE_CANCELLED:
-        if trace.enabled():
+        if call.tracing:
             trace.emit("call.completed", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED)
         raise COMError(hr.RPC_E_CALL_CANCELED,
                        f"{call.spec.interface.__name__}.{call.method} was cancelled; there is no "
@@ -344,7 +348,7 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
     reply = call.reply
     assert reply is not None
     call.reply = None
-    if trace.enabled():
+    if call.tracing:
         trace.emit("call.completed", **call.fields(), hresult=reply.hresult)
     if reply.hresult < 0:
         raise COMError(reply.hresult, reply.text) from reply.exc

@@ -25,6 +25,9 @@ from .apartment import Apartment
 from .context import OUTER_RUNTIME
 
 
+SKIP = 0.25
+
+
 class _Pump:
     """The deterministic runtime's message delivery: a seeded choice among pending messages."""
 
@@ -34,7 +37,8 @@ class _Pump:
         self.rng = random.Random(seed)
         self.pending: list[tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...]]] = []
         self.scheduled = False
-        self.ctx = contextvars.Context()
+        self.ctx = contextvars.Context()  # the pump's own callbacks
+        self.host_ctx = contextvars.Context()  # messages to code outside any apartment
         self.rt = runtime
         #: per-apartment-pair latency: (sender name or None, target name) -> seconds or callable
         self.latency: dict[tuple[str | None, str | None], Any] = {}
@@ -42,7 +46,7 @@ class _Pump:
     def post(self, apt: Apartment | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         if apt is not None and not apt._accepting:
             return False
-        ctx = apt._ctx0 if apt is not None else self.ctx
+        ctx = apt._ctx0 if apt is not None else self.host_ctx
         delay = self._delay(apt)
         if delay:
             self.loop.call_later(delay, self._enqueue, ctx, fn, args, context=self.ctx)
@@ -76,7 +80,7 @@ class _Pump:
         if not self.pending:
             return
         # sometimes let everything else that is ready run first: a seeded interleaving
-        if self.rng.random() < 0.25:
+        if self.rng.random() < SKIP:
             self.scheduled = True
             self.loop.call_soon(self._deliver, context=self.ctx)
             return
@@ -262,7 +266,7 @@ class Runtime:
             return
         try:
             if loop is _running_loop():
-                loop.call_soon(fn, *args, context=_EMPTY)
+                loop.call_soon(fn, *args, context=contextvars.Context())
             else:
                 loop.call_soon_threadsafe(fn, *args, context=contextvars.Context())
         except RuntimeError:  # the loop is closed: nobody waits any more
@@ -285,9 +289,6 @@ class Runtime:
     def __repr__(self) -> str:
         mode = f"deterministic seed={self.seed}" if self.deterministic else "threaded"
         return f"<comsim.Runtime {mode} apartments={list(self._apartments)}>"
-
-
-_EMPTY = contextvars.Context()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -1,0 +1,255 @@
+"""Latency of comsim's calls, each beside a raw-Python baseline measured in the same run.
+
+    python benchmarks/latency.py [--n 3000] [--json]
+
+Baselines:
+- direct await: the same object's method awaited directly, no comsim;
+- two loops: two plain asyncio loops on two threads handing a request and a reply over with
+  ``call_soon_threadsafe`` (what one cross-apartment round trip must at least cost);
+- one loop: an ``asyncio.Queue`` hop and a future on one loop (the deterministic runtime's floor).
+
+Figures are p50 and p99 in microseconds; the ratio is comsim's p50 over its baseline's p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import comsim  # noqa: E402
+import comsim.testing  # noqa: E402
+
+
+import os
+COOP = os.environ.get("POLICY", "interrupt")
+
+
+class ICalc(comsim.Interface):
+    async def Add(self, a: int, b: int) -> int: ...
+    async def Block(self, gate: Any) -> int: ...
+
+
+class Calc(comsim.CoClass, ICalc):
+    cancel_policy = COOP
+    async def Add(self, a: int, b: int) -> int:
+        return a + b
+
+    async def Block(self, gate: Any) -> int:
+        await gate.Wait(0, comsim.INFINITE)
+        return 1
+
+
+AsyncICalc = comsim.async_interface(ICalc)
+
+
+async def _sample(fn: Callable[[], Awaitable[Any]], n: int, warm: int = 200) -> list[float]:
+    for _ in range(warm):
+        await fn()
+    out = []
+    gc.disable()
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await fn()
+            out.append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
+    return out
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+    return {"p50": xs[len(xs) // 2] * 1e6, "p99": xs[min(len(xs) - 1, int(len(xs) * 0.99))] * 1e6,
+            "mean": statistics.fmean(xs) * 1e6}
+
+
+# ----------------------------------------------------------------------------- baselines
+async def baseline_direct(n: int) -> list[float]:
+    obj = _Plain()
+    return await _sample(lambda: obj.Add(1, 2), n)
+
+
+class _Plain:
+    async def Add(self, a: int, b: int) -> int:
+        return a + b
+
+
+def baseline_two_loops(n: int) -> list[float]:
+    server = asyncio.new_event_loop()
+    t = threading.Thread(target=server.run_forever, daemon=True)
+    t.start()
+    result: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def handle(fut: asyncio.Future[int], a: int, b: int) -> None:
+            loop.call_soon_threadsafe(fut.set_result, a + b)
+
+        async def call() -> int:
+            fut: asyncio.Future[int] = loop.create_future()
+            server.call_soon_threadsafe(handle, fut, 1, 2)
+            return await fut
+
+        result.extend(await _sample(call, n))
+
+    client = threading.Thread(target=lambda: asyncio.run(main()))
+    client.start()
+    client.join()
+    server.call_soon_threadsafe(server.stop)
+    t.join()
+    server.close()
+    return result
+
+
+async def baseline_one_loop(n: int) -> list[float]:
+    q: asyncio.Queue[tuple[asyncio.Future[int], int, int]] = asyncio.Queue()
+
+    async def server() -> None:
+        while True:
+            fut, a, b = await q.get()
+            fut.set_result(a + b)
+
+    task = asyncio.get_running_loop().create_task(server())
+    loop = asyncio.get_running_loop()
+
+    async def call() -> int:
+        fut: asyncio.Future[int] = loop.create_future()
+        q.put_nowait((fut, 1, 2))
+        return await fut
+
+    try:
+        return await _sample(call, n)
+    finally:
+        task.cancel()
+
+
+# ----------------------------------------------------------------------------- comsim
+async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apartment,
+                n: int, kind: str) -> list[float]:
+    async def make() -> Any:
+        return comsim.marshal_interface(Calc(), ICalc)
+
+    stream = await server.run(make)
+
+    async def measure() -> list[float]:
+        p = comsim.unmarshal_interface(stream)
+        if kind == "sync":
+            return await _sample(lambda: p.Add(1, 2), n)
+        if kind == "async":
+            f = p.QueryInterface(comsim.ICallFactory)
+            call = f.CreateCall(AsyncICalc)
+
+            async def once() -> int:
+                call.Begin_Add(1, 2)
+                return await call.Finish_Add()
+
+            return await _sample(once, n)
+        if kind == "cancel":
+            f = p.QueryInterface(comsim.ICallFactory)
+            call = f.CreateCall(AsyncICalc)
+            cancel = call.QueryInterface(comsim.ICancelMethodCalls)
+            gate = comsim.ManualResetEvent()
+            out: list[float] = []
+            for i in range(n + 50):
+                call.Begin_Block(gate)
+                t0 = time.perf_counter()
+                await cancel.Cancel(0)
+                try:
+                    await call.Finish_Block()
+                except comsim.COMError:
+                    pass
+                if i >= 50:
+                    out.append(time.perf_counter() - t0)
+            gate.Signal()
+            return out
+        raise ValueError(kind)
+
+    return await client.run(measure)
+
+
+async def comsim_same_apartment(n: int) -> list[float]:
+    async with comsim.Runtime() as rt:
+        sta = await rt.create_sta("a")
+
+        async def measure() -> list[float]:
+            obj = comsim.unmarshal_interface(comsim.marshal_interface(Calc(), ICalc))
+            return await _sample(lambda: obj.Add(1, 2), n)
+
+        return await sta.run(measure)
+
+
+async def comsim_threaded(n: int, client: str, server: str, kind: str = "sync") -> list[float]:
+    async with comsim.Runtime() as rt:
+        apts = {"sta1": await rt.create_sta("sta1"), "sta2": await rt.create_sta("sta2"),
+                "mta": rt.mta}
+        return await _pair(rt, apts[client], apts[server], n, kind)
+
+
+def comsim_deterministic(n: int) -> list[float]:
+    out: list[float] = []
+
+    async def main() -> None:
+        async with comsim.Runtime(deterministic=True, seed=1) as rt:
+            a = await rt.create_sta("a")
+            b = await rt.create_sta("b")
+            out.extend(await _pair(rt, a, b, n, "sync"))
+
+    comsim.testing.run(main)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    n = args.n
+    rows: list[tuple[str, dict[str, float], str, dict[str, float]]] = []
+    direct = _stats(asyncio.run(baseline_direct(n)))
+    two = _stats(baseline_two_loops(n))
+    one = _stats(asyncio.run(baseline_one_loop(n)))
+    rows.append(("same apartment", _stats(asyncio.run(comsim_same_apartment(n))),
+                 "direct await", direct))
+    for label, c, s in (("STA->STA", "sta1", "sta2"), ("MTA->STA", "mta", "sta1"),
+                        ("STA->MTA", "sta1", "mta")):
+        rows.append((label, _stats(asyncio.run(comsim_threaded(n, c, s))), "two loops", two))
+    rows.append(("STA->STA Begin_/Finish_",
+                 _stats(asyncio.run(comsim_threaded(n, "sta1", "sta2", "async"))),
+                 "two loops", two))
+    rows.append(("STA->STA Cancel(0)->Finish_",
+                 _stats(asyncio.run(comsim_threaded(max(200, n // 5), "sta1", "sta2", "cancel"))),
+                 "two loops", two))
+    rows.append(("deterministic STA->STA", _stats(comsim_deterministic(n)), "one loop", one))
+    report = {
+        label: {"p50_us": round(st["p50"], 2), "p99_us": round(st["p99"], 2),
+                "baseline": base, "baseline_p50_us": round(bst["p50"], 2),
+                "baseline_p99_us": round(bst["p99"], 2),
+                "ratio_p50": round(st["p50"] / bst["p50"], 2)}
+        for label, st, base, bst in rows
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{'call':30} {'p50 us':>9} {'p99 us':>9}   {'baseline':14} {'p50 us':>9} "
+              f"{'p99 us':>9} {'ratio':>6}")
+        for label, r in report.items():
+            print(f"{label:30} {r['p50_us']:9.2f} {r['p99_us']:9.2f}   {r['baseline']:14} "
+                  f"{r['baseline_p50_us']:9.2f} {r['baseline_p99_us']:9.2f} "
+                  f"{r['ratio_p50']:5.2f}x")
+    return report
+
+
+if __name__ == "__main__":
+    main()
