@@ -216,8 +216,7 @@ class Apartment:
             self._reply_now(call, hr.RPC_E_DISCONNECTED)
             return
         if call.tracing:
-            trace.emit("call.arrived", call_id=call.id, causality_id=call.causality_id,
-                       method=call.method, client=call.client.name, server=self.name)
+            trace.emit("call.arrived", **call.fields())
         if self._sched is None:
             self._dispatch(call, None)
         else:
@@ -289,8 +288,7 @@ class Apartment:
         stub = call.stub
         stub.running += 1
         if call.tracing:
-            trace.emit("call.dispatched", call_id=call.id, causality_id=call.causality_id,
-                       method=call.method, client=call.client.name, server=self.name)
+            trace.emit("call.dispatched", **call.fields())
         reply: Reply
         try:
             reply = await run_server_method(self, call)
@@ -327,13 +325,10 @@ class Apartment:
             fields: dict[str, Any] = {}
             if reply.exc is not None:
                 fields["exc"] = repr(reply.exc)
-            trace.emit("call.returned", call_id=call.id, causality_id=call.causality_id,
-                       method=call.method, client=call.client.name, server=self.name,
-                       hresult=reply.hresult, **fields)
+            trace.emit("call.returned", **call.fields(), hresult=reply.hresult, **fields)
         if not call.client._post(on_reply, call, reply) and call.tracing:
-            trace.emit("call.reply_dropped", call_id=call.id, causality_id=call.causality_id,
-                       method=call.method, client=call.client.name, server=self.name,
-                       hresult=reply.hresult, reason="client apartment gone")
+            trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult,
+                       reason="client apartment gone")
 
     def _on_cancel(self, call: ClientCall) -> None:
         """A cancel message reaches the server (R28-R30)."""
@@ -352,9 +347,8 @@ class Apartment:
         with rt._lock:
             due = call.report.note_stage(stage)
         if due is not None and call.tracing:
-            trace.emit("call.cancelled", call_id=call.id, causality_id=call.causality_id,
-                       method=call.method, client=call.client.name, server=self.name,
-                       hresult=hr.RPC_E_CALL_CANCELED, stage=due)
+            trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
+                       stage=due)
 
     # ------------------------------------------------------------------ Apartment.run
     async def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -106,8 +106,10 @@ class ClientCall:
         return self.owner is None or self.owner._call is self
 
     def fields(self) -> dict[str, Any]:
+        rt = self.client._rt
         return {"call_id": self.id, "causality_id": self.causality_id, "method": self.method,
-                "client": self.client.name, "server": self.server.name}
+                "client": self.client.name, "server": self.server.name,
+                "t": rt._now() - rt._t0}
 
 
 def _send(call: ClientCall) -> None:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio._backends._asyncio  # noqa: F401 - loaded now, not inside the first call
+
 from .._core import hresult as hr
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
