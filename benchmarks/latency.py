@@ -27,11 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import comsim  # noqa: E402
-import comsim.testing  # noqa: E402
-
-
 import os
+
+import comsim
+import comsim.testing
+
 COOP = os.environ.get("POLICY", "interrupt")
 
 

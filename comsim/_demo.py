@@ -21,7 +21,8 @@ from ._runtime import trace as _trace
 
 
 class IWorker(comsim.Interface):
-    async def Work(self, label: str, gate: Any) -> str: ...
+    async def Work(self, label: str, gate: Any) -> str:  # type: ignore[empty-body]
+        ...
 
 
 class Worker(comsim.CoClass, IWorker):

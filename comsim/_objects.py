@@ -42,7 +42,7 @@ class Interface:
         methods: dict[str, MethodSpec] = {}
         for base in reversed(cls.__mro__[1:]):
             if getattr(base, "_com_is_interface_", False) and base is not cls:
-                methods.update(base._com_methods_)
+                methods.update(getattr(base, "_com_methods_", {}))
         for name, func in collect_methods(cls, dict(cls.__dict__)).items():
             methods[name] = MethodSpec(cls, name, func)
         cls._com_methods_ = methods

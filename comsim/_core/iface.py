@@ -17,7 +17,7 @@ from .hresult import COMError
 class MethodSpec:
     """One method of an interface: its name and how arguments bind to it."""
 
-    __slots__ = ("name", "interface", "signature", "npos", "simple", "is_async")
+    __slots__ = ("interface", "is_async", "name", "npos", "signature", "simple")
 
     def __init__(self, interface: type, name: str, func: Callable[..., Any]) -> None:
         self.name = name

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .constants import PENDINGMSG_CANCELCALL, PENDINGMSG_WAITNOPROCESS
@@ -29,45 +28,70 @@ class WaitKind(enum.Enum):
     OTHER = "other"  # Finish_, ISynchronize.Wait, Cancel's grace, a retry delay
 
 
-@dataclass(eq=False)
 class Unit:
-    kind: UnitKind
-    payload: Any = None
-    waits: list[Wait] = field(default_factory=list)
-    held_by: Wait | None = None  # MessagePending said: not during this wait
-    consulted: set[int] = field(default_factory=set)  # ids of waits MessagePending saw
+    """One unit of work of an STA: an incoming call or an ``Apartment.run``."""
+
+    __slots__ = ("consulted", "held_by", "kind", "payload", "waits")
+
+    def __init__(self, kind: UnitKind, payload: Any = None) -> None:
+        self.kind = kind
+        self.payload = payload
+        self.waits: list[Wait] = []
+        self.held_by: Wait | None = None  # MessagePending said: not during this wait
+        self.consulted: list[Wait] = []  # waits MessagePending was asked about
 
     @property
     def in_com_wait(self) -> bool:
-        return any(not w.ready for w in self.waits)
+        for w in self.waits:
+            if not w.ready:
+                return True
+        return False
+
+    def __repr__(self) -> str:
+        return f"<Unit {self.kind.value} waits={len(self.waits)}>"
 
 
-@dataclass(eq=False)
 class Wait:
-    unit: Unit
-    kind: WaitKind
-    causality_id: int | None = None  # of the outgoing call waited on
-    payload: Any = None  # what is waited on (the outgoing call), for MessagePending
-    gate: Any = None  # the runtime's handle to wake the waiter when it may resume
-    ready: bool = False  # the condition waited for has happened
-    ended: bool = False  # the wait is over and the unit runs again
+    """One COM wait of a unit."""
+
+    __slots__ = ("causality_id", "ended", "gate", "kind", "payload", "ready", "unit")
+
+    def __init__(self, unit: Unit, kind: WaitKind, causality_id: int | None = None,
+                 payload: Any = None) -> None:
+        self.unit = unit
+        self.kind = kind
+        self.causality_id = causality_id  # of the outgoing call waited on
+        self.payload = payload  # what is waited on (the outgoing call), for MessagePending
+        self.gate: Any = None  # the runtime's handle to wake the waiter when it may resume
+        self.ready = False  # the condition waited for has happened
+        self.ended = False  # the wait is over and the unit runs again
 
 
-@dataclass(frozen=True)
 class Start:
-    unit: Unit
+    """Start this unit now."""
+
+    __slots__ = ("unit",)
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
 
 
-@dataclass(frozen=True)
 class Resume:
-    wait: Wait
+    """This wait is over and its unit is on top: let the waiter go on."""
+
+    __slots__ = ("wait",)
+
+    def __init__(self, wait: Wait) -> None:
+        self.wait = wait
 
 
-@dataclass(frozen=True)
 class CancelOutgoing:
     """MessagePending answered PENDINGMSG_CANCELCALL: fail this outgoing call."""
 
-    wait: Wait
+    __slots__ = ("wait",)
+
+    def __init__(self, wait: Wait) -> None:
+        self.wait = wait
 
 
 Action = Start | Resume | CancelOutgoing
@@ -176,8 +200,8 @@ class StaScheduler:
             if unit.held_by is not None and not unit.held_by.ready:
                 continue
             if (unit.kind is UnitKind.RUN and wait is not None and wait.kind is WaitKind.CALL
-                    and self.consult is not None and id(wait) not in unit.consulted):
-                unit.consulted.add(id(wait))
+                    and self.consult is not None and not any(c is wait for c in unit.consulted)):
+                unit.consulted.append(wait)
                 answer = self.consult(unit, wait, len(self.stack) > 1)
                 if answer == PENDINGMSG_WAITNOPROCESS:
                     unit.held_by = wait

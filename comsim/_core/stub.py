@@ -83,7 +83,7 @@ class CancelReport:
     Each ``note_*`` returns the stage when the event is due now, else None.
     """
 
-    __slots__ = ("_client_ended", "_stage", "_done")
+    __slots__ = ("_client_ended", "_done", "_stage")
 
     def __init__(self) -> None:
         self._client_ended = False

@@ -25,8 +25,8 @@ from .._core.hresult import COMError
 from .._core.sta import (
     CancelOutgoing,
     Resume,
-    StaScheduler,
     Start,
+    StaScheduler,
     Unit,
     UnitKind,
     Wait,
@@ -51,7 +51,7 @@ def _settle(fut: asyncio.Future[Any], value: Any) -> None:
 class _Job:
     """One ``Apartment.run`` unit."""
 
-    __slots__ = ("fn", "args", "loop", "waiter", "task", "unit", "cancelled")
+    __slots__ = ("args", "cancelled", "fn", "loop", "task", "unit", "waiter")
 
     def __init__(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                  loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
@@ -257,7 +257,9 @@ class Apartment:
             self._reply_now(call, status, returned=True)
             self._end_unit(unit)
             return
-        self._spawn(self._serve(call, unit))
+        from .calls import serve
+
+        self._spawn(serve(self, call, unit))
 
     def _ask_filter(self, flt: Any, call: ClientCall) -> int:
         sched = self._sched
@@ -277,32 +279,6 @@ class Apartment:
         except Exception as exc:
             trace.emit("filter.error", apartment=self.name, exc=repr(exc))
             return SERVERCALL_ISHANDLED
-
-    async def _serve(self, call: ClientCall, unit: Unit | None) -> None:
-        """The server task: runs the method, sends the reply (R13, R14, R30)."""
-        from .calls import Reply, run_server_method
-
-        rt = self._rt
-        tid = self.thread_id if self._sched is not None else rt._new_thread_id()
-        WHERE.set(Where(rt, self, unit, call, call.causality_id, tid))
-        stub = call.stub
-        stub.running += 1
-        if call.tracing:
-            trace.emit("call.dispatched", **call.fields())
-        reply: Reply
-        try:
-            reply = await run_server_method(self, call)
-        except asyncio.CancelledError:
-            # only the apartment's shutdown cancels the server task itself (R18)
-            reply = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {self.name!r} shut down")
-            self._send_reply(call, reply)
-            raise
-        finally:
-            stub.running -= 1
-            if stub.conn is stubcore.Connection.DISCONNECTING and stub.running == 0:
-                stub.conn = stubcore.Connection.DISCONNECTED
-            self._end_unit(unit)
-        self._send_reply(call, reply)
 
     def _reply_now(self, call: ClientCall, code: int, returned: bool = False) -> None:
         from .calls import Reply
@@ -371,6 +347,7 @@ class Apartment:
             raise self._gone_error()
         try:
             ok, value = await waiter
+            value_t: T = value
         except asyncio.CancelledError:
             job.cancelled = True
             self._post(self._cancel_job, job)
@@ -381,7 +358,7 @@ class Apartment:
                     continue
             raise
         if ok:
-            return value  # type: ignore[no-any-return]
+            return value_t
         raise value
 
     def _gone_error(self) -> COMError:
@@ -415,7 +392,7 @@ class Apartment:
             outcome: tuple[bool, Any] = (True, result)
         except asyncio.CancelledError as exc:
             outcome = (False, self._gone_error() if self._closing else exc)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:
             outcome = (False, exc)
         finally:
             self._end_unit(unit)

@@ -19,7 +19,7 @@ from .._core import rules
 from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
-from .._core.sta import WaitKind
+from .._core.sta import Unit, WaitKind
 from .._core.stub import CancelReport, Connection, StubCall, request_status
 from .._core.stub import Effect as StubEffect
 from .._core.stub import Input as StubInput
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 class Reply:
     """A reply message: an HRESULT and, on success, the packed result."""
 
-    __slots__ = ("hresult", "value", "text", "exc", "reject")
+    __slots__ = ("exc", "hresult", "reject", "text", "value")
 
     def __init__(self, hresult: int, value: Any = None, text: str | None = None,
                  exc: BaseException | None = None, reject: int | None = None) -> None:
@@ -60,10 +60,31 @@ class ClientCall:
     """One call from ``Begin_`` (or the start of a synchronous call) to its end."""
 
     __slots__ = (
-        "id", "causality_id", "spec", "method", "stub", "server", "client", "args", "machine",
-        "sstate", "report", "reply", "waiters", "cancel_waiters", "sync", "cancellable",
-        "caller_thread", "sent_at", "scope", "server_cancelled", "owner", "rejected",
-        "grace_handle", "async_iface", "tracing",
+        "args",
+        "async_iface",
+        "caller_thread",
+        "cancel_waiters",
+        "cancellable",
+        "causality_id",
+        "client",
+        "grace_handle",
+        "id",
+        "machine",
+        "method",
+        "owner",
+        "rejected",
+        "reply",
+        "report",
+        "scope",
+        "sent_at",
+        "server",
+        "server_cancelled",
+        "spec",
+        "sstate",
+        "stub",
+        "sync",
+        "tracing",
+        "waiters",
     )
 
     def __init__(self, where: Where, stub: Stub, spec: MethodSpec, args: Any,
@@ -357,15 +378,28 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
     return unpack(reply.value, apt)
 
 
-async def run_server_method(apt: Apartment, call: ClientCall) -> Reply:
-    """Run the method on the server (R14, R26, R30) and build the reply."""
-    obj = call.stub.obj
+async def serve(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
+    """The server task: runs the method and sends the reply (R13, R14, R26, R30)."""
+    rt = apt._rt
+    tid = apt.thread_id if apt._sched is not None else rt._new_thread_id()
+    WHERE.set(Where(rt, apt, unit, call, call.causality_id, tid))
+    stub = call.stub
+    stub.running += 1
+    if call.tracing:
+        trace.emit("call.dispatched", **call.fields())
+    obj = stub.obj
+    reply = Reply(hr.RPC_E_SERVERFAULT, text="the server task ended abnormally")
     try:
+        if rt._faults:
+            fault = rt._fault_for(call.method, apt)
+            if fault is not None:
+                raise fault
         args = unpack(call.args, apt)
         if isinstance(obj, ICallFactory) and call.spec.interface is not ICallFactory:
             done, value = await _via_server_call(apt, call, obj, args)
             if done:
-                return Reply(hr.S_OK, pack(value, f"the result of {call.method}"))
+                reply = Reply(hr.S_OK, pack(value, f"the result of {call.method}"))
+                return
         fn = getattr(obj, call.method)
         if obj.cancel_policy == "interrupt":
             with anyio.CancelScope() as scope:
@@ -377,20 +411,29 @@ async def run_server_method(apt: Apartment, call: ClientCall) -> Reply:
                     result = await result
             call.scope = None
             if scope.cancelled_caught:
-                return Reply(hr.RPC_E_CALL_CANCELED, text="the server method was interrupted")
+                reply = Reply(hr.RPC_E_CALL_CANCELED, text="the server method was interrupted")
+                return
         else:
             result = fn(*args)
             if inspect.isawaitable(result):
                 result = await result
-        return Reply(hr.S_OK, pack(result, f"the result of {call.method}"))
+        reply = Reply(hr.S_OK, pack(result, f"the result of {call.method}"))
     except COMError as exc:
-        return Reply(exc.hresult, text=exc.text)
+        reply = Reply(exc.hresult, text=exc.text)
     except asyncio.CancelledError:
+        # only the apartment's shutdown cancels the server task itself (R18)
+        reply = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {apt.name!r} shut down")
         raise
     except Exception as exc:
-        return Reply(hr.RPC_E_SERVERFAULT,
-                     text=f"{type(obj).__name__}.{call.method} raised {type(exc).__name__}: {exc}",
-                     exc=exc)
+        reply = Reply(hr.RPC_E_SERVERFAULT,
+                      text=f"{type(obj).__name__}.{call.method} raised {type(exc).__name__}: {exc}",
+                      exc=exc)
+    finally:
+        stub.running -= 1
+        if stub.conn is Connection.DISCONNECTING and stub.running == 0:
+            stub.conn = Connection.DISCONNECTED
+        apt._end_unit(unit)
+        apt._send_reply(call, reply)
 
 
 async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
@@ -505,7 +548,7 @@ class CallObject:
     def _begin(self, spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
         self._check()
         if self._machine.state is not State.IDLE:
-            effect, _s, code = self._machine.step(Input.BEGIN)
+            _effect, _s, code = self._machine.step(Input.BEGIN)
             what = ("Finish_ has not been called for the previous call; call "
                     f"Finish_{self._call.method if self._call else '?'}() first"
                     if code == hr.RPC_E_CALL_PENDING else "the call object was released")

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class Where:
     """What code running in an apartment needs to know about itself (immutable once made)."""
 
-    __slots__ = ("runtime", "apartment", "unit", "incoming", "causality_id", "thread_id")
+    __slots__ = ("apartment", "causality_id", "incoming", "runtime", "thread_id", "unit")
 
     def __init__(
         self,

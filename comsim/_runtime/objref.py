@@ -33,7 +33,7 @@ _stub_lock = threading.Lock()
 class Stub:
     """The server-side end of an object's connections: one per exported object."""
 
-    __slots__ = ("id", "obj", "apartment", "conn", "running", "interfaces")
+    __slots__ = ("apartment", "conn", "id", "interfaces", "obj", "running")
 
     def __init__(self, obj: CoClass, apartment: Apartment) -> None:
         self.id = apartment._rt._stub_ids.__next__()
@@ -226,7 +226,7 @@ def resolve(ref: Any, apartment: Apartment) -> Any:
 class MarshalStream:
     """Marshal data for one interface of one object (a stand-in for COM's stream)."""
 
-    __slots__ = ("_data", "_stub", "_iface")
+    __slots__ = ("_data", "_iface", "_stub")
 
     def __init__(self, data: MarshalData, stub: Stub, iface: type[Interface]) -> None:
         self._data = data

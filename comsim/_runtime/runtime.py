@@ -26,7 +26,6 @@ from .._core.rules import CancelCounter
 from .apartment import Apartment
 from .context import OUTER_RUNTIME
 
-
 SKIP = 0.25
 
 
@@ -126,6 +125,9 @@ class Runtime:
         self._token: contextvars.Token[Runtime | None] | None = None
         self._t0 = 0.0
         self._mta: Apartment | None = None
+        self._faults: list[tuple[str, str | None, Any, float]] = []
+        self._background: list[asyncio.Task[Any]] = []
+        self._rng = random.Random(seed)
         from .objref import GlobalInterfaceTable
 
         self.git = GlobalInterfaceTable(self)
@@ -146,6 +148,7 @@ class Runtime:
                     "program with comsim.testing.run(main)"
                 )
             self._det = _Pump(loop, self.seed, self)
+            self._rng = self._det.rng
         self._t0 = self._now()
         self._mta = await self._create("MTA", ApartmentType.MTA)
         self._token = OUTER_RUNTIME.set(self)
@@ -257,7 +260,7 @@ class Runtime:
         return time.monotonic()
 
     def _ticks_since(self, t: float) -> int:
-        return max(0, int(round((self._now() - t) * 1000)))
+        return max(0, round((self._now() - t) * 1000))
 
     # ---------------------------------------------------------------- moving things
     def _send_to_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
@@ -287,6 +290,37 @@ class Runtime:
         if self._det is None:
             raise RuntimeError("latency injection needs Runtime(deterministic=True)")
         self._det.latency[(source, target)] = seconds
+
+    def inject_fault(self, method: str, error: int | BaseException, *,
+                     apartment: str | None = None, probability: float = 1.0) -> None:
+        """Make server methods named ``method`` (in ``apartment``, None: any) fail before they
+        run: with ``COMError(error)`` for an HRESULT, else by raising ``error`` (R14 maps it).
+        ``probability`` < 1 draws from the runtime's seeded random source, so a deterministic
+        runtime replays the same faults for the same seed."""
+        self._faults.append((method, apartment, error, probability))
+
+    def schedule_shutdown(self, apartment: Apartment, delay: float) -> None:
+        """Shut ``apartment`` down ``delay`` seconds from now (virtual seconds on the
+        deterministic runtime): an apartment that dies at a chosen moment (R18)."""
+        loop = self._host_loop
+        assert loop is not None
+
+        def fire() -> None:
+            task = loop.create_task(apartment._shutdown())
+            self._background.append(task)
+
+        loop.call_later(delay, fire)
+
+    def _fault_for(self, method: str, apartment: Apartment) -> BaseException | None:
+        for name, apt, error, probability in self._faults:
+            if name != method or (apt is not None and apt != apartment.name):
+                continue
+            if probability < 1.0 and self._rng.random() >= probability:
+                continue
+            if isinstance(error, BaseException):
+                return error
+            return COMError(error, f"fault injected into {method}")
+        return None
 
     def __repr__(self) -> str:
         mode = f"deterministic seed={self.seed}" if self.deterministic else "threaded"

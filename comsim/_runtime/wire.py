@@ -36,7 +36,7 @@ class _Pickler(pickle.Pickler):
         super().__init__(buf, protocol=pickle.HIGHEST_PROTOCOL)
         self.refs: list[Any] = []
 
-    def persistent_id(self, obj: Any) -> Any:  # noqa: D102
+    def persistent_id(self, obj: Any) -> Any:
         ref = _reference_for(obj)
         if ref is None:
             return None
@@ -50,7 +50,7 @@ class _Unpickler(pickle.Unpickler):
         self._refs = refs
         self._apartment = apartment
 
-    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+    def persistent_load(self, pid: Any) -> Any:
         return _resolve(self._refs[pid], self._apartment)
 
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._explore import Exploration, explore
 from ._loop import VirtualTimeLoop
 from ._trace import Trace, capture_trace
 
@@ -16,8 +17,8 @@ T = TypeVar("T")
 def run(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``anyio.run`` on the asyncio backend with comsim's ``VirtualTimeLoop``: everything in
     ``async_fn``, the caller's code too, lives in virtual time."""
-    return anyio.run(async_fn, *args, backend="asyncio",  # type: ignore[arg-type]
+    return anyio.run(async_fn, *args, backend="asyncio",
                      backend_options={"loop_factory": VirtualTimeLoop})
 
 
-__all__ = ["Trace", "VirtualTimeLoop", "capture_trace", "run"]
+__all__ = ["Exploration", "Trace", "VirtualTimeLoop", "capture_trace", "explore", "run"]

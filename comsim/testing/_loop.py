@@ -39,7 +39,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         super().__init__()
         self._vtime = 0.0
-        self._selector = _VirtualSelector(self._selector, self)  # type: ignore[has-type]
+        real: Any = self._selector  # type: ignore[has-type]
+        self._selector = _VirtualSelector(real, self)
         self._clock_resolution = 1e-9
 
     def time(self) -> float:
