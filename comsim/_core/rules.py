@@ -66,7 +66,8 @@ def retry_decision(answer: int) -> tuple[bool, float]:
 
 
 def cancel_timeout(seconds: float | int) -> float | None:
-    """R28: Cancel's grace period in seconds, None for no limit; E_INVALIDARG when negative."""
+    """R28: Cancel's grace period in seconds, None for no limit; ValueError when negative
+    (the runtime turns it into E_INVALIDARG)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ValueError("seconds must be an int or a float")
     if seconds == -1 or seconds == 0xFFFFFFFF:
