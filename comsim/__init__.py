@@ -6,7 +6,10 @@ See README.md for a tour; ``comsim.hresult`` holds the HRESULT codes.
 
 from __future__ import annotations
 
-from . import hresult
+from . import (
+    hresult,
+    testing,
+)
 from ._api import (
     CoGetApartmentType,
     CoRegisterMessageFilter,
@@ -117,5 +120,6 @@ __all__ = [
     "hresult",
     "marshal_interface",
     "release_marshal_data",
+    "testing",
     "unmarshal_interface",
 ]

@@ -125,6 +125,15 @@ class Apartment:
     def _forget_task(self, task: asyncio.Task[Any]) -> None:
         self._tasks.pop(task, None)
 
+    def _at_home(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn`` synchronously with this apartment current (for message filters)."""
+
+        def run() -> T:
+            WHERE.set(self._home)
+            return fn(*args)
+
+        return contextvars.Context().run(run)
+
     # ------------------------------------------------------------------ the scheduler's actions
     def _apply(self, actions: list[Any]) -> None:
         for a in actions:
@@ -155,7 +164,8 @@ class Apartment:
         callee = call.server.thread_id if call is not None else 0
         tick = self._rt._ticks_since(call.sent_at) if call is not None else 0
         try:
-            return int(flt.MessagePending(callee, tick, rules.pending_type(nested)))
+            return int(self._at_home(flt.MessagePending, callee, tick,
+                                     rules.pending_type(nested)))
         except Exception as exc:  # a faulty filter must not stop the apartment
             trace.emit("filter.error", apartment=self.name, exc=repr(exc))
             return PENDINGMSG_WAITDEFPROCESS
@@ -274,8 +284,8 @@ class Apartment:
         call_type = rules.incoming_call_type(below is None, waiting, call.causality_id)
         tick = self._rt._ticks_since(call.sent_at)
         try:
-            return int(flt.HandleInComingCall(call_type, call.caller_thread, tick,
-                                              (call.spec.interface, call.method)))
+            return int(self._at_home(flt.HandleInComingCall, call_type, call.caller_thread,
+                                     tick, (call.spec.interface, call.method)))
         except Exception as exc:
             trace.emit("filter.error", apartment=self.name, exc=repr(exc))
             return SERVERCALL_ISHANDLED

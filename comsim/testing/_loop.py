@@ -13,10 +13,18 @@ class _VirtualSelector:
     def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
         self._real = real
         self._loop = loop
+        self._spins = 0
 
     def select(self, timeout: float | None = None) -> list[Any]:
         if timeout is None:  # nothing scheduled: wait for real (another thread may post)
             return self._real.select(None)
+        if timeout <= 0:
+            # callbacks are ready: the loop will come back at once, so real I/O (a wake-up
+            # from another thread) need only be polled now and then
+            self._spins += 1
+            if self._spins & 15:
+                return []
+        self._spins = 0
         events = self._real.select(0)
         if events or timeout <= 0:
             return events
