@@ -21,11 +21,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import anyio  # noqa: E402
+import anyio
 
-import comsim  # noqa: E402
-import comsim.testing  # noqa: E402
-from comsim import hresult as hr  # noqa: E402
+import comsim
+import comsim.testing
+from comsim import hresult as hr
 
 
 class ICalc(comsim.Interface):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comsim._core.callobj import TABLE, Effect  # noqa: E402
+from comsim._core.callobj import TABLE, Effect
 
 START, END = "<!-- callobj-diagram:start -->", "<!-- callobj-diagram:end -->"
 

@@ -51,7 +51,8 @@ def seed(request: pytest.FixtureRequest) -> int:
 @pytest_asyncio.fixture
 async def kind() -> str:
     """Which runtime the running test uses (read from its loop)."""
-    return "deterministic" if isinstance(asyncio.get_running_loop(), VirtualTimeLoop) else "threaded"
+    det = isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
+    return "deterministic" if det else "threaded"
 
 
 @pytest_asyncio.fixture
