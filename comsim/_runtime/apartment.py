@@ -290,6 +290,15 @@ class Apartment:
             trace.emit("filter.error", apartment=self.name, exc=repr(exc))
             return SERVERCALL_ISHANDLED
 
+    def _fail_queued(self, stub: Stub, code: int) -> None:
+        """R17: calls queued for a disconnected object fail without running."""
+        if self._sched is None:
+            return
+        for unit in list(self._sched.queue):
+            if unit.kind is UnitKind.CALL and unit.payload.stub is stub:
+                self._sched.withdraw(unit)
+                self._reply_now(unit.payload, code)
+
     def _reply_now(self, call: ClientCall, code: int, returned: bool = False) -> None:
         from .calls import Reply
 
@@ -356,7 +365,7 @@ class Apartment:
         if not self._post(self._on_run, job):
             raise self._gone_error()
         try:
-            ok, value = await waiter
+            ok, value = await asyncio.shield(waiter)  # the waiter must outlive our cancel
             value_t: T = value
         except asyncio.CancelledError:
             job.cancelled = True

@@ -347,6 +347,7 @@ def CoDisconnectObject(obj: Any) -> None:
         return
     stub.conn = after_disconnect(stub.running)
     apt._stubs.pop(stub.id, None)
+    apt._fail_queued(stub, hr.CO_E_OBJNOTCONNECTED)
 
 
 # --------------------------------------------------------------------------- GIT (R10)
