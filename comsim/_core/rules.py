@@ -120,3 +120,90 @@ def cancel_call_status(found: bool, cancellable: bool, already_cancelled: bool) 
     if already_cancelled:
         return hr.RPC_E_CALL_CANCELED
     return hr.S_OK
+
+
+def sta_kind(first: bool) -> ApartmentType:
+    """R4: the first STA of a runtime is the main STA."""
+    return ApartmentType.MAINSTA if first else ApartmentType.STA
+
+
+def call_target_status(connected: bool, disconnecting: bool, server_alive: bool) -> int:
+    """R17, R18: may a call be sent to this object now? S_OK, or what the call fails with."""
+    if disconnecting:
+        return hr.CO_E_OBJNOTCONNECTED
+    if not connected or not server_alive:
+        return hr.RPC_E_DISCONNECTED
+    return hr.S_OK
+
+
+def unmarshal_status(connected: bool, server_alive: bool, implements: bool) -> int:
+    """R9, R17, R18: connecting to an object from marshal data or the GIT."""
+    if not connected or not server_alive:
+        return hr.CO_E_OBJNOTCONNECTED
+    if not implements:
+        return hr.E_NOINTERFACE
+    return hr.S_OK
+
+
+def disconnect_status(current: object | None, home: object) -> int:
+    """R17: CoDisconnectObject only from the object's apartment."""
+    if current is None:
+        return hr.CO_E_NOTINITIALIZED
+    return hr.S_OK if current is home else hr.RPC_E_WRONG_THREAD
+
+
+def create_call_status(is_async_interface: bool, implements_sync: bool) -> int:
+    """R19: ICallFactory.CreateCall."""
+    if not is_async_interface or not implements_sync:
+        return hr.E_NOINTERFACE
+    return hr.S_OK
+
+
+def finish_status(idle: bool, begun_method: str | None, method: str) -> int:
+    """R22 (choice): Finish_ of another method than the one begun fails and changes nothing."""
+    if not idle and begun_method is not None and begun_method != method:
+        return hr.E_INVALIDARG
+    return hr.S_OK
+
+
+def reply_code(exc: BaseException | None) -> int:
+    """R14: what a server method's outcome sends back: S_OK, a COMError's own HRESULT, or
+    RPC_E_SERVERFAULT for any other exception."""
+    if exc is None:
+        return hr.S_OK
+    code = getattr(exc, "hresult", None)
+    if isinstance(exc, hr.COMError) and isinstance(code, int):
+        return code
+    return hr.RPC_E_SERVERFAULT
+
+
+def is_cancel_reply(code: int, rejected: bool) -> bool:
+    """R28: a reply that ends a cancelling call cancelled (a rejection counts: it never ran)."""
+    return code == hr.RPC_E_CALL_CANCELED or rejected
+
+
+CANCEL_POLICIES = ("interrupt", "cooperative")
+
+
+def interrupts(policy: str) -> bool:
+    """R30: does a cancel interrupt the server method (task cancellation), or only show in
+    CoTestCancel? ValueError for an unknown policy."""
+    if policy == "interrupt":
+        return True
+    if policy == "cooperative":
+        return False
+    raise ValueError(f"cancel_policy must be one of {CANCEL_POLICIES}, not {policy!r}")
+
+
+def test_cancel_status(in_call: bool, cancelled: bool) -> int:
+    """R30: CoTestCancel (and a server call object's TestCancel)."""
+    if not in_call:
+        return hr.RPC_E_CALL_COMPLETE
+    return hr.RPC_E_CALL_CANCELED if cancelled else hr.RPC_S_CALLPENDING
+
+
+def shutdown_allowed(kind: ApartmentType, runtime_closing: bool) -> int:
+    """R18: the MTA shuts down only with its runtime."""
+    if kind is ApartmentType.MTA and not runtime_closing:
+        return hr.E_FAIL
+    return hr.S_OK
