@@ -433,8 +433,9 @@ class Apartment:
         Raises:
             COMError(E_FAIL): called on the MTA, which shuts down only with its runtime.
         """
-        if self.type is ApartmentType.MTA and not self._rt._closing:
-            raise COMError(hr.E_FAIL, "the MTA shuts down only with its runtime; leave the "
+        code = rules.shutdown_allowed(self.type, self._rt._closing)
+        if code:
+            raise COMError(code, "the MTA shuts down only with its runtime; leave the "
                            "`async with Runtime()` block instead")
         await self._shutdown()
 

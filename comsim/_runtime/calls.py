@@ -20,7 +20,7 @@ from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.sta import Unit, WaitKind
-from .._core.stub import CancelReport, Connection, StubCall, request_status
+from .._core.stub import CancelReport, Connection, StubCall
 from .._core.stub import Effect as StubEffect
 from .._core.stub import Input as StubInput
 from .._objects import (
@@ -160,7 +160,7 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
         call.rejected = reply.reject
         _wake(call, "rejected")
         return
-    canceled = reply.hresult == hr.RPC_E_CALL_CANCELED or reply.reject is not None
+    canceled = rules.is_cancel_reply(reply.hresult, reply.reject is not None)
     effect = machine.step(Input.REPLY_CANCELED if canceled else Input.REPLY)[0]
     if effect is Effect.COMPLETE:
         call.reply = reply
@@ -279,14 +279,12 @@ def _check_proxy(proxy: Proxy) -> Where:
     stub = proxy._stub
     if stub.conn is Connection.CONNECTED and stub.apartment._accepting:
         return w
-    code = request_status(stub.conn)
-    if code is not None:
-        raise COMError(code, f"{type(proxy._stub.obj).__name__} was disconnected "
-                             "(CoDisconnectObject or its apartment shut down)")
-    if not proxy._stub.apartment._accepting:
-        raise COMError(hr.RPC_E_DISCONNECTED,
-                       f"apartment {proxy._stub.apartment.name!r} has shut down")
-    return w
+    code = rules.call_target_status(stub.conn is Connection.CONNECTED,
+                                    stub.conn is Connection.DISCONNECTING,
+                                    stub.apartment._accepting)
+    raise COMError(code, f"{type(stub.obj).__name__} in apartment {stub.apartment.name!r} was "
+                         "disconnected (CoDisconnectObject) or its apartment shut down; "
+                         "nothing was sent")
 
 
 async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
@@ -401,7 +399,7 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
                 reply = Reply(hr.S_OK, pack(value, f"the result of {call.method}"))
                 return
         fn = getattr(obj, call.method)
-        if obj.cancel_policy == "interrupt":
+        if rules.interrupts(obj.cancel_policy):
             with anyio.CancelScope() as scope:
                 call.scope = scope
                 if call.server_cancelled:
@@ -418,16 +416,17 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
             if inspect.isawaitable(result):
                 result = await result
         reply = Reply(hr.S_OK, pack(result, f"the result of {call.method}"))
-    except COMError as exc:
-        reply = Reply(exc.hresult, text=exc.text)
     except asyncio.CancelledError:
         # only the apartment's shutdown cancels the server task itself (R18)
         reply = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {apt.name!r} shut down")
         raise
     except Exception as exc:
-        reply = Reply(hr.RPC_E_SERVERFAULT,
-                      text=f"{type(obj).__name__}.{call.method} raised {type(exc).__name__}: {exc}",
-                      exc=exc)
+        code = rules.reply_code(exc)
+        if isinstance(exc, COMError) and code == exc.hresult:
+            reply = Reply(code, text=exc.text)
+        else:
+            reply = Reply(code, exc=exc, text=f"{type(obj).__name__}.{call.method} raised "
+                                              f"{type(exc).__name__}: {exc}")
     finally:
         stub.running -= 1
         if stub.conn is Connection.DISCONNECTING and stub.running == 0:
@@ -569,7 +568,9 @@ class CallObject:
     async def _finish(self, spec: MethodSpec) -> Any:
         apt = self._check()
         call = self._call
-        if self._machine.state is not State.IDLE and call is not None and call.method != spec.name:
+        if rules.finish_status(self._machine.state is State.IDLE,
+                               call.method if call is not None else None, spec.name):
+            assert call is not None
             raise COMError(hr.E_INVALIDARG,
                            f"Finish_{spec.name} called, but the call in progress is "
                            f"Begin_{call.method}; call Finish_{call.method}() (nothing changed)")
@@ -645,15 +646,15 @@ class CallFactory(ICallFactory):
                 not implemented by the object.
         """
         self._proxy._check_use()
-        if not is_async_interface(async_iface):
-            raise COMError(hr.E_NOINTERFACE,
-                           f"{getattr(async_iface, '__name__', async_iface)!r} is not an async "
-                           "interface; use comsim.async_interface(IX)")
-        sync_iface = async_iface._com_sync_interface_
-        assert sync_iface is not None
-        if not self._proxy._stub.implements(sync_iface):
-            raise COMError(hr.E_NOINTERFACE, f"the object does not implement "
-                                             f"{sync_iface.__name__}")
+        is_async = is_async_interface(async_iface)
+        sync_iface = async_iface._com_sync_interface_ if is_async else None
+        code = rules.create_call_status(
+            is_async, sync_iface is not None and self._proxy._stub.implements(sync_iface))
+        if code:
+            name = getattr(async_iface, "__name__", repr(async_iface))
+            raise COMError(code, f"CreateCall({name}): not an async interface "
+                                 "(use comsim.async_interface(IX)), or the object does not "
+                                 "implement its synchronous interface")
         return CallObject(self._proxy, async_iface, outer)
 
     def QueryInterface(self, iface: type[Any]) -> Any:
@@ -820,9 +821,8 @@ class ServerCall:
     def TestCancel(self) -> int:
         """RPC_E_CALL_CANCELED once the client cancelled, RPC_S_CALLPENDING before."""
         call = self._com_incoming
-        if call is None:
-            return hr.RPC_E_CALL_COMPLETE
-        return hr.RPC_E_CALL_CANCELED if call.server_cancelled else hr.RPC_S_CALLPENDING
+        return rules.test_cancel_status(call is not None,
+                                        call is not None and call.server_cancelled)
 
     def QueryInterface(self, iface: type[Any]) -> Any:
         iface = _check_interface(iface)
@@ -845,9 +845,7 @@ def CoTestCancel() -> int:
     cancelled, else RPC_S_CALLPENDING; outside any incoming call RPC_E_CALL_COMPLETE (R30)."""
     w = WHERE.get()
     call = w.incoming if w is not None else None
-    if call is None:
-        return hr.RPC_E_CALL_COMPLETE
-    return hr.RPC_E_CALL_CANCELED if call.server_cancelled else hr.RPC_S_CALLPENDING
+    return rules.test_cancel_status(call is not None, call is not None and call.server_cancelled)
 
 
 def current_thread_id() -> int:

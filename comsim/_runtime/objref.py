@@ -305,13 +305,13 @@ def unmarshal_interface(stream: MarshalStream, iface: type[Interface] | None = N
 
 def _connect(stub: Stub, iface: type[Interface], apt: Apartment) -> Any:
     iface = _check_interface(iface)
-    if stub.conn is not Connection.CONNECTED or not stub.apartment._accepting:
-        raise COMError(hr.CO_E_OBJNOTCONNECTED,
-                       f"{type(stub.obj).__name__} was disconnected or its apartment "
-                       f"{stub.apartment.name!r} has shut down")
-    if not stub.implements(iface):
-        raise COMError(hr.E_NOINTERFACE,
-                       f"{type(stub.obj).__name__} does not implement {iface.__name__}")
+    code = rules.unmarshal_status(stub.conn is Connection.CONNECTED, stub.apartment._accepting,
+                                  stub.implements(iface))
+    if code:
+        raise COMError(code, f"{type(stub.obj).__name__} as {iface.__name__}: "
+                             + ("the object does not implement it" if code == hr.E_NOINTERFACE
+                                else "the object was disconnected or its apartment "
+                                     f"{stub.apartment.name!r} has shut down"))
     if stub.apartment is apt:
         stub.obj.AddRef()
         return stub.obj
@@ -339,9 +339,10 @@ def CoDisconnectObject(obj: Any) -> None:
     if not isinstance(obj, CoClass):
         raise COMError(hr.E_INVALIDARG, f"CoDisconnectObject: {obj!r} is not a CoClass")
     home = home_apartment(obj)
-    if home is not apt:
-        raise COMError(hr.RPC_E_WRONG_THREAD,
-                       f"CoDisconnectObject must run in the object's apartment {home.name!r}")
+    code = rules.disconnect_status(apt, home)
+    if code:
+        raise COMError(code, f"CoDisconnectObject must run in the object's apartment "
+                             f"{home.name!r}, not in {apt.name!r}")
     stub: Stub | None = obj.__dict__.pop("_com_stub", None)
     if stub is None:
         return

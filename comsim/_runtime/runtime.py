@@ -20,6 +20,7 @@ from typing import Any
 import anyio._backends._asyncio  # noqa: F401 - loaded now, not inside the first call
 
 from .._core import hresult as hr
+from .._core import rules
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.rules import CancelCounter
@@ -200,7 +201,7 @@ class Runtime:
         first = not any(a.type.is_sta for a in self._apartments.values())
         if name is None:
             name = f"sta{sum(1 for a in self._apartments.values() if a.type.is_sta) + 1}"
-        kind = ApartmentType.MAINSTA if first else ApartmentType.STA
+        kind = rules.sta_kind(first)
         return await self._create(name, kind)
 
     async def _create(self, name: str, kind: ApartmentType) -> Apartment:
