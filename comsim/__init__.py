@@ -36,6 +36,7 @@ from ._core.constants import (
     ApartmentType,
 )
 from ._core.hresult import COMError
+from ._helpers import PendingCall, begin
 from ._objects import (
     CoClass,
     ICallFactory,
@@ -109,11 +110,13 @@ __all__ = [
     "Interface",
     "ManualResetEvent",
     "MarshalStream",
+    "PendingCall",
     "Proxy",
     "Runtime",
     "ServerCall",
     "StdEvent",
     "async_interface",
+    "begin",
     "current_apartment",
     "current_causality_id",
     "current_thread_id",
