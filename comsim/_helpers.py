@@ -25,13 +25,21 @@ class PendingCall:
         self.method = method
         self.finished = False
         self._value: Any = None
+        self._error: BaseException | None = None
 
     async def finish(self) -> Any:
         """``Finish_M``: the result, or the failure raised (R22). Once; later calls give the
         same result."""
         if not self.finished:
-            self._value = await getattr(self.call, "Finish_" + self.method)()
-            self.finished = True
+            try:
+                self._value = await getattr(self.call, "Finish_" + self.method)()
+            except BaseException as exc:
+                self._error = exc
+                raise
+            finally:
+                self.finished = True  # Finish_ has run: the call object is idle (R22, R32)
+        if self._error is not None:
+            raise self._error
         return self._value
 
     async def cancel(self, seconds: float = 0) -> int:
@@ -104,4 +112,4 @@ async def _cancel_and_finish(pending: PendingCall) -> None:
     try:
         await pending.finish()
     except COMError:
-        pending.finished = True  # RPC_E_CALL_CANCELED or the call's own failure: superseded
+        pass  # RPC_E_CALL_CANCELED or the call's own failure: the body's exception wins
