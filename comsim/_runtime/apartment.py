@@ -13,6 +13,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
+
 from .._core import hresult as hr
 from .._core import rules
 from .._core import stub as stubcore
@@ -204,6 +206,20 @@ class Apartment:
             if handle is not None:
                 handle.cancel()
         self._apply(sched.wait_ready(w))
+        if not w.ended:
+            if cancelled is None:
+                cancelled = await self._await_gate(w)
+            else:  # R32: still resume only on top; shielded from an anyio scope's re-cancels
+                with anyio.CancelScope(shield=True):
+                    await self._await_gate(w)
+        if cancelled is not None:
+            raise cancelled
+        return result
+
+    async def _await_gate(self, w: Wait) -> BaseException | None:
+        """Wait until ``w``'s unit is on top again (R2). A cancellation meanwhile is kept and
+        given back (the caller raises it once the unit is on top), except at shutdown."""
+        caught: BaseException | None = None
         while not w.ended:
             w.gate = self._loop.create_future()
             try:
@@ -211,10 +227,8 @@ class Apartment:
             except asyncio.CancelledError as exc:
                 if self._closing:
                     raise
-                cancelled = exc
-        if cancelled is not None:
-            raise cancelled
-        return result
+                caught = exc
+        return caught
 
     def new_future(self) -> asyncio.Future[Any]:
         return self._loop.create_future()
@@ -370,11 +384,14 @@ class Apartment:
         except asyncio.CancelledError:
             job.cancelled = True
             self._post(self._cancel_job, job)
-            while not waiter.done():
-                try:
-                    await asyncio.shield(waiter)
-                except asyncio.CancelledError:
-                    continue
+            # wait for the unit to end; shielded, so that an anyio scope does not re-cancel
+            # us in a busy loop (which would also freeze virtual time)
+            with anyio.CancelScope(shield=True):
+                while not waiter.done():
+                    try:
+                        await asyncio.shield(waiter)
+                    except asyncio.CancelledError:
+                        continue
             raise
         if ok:
             return value_t
