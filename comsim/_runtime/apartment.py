@@ -91,6 +91,7 @@ class Apartment:
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
         self._thread: threading.Thread | None = None
+        self._teardown_task: asyncio.Task[None] | None = None
         self._ctx0 = contextvars.Context()  # messages run in this empty context
         self._home = Where(runtime, self, None, None, None, thread_id)
 
@@ -480,7 +481,7 @@ class Apartment:
 
     def _begin_teardown(self) -> None:
         self._closing = True
-        self._spawn_teardown = self._loop.create_task(self._teardown(),
+        self._teardown_task = self._loop.create_task(self._teardown(),
                                                       context=contextvars.Context())
 
     async def _teardown(self) -> None:

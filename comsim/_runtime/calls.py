@@ -17,6 +17,7 @@ import anyio
 from .._core import hresult as hr
 from .._core import rules
 from .._core.callobj import CallMachine, Effect, Input, State
+from .._core.constants import INFINITE
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.sta import Unit, WaitKind
@@ -447,14 +448,12 @@ async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
         raise
     scall._com_incoming = call
     getattr(scall, "Begin_" + call.method)(*args)
-    await outer.Wait(0, rules_INFINITE)
+    await outer.Wait(0, INFINITE)
     result = getattr(scall, "Finish_" + call.method)()
     if inspect.isawaitable(result):
         result = await result
     return True, result
 
-
-rules_INFINITE = 0xFFFFFFFF
 
 
 # --------------------------------------------------------------------------- call objects
@@ -928,5 +927,3 @@ def _settle_value(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
 
-
-__all__ = ["Connection", "Stub"]

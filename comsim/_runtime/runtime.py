@@ -19,7 +19,6 @@ from typing import Any
 
 import anyio._backends._asyncio  # noqa: F401 - loaded now, not inside the first call
 
-from .._core import hresult as hr
 from .._core import rules
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
@@ -27,7 +26,9 @@ from .._core.rules import CancelCounter
 from .apartment import Apartment
 from .context import OUTER_RUNTIME
 
-SKIP = 0.25
+#: how often the deterministic pump lets everything else that is ready run before it delivers
+#: the next message: a seeded source of interleavings beside the choice of message
+DEFER_PROBABILITY = 0.25
 
 
 class _Pump:
@@ -82,7 +83,7 @@ class _Pump:
         if not self.pending:
             return
         # sometimes let everything else that is ready run first: a seeded interleaving
-        if self.rng.random() < SKIP:
+        if self.rng.random() < DEFER_PROBABILITY:
             self.scheduled = True
             self.loop.call_soon(self._deliver, context=self.ctx)
             return
@@ -334,5 +335,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
     except RuntimeError:
         return None
 
-
-__all__ = ["COMError", "Runtime", "hr"]
