@@ -35,10 +35,11 @@ from .._core.sta import (
     WaitKind,
 )
 from . import trace
+from .calls import Reply, on_reply, serve, start_cancel
 from .context import WHERE, Where
 
 if TYPE_CHECKING:
-    from .calls import ClientCall, Reply
+    from .calls import ClientCall
     from .objref import Stub
     from .runtime import Runtime
 
@@ -148,8 +149,6 @@ class Apartment:
                 if gate is not None and not gate.done():
                     gate.set_result(None)
             elif t is CancelOutgoing:
-                from .calls import start_cancel
-
                 call = a.wait.payload
                 if call is not None:
                     start_cancel(call, 0.0)
@@ -266,8 +265,6 @@ class Apartment:
             if answer != SERVERCALL_ISHANDLED:
                 with rt._lock:
                     call.sstate.step(stubcore.Input.REJECT)
-                from .calls import Reply
-
                 self._send_reply(call, Reply(hr.RPC_E_CALL_REJECTED, reject=answer))
                 self._end_unit(unit)
                 return
@@ -282,8 +279,6 @@ class Apartment:
             self._reply_now(call, status, returned=True)
             self._end_unit(unit)
             return
-        from .calls import serve
-
         self._spawn(serve(self, call, unit))
 
     def _ask_filter(self, flt: Any, call: ClientCall) -> int:
@@ -315,8 +310,6 @@ class Apartment:
                 self._reply_now(unit.payload, code)
 
     def _reply_now(self, call: ClientCall, code: int, returned: bool = False) -> None:
-        from .calls import Reply
-
         text = {
             hr.RPC_E_DISCONNECTED: f"apartment {self.name!r} or its object has gone",
             hr.CO_E_OBJNOTCONNECTED: "the object was disconnected (CoDisconnectObject) "
@@ -325,8 +318,6 @@ class Apartment:
         self._send_reply(call, Reply(code, text=text), returned=returned)
 
     def _send_reply(self, call: ClientCall, reply: Reply, returned: bool = True) -> None:
-        from .calls import on_reply
-
         rt = self._rt
         with rt._lock:
             if call.sstate.stage is stubcore.Stage.RUNNING:

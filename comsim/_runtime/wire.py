@@ -58,8 +58,12 @@ def pack(value: Any, what: str) -> Any:
     """``value`` ready to cross; ``COMError(RPC_X_BAD_STUB_DATA)`` if it cannot be copied."""
     if type(value) in _SCALARS:
         return value
-    if type(value) is tuple and all(type(v) in _SCALARS for v in value):
-        return value
+    if type(value) is tuple:
+        for v in value:
+            if type(v) not in _SCALARS:
+                break
+        else:
+            return value  # immutable all the way down: nothing to copy
     buf = io.BytesIO()
     p = _Pickler(buf)
     try:
