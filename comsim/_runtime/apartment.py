@@ -121,13 +121,14 @@ class Apartment:
         return True
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A task of this apartment; it takes itself off ``_tasks`` when done (``_done``)."""
         task = self._loop.create_task(coro, context=contextvars.Context())
         self._tasks[task] = None
-        task.add_done_callback(self._forget_task)
         return task
 
-    def _forget_task(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.pop(task, None)
+    def _done(self) -> None:
+        """Called by a task of this apartment as its last step."""
+        self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
 
     def _at_home(self, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn`` synchronously with this apartment current (for message filters)."""
@@ -424,6 +425,7 @@ class Apartment:
             outcome = (False, exc)
         finally:
             self._end_unit(unit)
+            self._done()
         self._settle_job(job, *outcome)
 
     def _settle_job(self, job: _Job, ok: bool, value: Any) -> None:
@@ -487,12 +489,13 @@ class Apartment:
             stub.conn = stubcore.Connection.DISCONNECTED
         self._stubs.clear()
         for _round in range(100):
-            tasks = list(self._tasks)
+            tasks = [t for t in self._tasks if not t.done()]
             if not tasks:
                 break
             for t in tasks:
                 t.cancel()
             await asyncio.wait(tasks)
+        self._tasks.clear()  # tasks cancelled before their first step never said _done
         with self._rt._lock:
             self._closed = True
             waiters, self._closed_waiters = self._closed_waiters, []

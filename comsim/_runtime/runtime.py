@@ -87,7 +87,8 @@ class _Pump:
             self.scheduled = True
             self.loop.call_soon(self._deliver, context=self.ctx)
             return
-        ctx, fn, args = self.pending.pop(self.rng.randrange(len(self.pending)))
+        n = len(self.pending)
+        ctx, fn, args = self.pending.pop(self.rng.randrange(n) if n > 1 else 0)
         try:
             ctx.run(fn, *args)
         finally:
