@@ -324,12 +324,13 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
 
 def _abandon(call: ClientCall) -> None:
     """R32: the waiting task was cancelled. A cancellable call is cancelled as Cancel(0);
-    otherwise the server runs on and its reply is dropped."""
+    otherwise, or when the caller's apartment is shutting down (R18), the server runs on and
+    its reply is dropped."""
     if call.machine.ended:
         return
-    if call.cancellable:
+    if call.cancellable and not call.client._closing:
         start_cancel(call, 0.0)
-    else:
+    else:  # not cancellable, or the caller's apartment is shutting down (R18: abandoned)
         call.machine.step(Input.RELEASE)
 
 

@@ -452,3 +452,37 @@ async def test_leaving_runtime_leaves_no_task(kind: str) -> None:  # R18
     await _leave_runtime_with_work_in_flight(deterministic=kind == "deterministic")
     left = [t for t in asyncio.all_tasks() if t not in before and not t.done()]
     assert left == []
+
+
+@pytest.mark.asyncio
+async def test_shutdown_abandons_outgoing_calls_without_cancelling(rt: comsim.Runtime) -> None:
+    # R18: a dying apartment's own outgoing calls are abandoned (replies dropped); even a
+    # cancellable call (R31) sends no cancel to the server, which runs on to its end
+    srv = await rt.create_sta("srv")
+    cli = await rt.create_sta("cli")
+    obj, stream = await srv.run(make_in())
+    entered, release = comsim.ManualResetEvent(), comsim.ManualResetEvent()
+
+    async def client() -> None:
+        assert comsim.CoEnableCallCancellation() == hresult.S_OK
+        proxy = comsim.unmarshal_interface(stream)
+        await proxy.Block(entered, release)
+
+    with comsim.testing.capture_trace() as events:
+        waiting = asyncio.ensure_future(cli.run(client))
+        await entered.Wait(0, comsim.INFINITE)
+        await cli.shutdown()
+        with pytest.raises(comsim.COMError) as exc:
+            await waiting
+        assert exc.value.hresult == hresult.RPC_E_DISCONNECTED  # the run() caller (R18)
+        release.Signal()
+
+        async def finished() -> int:
+            return obj.finished
+
+        while await srv.run(finished) == 0:  # a round trip per step; no sleeping
+            pass
+    assert obj.cancelled == 0 and obj.finished == 1
+    assert events.events("call.cancel_requested", method="Block") == []
+    dropped = events.events("call.reply_dropped", method="Block")
+    assert [e["hresult"] for e in dropped] == [hresult.S_OK]
