@@ -12,6 +12,7 @@ from .constants import (
     CALLTYPE_TOPLEVEL_CALLPENDING,
     PENDINGTYPE_NESTED,
     PENDINGTYPE_TOPLEVEL,
+    SERVERCALL_ISHANDLED,
     ApartmentType,
 )
 
@@ -207,3 +208,25 @@ def shutdown_allowed(kind: ApartmentType, runtime_closing: bool) -> int:
     if kind is ApartmentType.MTA and not runtime_closing:
         return hr.E_FAIL
     return hr.S_OK
+
+
+def consults_incoming_filter(has_filter: bool, synchronous: bool, is_sta: bool) -> bool:
+    """R16: HandleInComingCall is asked only on an STA with a filter, and only for synchronous
+    calls (asynchronous calls are dispatched whatever it would answer)."""
+    return has_filter and synchronous and is_sta
+
+
+def filter_rejects(answer: int) -> bool:
+    """R16: anything but SERVERCALL_ISHANDLED rejects the call (REJECTED or RETRYLATER)."""
+    return answer != SERVERCALL_ISHANDLED
+
+
+def caller_retry(answer: int | None) -> tuple[bool, float]:
+    """R16: the caller's RetryRejectedCall answer (None: the caller has no filter, which gives
+    up at once) -> (retry?, delay in seconds)."""
+    return retry_decision(-1 if answer is None else answer)
+
+
+def runs_directly(current: object | None, target: object) -> bool:
+    """R2: Apartment.run from inside the same apartment runs the function directly."""
+    return current is target

@@ -261,9 +261,9 @@ class Apartment:
             self._end_unit(unit)
             return
         flt = self._filter
-        if flt is not None and call.sync and self._sched is not None:
+        if rules.consults_incoming_filter(flt is not None, call.sync, self._sched is not None):
             answer = self._ask_filter(flt, call)
-            if answer != SERVERCALL_ISHANDLED:
+            if rules.filter_rejects(answer):
                 with rt._lock:
                     call.sstate.step(stubcore.Input.REJECT)
                 self._send_reply(call, Reply(hr.RPC_E_CALL_REJECTED, reject=answer))
@@ -364,7 +364,7 @@ class Apartment:
             Whatever ``async_fn`` raises.
         """
         w = WHERE.get()
-        if w is not None and w.apartment is self:
+        if rules.runs_directly(w.apartment if w is not None else None, self):
             return await async_fn(*args)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()

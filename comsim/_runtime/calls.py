@@ -18,6 +18,7 @@ from .._core import hresult as hr
 from .._core import rules
 from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.constants import INFINITE
+from .._core.event import EventState
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.sta import Unit, WaitKind
@@ -339,12 +340,12 @@ async def _retry(apt: Apartment, call: ClientCall) -> bool:
     reject_type = call.rejected
     call.rejected = None
     flt = apt._filter
-    answer = -1
+    answer = None
     if flt is not None:
         tick = apt._rt._ticks_since(call.sent_at)
         callee = call.server.thread_id
         answer = int(flt.RetryRejectedCall(callee, tick, reject_type))
-    retry, delay = rules.retry_decision(answer)
+    retry, delay = rules.caller_retry(answer)
     if retry and delay:
         await apt.com_wait(apt.new_future(), WaitKind.OTHER, timeout=delay)
     if call.machine.state is not State.PENDING:
@@ -671,7 +672,7 @@ class CallFactory(ICallFactory):
 # --------------------------------------------------------------------------- events (R23)
 def _wake_future(fut: asyncio.Future[Any], event: _Event) -> None:
     if fut.done():
-        if event._auto:  # the waiter timed out meanwhile: hand the signal back
+        if event._state.woken_too_late():  # the waiter gave up meanwhile: hand it back
             event.Signal()
         return
     fut.set_result(True)
@@ -684,38 +685,28 @@ class _Event(ISynchronize):
     _com_free_threaded_ = True
 
     def __init__(self, auto_reset: bool) -> None:
-        self._auto = auto_reset
-        self._set = False
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
-        self._lock = threading.Lock()
+        self._state = EventState(auto_reset)
+        self._lock = threading.Lock()  # one per event: events are free-threaded
         self._refs = 1
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {'set' if self._set else 'clear'}>"
+        return f"<{type(self).__name__} {'set' if self._state.is_set else 'clear'}>"
 
     def Signal(self) -> int:
         """Set the event, waking waiters (one, for an auto-reset event)."""
         with self._lock:
-            if self._auto:
-                if self._waiters:
-                    wake = [self._waiters.pop(0)]
-                else:
-                    self._set = True
-                    wake = []
-            else:
-                self._set = True
-                wake, self._waiters = self._waiters, []
+            wake = self._state.signal()
         for loop, fut in wake:
             _call_in_loop(loop, _wake_future, fut, self)
         return hr.S_OK
 
     def Reset(self) -> int:
         with self._lock:
-            self._set = False
+            self._state.reset()
         return hr.S_OK
 
     def is_set(self) -> bool:
-        return self._set
+        return self._state.is_set
 
     async def Wait(self, flags: int, milliseconds: int) -> int:
         """S_OK once signalled, RPC_S_CALLPENDING on time-out (0 polls; INFINITE waits).
@@ -730,15 +721,13 @@ class _Event(ISynchronize):
             raise COMError(hr.E_INVALIDARG, f"Wait(..., {milliseconds!r}): {exc}") from None
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._set:
-                if self._auto:
-                    self._set = False
+            if self._state.try_wait():
                 return hr.S_OK
             if timeout == 0:
                 return hr.RPC_S_CALLPENDING
             fut: asyncio.Future[Any] = loop.create_future()
             entry = (loop, fut)
-            self._waiters.append(entry)
+            self._state.add_waiter(entry)
         w = WHERE.get()
         try:
             if w is not None:
@@ -752,8 +741,7 @@ class _Event(ISynchronize):
                         h.cancel()
         finally:
             with self._lock:
-                if entry in self._waiters:
-                    self._waiters.remove(entry)
+                self._state.remove_waiter(entry)
         return hr.S_OK if ok else hr.RPC_S_CALLPENDING
 
     def QueryInterface(self, iface: type[Any]) -> Any:
