@@ -126,8 +126,9 @@ async def load(rt: comsim.Runtime, n: int, seed: int) -> dict[str, int]:
             except comsim.COMError as exc:
                 key = hr.name(exc.hresult)
             outcomes[key] = outcomes.get(key, 0) + 1
-            assert call.Begin_Add(1, 1) == hr.S_OK  # back to idle after Finish_
-            await call.Finish_Add()
+            cancel = call.QueryInterface(comsim.ICancelMethodCalls)
+            assert cancel.TestCancel() == hr.RPC_E_CALL_COMPLETE  # idle again after Finish_
+            cancel.Release()
 
     async with anyio.create_task_group() as tg:
         for i, apt in enumerate(apts):

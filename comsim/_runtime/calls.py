@@ -678,6 +678,9 @@ def _wake_future(fut: asyncio.Future[Any], event: _Event) -> None:
     fut.set_result(True)
 
 
+_EVENTS_LOCK = threading.Lock()
+
+
 class _Event(ISynchronize):
     """A free-threaded event: usable from any apartment, passed by reference."""
 
@@ -686,7 +689,7 @@ class _Event(ISynchronize):
 
     def __init__(self, auto_reset: bool) -> None:
         self._state = EventState(auto_reset)
-        self._lock = threading.Lock()  # one per event: events are free-threaded
+        self._lock = _EVENTS_LOCK  # events are free-threaded; no lock is made per event
         self._refs = 1
 
     def __repr__(self) -> str:
