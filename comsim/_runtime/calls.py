@@ -533,14 +533,8 @@ class CallObject:
                 f"{self._machine.state.value}>")
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("Begin_"):
-            spec = self._iface._com_methods_.get(name[6:])
-            if spec is not None:
-                return lambda *a, **k: self._begin(spec, a, k)
-        elif name.startswith("Finish_"):
-            spec = self._iface._com_methods_.get(name[7:])
-            if spec is not None:
-                return lambda: self._finish(spec)
+        if name.startswith("_"):
+            raise AttributeError(name)
         raise AttributeError(f"{self._async_iface.__name__} has no method {name!r}")
 
     def _check(self) -> Apartment:
@@ -632,6 +626,46 @@ class CallObject:
         return self._refs
 
 
+_call_object_classes: dict[type[Interface], type[CallObject]] = {}
+
+
+def call_object_class(async_iface: type[Interface]) -> type[CallObject]:
+    """The call-object class for ``AsyncIX``: real ``Begin_M``/``Finish_M`` methods (R20), and
+    ``isinstance(call, AsyncIX)`` holds."""
+    cls = _call_object_classes.get(async_iface)
+    if cls is not None:
+        return cls
+    sync_iface = async_iface._com_sync_interface_
+    assert sync_iface is not None
+    ns: dict[str, Any] = {}
+    for name, spec in sync_iface._com_methods_.items():
+        ns["Begin_" + name] = _begin_method(spec)
+        ns["Finish_" + name] = _finish_method(spec)
+    cls = type("CallObject_" + async_iface.__name__, (CallObject, async_iface), ns)
+    _call_object_classes[async_iface] = cls
+    return cls
+
+
+def _begin_method(spec: MethodSpec) -> Any:
+    def begin(self: CallObject, *args: Any, **kwargs: Any) -> int:
+        return self._begin(spec, args, kwargs)
+
+    begin.__name__ = "Begin_" + spec.name
+    begin.__doc__ = (f"Begin {spec.interface.__name__}.{spec.name}{spec.signature}: S_OK at once "
+                     "(R20); COMError(RPC_E_CALL_PENDING) until Finish_ of the previous call")
+    return begin
+
+
+def _finish_method(spec: MethodSpec) -> Any:
+    def finish(self: CallObject) -> Any:
+        return self._finish(spec)
+
+    finish.__name__ = "Finish_" + spec.name
+    finish.__doc__ = (f"Finish {spec.interface.__name__}.{spec.name}: its result or failure "
+                      "(R22); COMError(RPC_E_CALL_COMPLETE) with no call in progress")
+    return finish
+
+
 class CallFactory(ICallFactory):
     """``ICallFactory`` of a proxy: always available (R19)."""
 
@@ -657,7 +691,7 @@ class CallFactory(ICallFactory):
             raise COMError(code, f"CreateCall({name}): not an async interface "
                                  "(use comsim.async_interface(IX)), or the object does not "
                                  "implement its synchronous interface")
-        return CallObject(self._proxy, async_iface, outer)
+        return call_object_class(async_iface)(self._proxy, async_iface, outer)
 
     def QueryInterface(self, iface: type[Any]) -> Any:
         return self._proxy.QueryInterface(iface)
