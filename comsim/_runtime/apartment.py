@@ -347,6 +347,7 @@ class Apartment:
         else:
             return
         with rt._lock:
+            assert call.report is not None  # start_cancel made it before it sent the cancel
             due = call.report.note_stage(stage)
         if due is not None and call.tracing:
             trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,

@@ -104,10 +104,10 @@ class ClientCall:
         self.args = args
         self.machine = machine
         self.sstate = StubCall()
-        self.report = CancelReport()
+        self.report: CancelReport | None = None  # made by start_cancel: cancels are rare
         self.reply: Reply | None = None
         self.waiters: list[asyncio.Future[Any]] = []
-        self.cancel_waiters: list[asyncio.Future[Any]] = []
+        self.cancel_waiters: list[asyncio.Future[Any]] | None = None
         self.sync = sync
         self.cancellable = rt._cancel_counts.enabled(where.thread_id)
         self.caller_thread = where.thread_id
@@ -186,12 +186,14 @@ def _ended(call: ClientCall, cancelled: bool) -> None:
         call.grace_handle = None
     _wake(call, True)
     status = hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE
-    cws, call.cancel_waiters = call.cancel_waiters, []
-    for fut in cws:
-        if not fut.done():
-            fut.set_result(status)
+    cws, call.cancel_waiters = call.cancel_waiters, None
+    if cws:
+        for fut in cws:
+            if not fut.done():
+                fut.set_result(status)
     if cancelled:
         with call.client._rt._lock:
+            assert call.report is not None  # a call ends cancelled only after start_cancel
             due = call.report.note_client_ended()
         if due is not None and call.tracing:
             trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
@@ -224,6 +226,8 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
     rt = call.client._rt
     machine = call.machine
     with rt._lock:
+        if call.report is None:
+            call.report = CancelReport()
         if machine.state is State.PENDING:
             claim = call.sstate.step(StubInput.CANCEL)
             inp = Input.CANCEL_QUEUED if claim is StubEffect.DROPPED_QUEUED else Input.CANCEL
@@ -236,7 +240,7 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
         trace.emit("call.cancel_requested", **call.fields())
     if effect is Effect.COMPLETE_CANCELLED:  # never dispatched (R29 `queued`)
         with rt._lock:
-            call.report.note_stage("queued")
+            call.report.note_stage("queued")  # made above, under the same lock
         _ended(call, cancelled=True)
         return hr.S_OK
     # TELL_SERVER: the server learns at once (R30); the call waits up to `timeout`
@@ -245,6 +249,8 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
         return grace_expired(call)
     loop = call.client._loop
     fut = loop.create_future()
+    if call.cancel_waiters is None:
+        call.cancel_waiters = []
     call.cancel_waiters.append(fut)
     if timeout is not None:
         call.grace_handle = loop.call_later(timeout, grace_expired, call)
