@@ -5,7 +5,9 @@
 Baselines:
 - direct await: the same object's method awaited directly, no comsim;
 - two loops: two plain asyncio loops on two threads handing a request and a reply over with
-  ``call_soon_threadsafe`` (what one cross-apartment round trip must at least cost);
+  ``call_soon_threadsafe`` (what one cross-apartment round trip must at least cost), measured
+  in blocks that alternate with comsim's; "1 cpu": both threads pinned to CPU 0, beside
+  ``Runtime(cpu=0)``, since a wake-up across cores costs far more than one on the same core;
 - one loop: an ``asyncio.Queue`` hop and a future on one loop (the deterministic runtime's floor).
 
 Figures are p50 and p99 in microseconds; the ratio is comsim's p50 over its baseline's p50.
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import statistics
 import sys
 import threading
@@ -27,7 +30,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import os
 
 import comsim
 import comsim.testing
@@ -85,13 +87,23 @@ class _Plain:
         return a + b
 
 
-def baseline_two_loops(n: int) -> list[float]:
+def baseline_two_loops(n: int, cpu: int | None = None) -> list[float]:
+    """Two plain asyncio loops on two threads, a request and a reply handed over with
+    ``call_soon_threadsafe``; with ``cpu``, both threads run on that one CPU."""
     server = asyncio.new_event_loop()
-    t = threading.Thread(target=server.run_forever, daemon=True)
+
+    def serve() -> None:
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {cpu})
+        server.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
     t.start()
     result: list[float] = []
 
     async def main() -> None:
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {cpu})
         loop = asyncio.get_running_loop()
 
         def handle(fut: asyncio.Future[int], a: int, b: int) -> None:
@@ -136,33 +148,45 @@ async def baseline_one_loop(n: int) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- comsim
+ROUNDS = 6
+
+
 async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apartment,
-                n: int, kind: str) -> list[float]:
+                n: int, kind: str, baseline_cpu: Any = "none") -> tuple[list[float], list[float]]:
+    """comsim's samples, and (unless ``baseline_cpu`` is "none") the two-loop baseline's,
+    measured from the caller's thread in blocks that alternate with comsim's (ROUNDS each), so
+    that drift of the machine hits both alike."""
+
     async def make() -> Any:
         return comsim.marshal_interface(Calc(), ICalc)
 
     stream = await server.run(make)
+    state: dict[str, Any] = {}
 
-    async def measure() -> list[float]:
+    async def setup() -> None:
         p = comsim.unmarshal_interface(stream)
+        state["proxy"] = p
+        f = p.QueryInterface(comsim.ICallFactory)
+        state["call"] = f.CreateCall(AsyncICalc)
+
+    await client.run(setup)
+
+    async def block(count: int) -> list[float]:
+        p, call = state["proxy"], state["call"]
         if kind == "sync":
-            return await _sample(lambda: p.Add(1, 2), n)
+            return await _sample(lambda: p.Add(1, 2), count)
         if kind == "async":
-            f = p.QueryInterface(comsim.ICallFactory)
-            call = f.CreateCall(AsyncICalc)
 
             async def once() -> int:
                 call.Begin_Add(1, 2)
-                return await call.Finish_Add()
+                return await call.Finish_Add()  # type: ignore[no-any-return]
 
-            return await _sample(once, n)
+            return await _sample(once, count)
         if kind == "cancel":
-            f = p.QueryInterface(comsim.ICallFactory)
-            call = f.CreateCall(AsyncICalc)
             cancel = call.QueryInterface(comsim.ICancelMethodCalls)
             gate = comsim.ManualResetEvent()
             out: list[float] = []
-            for i in range(n + 50):
+            for i in range(count + 50):
                 call.Begin_Block(gate)
                 t0 = time.perf_counter()
                 await cancel.Cancel(0)
@@ -176,7 +200,14 @@ async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apa
             return out
         raise ValueError(kind)
 
-    return await client.run(measure)
+    if baseline_cpu == "none":
+        return await client.run(block, n), []
+    ours: list[float] = []
+    base: list[float] = []
+    for _ in range(ROUNDS):
+        ours += await client.run(block, n // ROUNDS)
+        base += baseline_two_loops(n // ROUNDS, baseline_cpu)  # blocks the host: fine
+    return ours, base
 
 
 async def comsim_same_apartment(n: int) -> list[float]:
@@ -190,11 +221,13 @@ async def comsim_same_apartment(n: int) -> list[float]:
         return await sta.run(measure)
 
 
-async def comsim_threaded(n: int, client: str, server: str, kind: str = "sync") -> list[float]:
-    async with comsim.Runtime() as rt:
+async def comsim_threaded(n: int, client: str, server: str, kind: str = "sync",
+                          baseline_cpu: Any = "none", cpu: int | None = None
+                          ) -> tuple[list[float], list[float]]:
+    async with comsim.Runtime(cpu=cpu) as rt:
         apts = {"sta1": await rt.create_sta("sta1"), "sta2": await rt.create_sta("sta2"),
                 "mta": rt.mta}
-        return await _pair(rt, apts[client], apts[server], n, kind)
+        return await _pair(rt, apts[client], apts[server], n, kind, baseline_cpu)
 
 
 def comsim_deterministic(n: int) -> list[float]:
@@ -204,7 +237,7 @@ def comsim_deterministic(n: int) -> list[float]:
         async with comsim.Runtime(deterministic=True, seed=1) as rt:
             a = await rt.create_sta("a")
             b = await rt.create_sta("b")
-            out.extend(await _pair(rt, a, b, n, "sync"))
+            out.extend((await _pair(rt, a, b, n, "sync"))[0])
 
     comsim.testing.run(main)
     return out
@@ -218,19 +251,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = args.n
     rows: list[tuple[str, dict[str, float], str, dict[str, float]]] = []
     direct = _stats(asyncio.run(baseline_direct(n)))
-    two = _stats(baseline_two_loops(n))
     one = _stats(asyncio.run(baseline_one_loop(n)))
     rows.append(("same apartment", _stats(asyncio.run(comsim_same_apartment(n))),
                  "direct await", direct))
-    for label, c, s in (("STA->STA", "sta1", "sta2"), ("MTA->STA", "mta", "sta1"),
-                        ("STA->MTA", "sta1", "mta")):
-        rows.append((label, _stats(asyncio.run(comsim_threaded(n, c, s))), "two loops", two))
-    rows.append(("STA->STA Begin_/Finish_",
-                 _stats(asyncio.run(comsim_threaded(n, "sta1", "sta2", "async"))),
-                 "two loops", two))
-    rows.append(("STA->STA Cancel(0)->Finish_",
-                 _stats(asyncio.run(comsim_threaded(max(200, n // 5), "sta1", "sta2", "cancel"))),
-                 "two loops", two))
+    for label, c, s, kind in (("STA->STA", "sta1", "sta2", "sync"),
+                              ("MTA->STA", "mta", "sta1", "sync"),
+                              ("STA->MTA", "sta1", "mta", "sync"),
+                              ("STA->STA Begin_/Finish_", "sta1", "sta2", "async")):
+        ours, base = asyncio.run(comsim_threaded(n, c, s, kind, baseline_cpu=None))
+        rows.append((label, _stats(ours), "two loops", _stats(base)))
+    ours, base = asyncio.run(comsim_threaded(n, "sta1", "sta2", "sync", baseline_cpu=0, cpu=0))
+    rows.append(("STA->STA, Runtime(cpu=0)", _stats(ours), "two loops, 1 cpu", _stats(base)))
+    two = rows[1][3]
+    ours, _ = asyncio.run(comsim_threaded(max(200, n // 5), "sta1", "sta2", "cancel"))
+    rows.append(("STA->STA Cancel(0)->Finish_", _stats(ours), "two loops", two))
     rows.append(("deterministic STA->STA", _stats(comsim_deterministic(n)), "one loop", one))
     report = {
         label: {"p50_us": round(st["p50"], 2), "p99_us": round(st["p99"], 2),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import os
 import random
 import threading
 import time
@@ -101,7 +102,8 @@ class Runtime:
     """One simulated process: its STAs, its MTA, its Global Interface Table.
 
     ``async with comsim.Runtime() as rt:`` starts the MTA; leaving the block shuts every
-    apartment down and joins their threads (R18). ``Runtime(deterministic=True, seed=N)`` runs
+    apartment down and joins their threads (R18). ``Runtime(cpu=0)`` keeps every apartment
+    thread on CPU 0 (Linux; ignored elsewhere): lower latency, see the README's benchmarks. ``Runtime(deterministic=True, seed=N)`` runs
     every apartment on the caller's loop, which must be a ``comsim.testing.VirtualTimeLoop``
     (``comsim.testing.run``); the seed picks the order of message delivery.
 
@@ -109,9 +111,14 @@ class Runtime:
         RuntimeError: a deterministic runtime entered on any other loop.
     """
 
-    def __init__(self, *, deterministic: bool = False, seed: int | None = None) -> None:
+    def __init__(self, *, deterministic: bool = False, seed: int | None = None,
+                 cpu: int | None = None) -> None:
         self.deterministic = deterministic
         self.seed = seed
+        #: threaded runtime, Linux: run every apartment thread on this one CPU. Python runs one
+        #: thread at a time anyway (the GIL), and a hand-off between threads on one core avoids
+        #: the cross-core wake-up, which dominates call latency on many machines.
+        self.cpu = cpu
         self._lock = threading.Lock()
         self._det: _Pump | None = None
         self._closing = False
@@ -223,6 +230,8 @@ class Runtime:
         ready = threading.Event()
 
         def main() -> None:
+            if self.cpu is not None and hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, {self.cpu})  # this thread only
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             apt._loop = loop
