@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: server tasks kept waiting for calls per apartment; more are started when calls nest or run
+#: concurrently, and end when they find this many idle already
+_MAX_IDLE_SERVER_TASKS = 8
+
 
 def _settle(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
@@ -93,6 +97,8 @@ class Apartment:
         self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
         self._thread: threading.Thread | None = None
         self._teardown_task: asyncio.Task[None] | None = None
+        #: server tasks waiting for their next call (each a future to hand it over)
+        self._idle: list[asyncio.Future[tuple[ClientCall, Unit | None]]] = []
         self._ctx0 = contextvars.Context()  # messages run in this empty context
         self._home = Where(runtime, self, None, None, None, thread_id)
 
@@ -217,6 +223,27 @@ class Apartment:
             raise cancelled
         return result
 
+    async def _server_task(self, call: ClientCall, unit: Unit | None) -> None:
+        """A server task: runs a call, then waits to be given the next one (R13).
+
+        Reusing server tasks is COM's own model: an STA serves every call on its one thread, and
+        the MTA on a pool of RPC threads, so what a method leaves in its thread's context (here,
+        context variables) is seen by later calls on that thread. It also spares a task and a
+        cancel scope's bookkeeping per call.
+        """
+        task = asyncio.current_task()
+        try:
+            while True:
+                await serve(self, call, unit)
+                if (self._closing or len(self._idle) >= _MAX_IDLE_SERVER_TASKS
+                        or (task is not None and task.cancelling())):
+                    return  # not reused: enough idle ones, or a cancel is still pending on it
+                slot: asyncio.Future[tuple[ClientCall, Unit | None]] = self._loop.create_future()
+                self._idle.append(slot)
+                call, unit = await slot
+        finally:
+            self._done()
+
     async def _await_gate(self, w: Wait) -> BaseException | None:
         """Wait until ``w``'s unit is on top again (R2). A cancellation meanwhile is kept and
         given back (the caller raises it once the unit is on top), except at shutdown."""
@@ -280,7 +307,10 @@ class Apartment:
             self._reply_now(call, status, returned=True)
             self._end_unit(unit)
             return
-        self._spawn(serve(self, call, unit))
+        if self._idle:  # a server task that has finished its last call takes this one
+            self._idle.pop().set_result((call, unit))
+        else:
+            self._spawn(self._server_task(call, unit))
 
     def _ask_filter(self, flt: Any, call: ClientCall) -> int:
         sched = self._sched

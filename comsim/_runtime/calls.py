@@ -442,7 +442,6 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
             stub.conn = Connection.DISCONNECTED
         apt._end_unit(unit)
         apt._send_reply(call, reply)
-        apt._done()
 
 
 async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,

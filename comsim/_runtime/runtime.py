@@ -103,9 +103,10 @@ class Runtime:
 
     ``async with comsim.Runtime() as rt:`` starts the MTA; leaving the block shuts every
     apartment down and joins their threads (R18). ``Runtime(cpu=0)`` keeps every apartment
-    thread on CPU 0 (Linux; ignored elsewhere): lower latency, see the README's benchmarks. ``Runtime(deterministic=True, seed=N)`` runs
-    every apartment on the caller's loop, which must be a ``comsim.testing.VirtualTimeLoop``
-    (``comsim.testing.run``); the seed picks the order of message delivery.
+    thread on CPU 0 (Linux; ignored elsewhere): lower latency, see the README's benchmarks.
+    ``Runtime(deterministic=True, seed=N)`` runs every apartment on the caller's loop, which
+    must be a ``comsim.testing.VirtualTimeLoop`` (``comsim.testing.run``); the seed picks the
+    order of message delivery.
 
     Raises:
         RuntimeError: a deterministic runtime entered on any other loop.
