@@ -396,7 +396,8 @@ class Apartment:
         """
         w = WHERE.get()
         if rules.runs_directly(w.apartment if w is not None else None, self):
-            return await async_fn(*args)
+            direct = async_fn(*args)
+            return await direct if inspect.isawaitable(direct) else direct
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
         job = _Job(async_fn, args, loop, waiter)
@@ -448,7 +449,9 @@ class Apartment:
         try:
             if job.cancelled:
                 raise asyncio.CancelledError
-            result = await job.fn(*job.args)
+            result = job.fn(*job.args)
+            if inspect.isawaitable(result):  # a plain function runs in the apartment too
+                result = await result
             outcome: tuple[bool, Any] = (True, result)
         except asyncio.CancelledError as exc:
             outcome = (False, self._gone_error() if self._closing else exc)
@@ -534,12 +537,3 @@ class Apartment:
             self._rt._send_to_loop(loop, _settle, fut, None)
         if self._thread is not None:
             self._loop.stop()
-
-
-async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-

@@ -350,7 +350,11 @@ async def _retry(apt: Apartment, call: ClientCall) -> bool:
     if flt is not None:
         tick = apt._rt._ticks_since(call.sent_at)
         callee = call.server.thread_id
-        answer = int(flt.RetryRejectedCall(callee, tick, reject_type))
+        try:
+            answer = int(flt.RetryRejectedCall(callee, tick, reject_type))
+        except Exception as exc:  # a faulty filter gives up, as a negative answer would
+            trace.emit("filter.error", apartment=apt.name, exc=repr(exc))
+            answer = -1
     retry, delay = rules.caller_retry(answer)
     if retry and delay:
         await apt.com_wait(apt.new_future(), WaitKind.OTHER, timeout=delay)

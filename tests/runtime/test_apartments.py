@@ -532,3 +532,19 @@ async def test_apartment_names_are_unique(rt: comsim.Runtime) -> None:
     other = await rt.create_sta("worker")
     assert other.name == "worker"
     assert [apt.name for apt in rt.apartments].count("ui") == 1
+
+
+@pytest.mark.asyncio
+async def test_run_takes_a_plain_function_too(rt: comsim.Runtime) -> None:  # R2
+    sta = await rt.create_sta("plain")
+
+    def where() -> str | None:
+        apt = comsim.current_apartment()
+        return apt.name if apt is not None else None
+
+    assert await sta.run(where) == "plain"  # a unit of the STA, like an async one
+
+    async def nested() -> str | None:
+        return await sta.run(where)  # from inside: runs directly
+
+    assert await sta.run(nested) == "plain"
