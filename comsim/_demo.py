@@ -100,18 +100,23 @@ def render(events: Trace, client: str, server: str, width: int = 44) -> list[str
     return lines
 
 
+async def _two_stas(rt: comsim.Runtime, log: list[str]
+                    ) -> tuple[comsim.Apartment, comsim.Apartment, comsim.MarshalStream]:
+    """STAs "ui" and "worker", and a Worker object in "worker", marshalled."""
+    ui = await rt.create_sta("ui")
+    worker = await rt.create_sta("worker")
+
+    async def make() -> comsim.MarshalStream:
+        return comsim.marshal_interface(Worker(log), IWorker)
+
+    return ui, worker, await worker.run(make)
+
+
 async def sync_call_demo() -> list[str]:
     """Part 1: one synchronous call between two STAs, threaded."""
     with capture_trace() as events:
         async with comsim.Runtime() as rt:
-            ui = await rt.create_sta("ui")
-            worker = await rt.create_sta("worker")
-            log: list[str] = []
-
-            async def make() -> comsim.MarshalStream:
-                return comsim.marshal_interface(Worker(log), IWorker)
-
-            stream = await worker.run(make)
+            ui, _worker, stream = await _two_stas(rt, [])
 
             async def client() -> str:
                 proxy = comsim.unmarshal_interface(stream)
@@ -129,14 +134,8 @@ async def _cancel_outcome(stage: str) -> tuple[list[str], dict[str, Any]]:
     """The seed procedure for one of R29's stages, on the deterministic runtime."""
     with capture_trace() as events:
         async with comsim.Runtime(deterministic=True, seed=1) as rt:
-            ui = await rt.create_sta("ui")
-            worker = await rt.create_sta("worker")
             log: list[str] = []
-
-            async def make() -> comsim.MarshalStream:
-                return comsim.marshal_interface(Worker(log), IWorker)
-
-            stream = await worker.run(make)
+            ui, worker, stream = await _two_stas(rt, log)
             if stage == "finished":
                 # the reply takes 5 ms to travel back: the cancel overtakes it
                 rt.set_latency(0.005, source="worker", target="ui")
