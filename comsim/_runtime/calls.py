@@ -389,6 +389,17 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
     return unpack(reply.value, apt)
 
 
+_scope_class: type[anyio.CancelScope] | None = None
+
+
+def _learn_scope_class() -> type[anyio.CancelScope]:
+    """anyio's CancelScope class for the running backend. ``anyio.CancelScope()`` looks the
+    backend up on every call; the server's hot path makes the backend's scope directly."""
+    global _scope_class
+    _scope_class = type(anyio.CancelScope())
+    return _scope_class
+
+
 async def serve(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
     """The server task: runs the method and sends the reply (R13, R14, R26, R30)."""
     rt = apt._rt
@@ -413,7 +424,7 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
                 return
         fn = getattr(obj, call.method)
         if rules.interrupts(obj.cancel_policy):
-            with anyio.CancelScope() as scope:
+            with (_scope_class or _learn_scope_class())() as scope:
                 call.scope = scope
                 if call.server_cancelled:
                     scope.cancel()
