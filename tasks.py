@@ -11,6 +11,7 @@ The virtual environment lives in `.venv` beside this file and is reused.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -25,13 +26,16 @@ STAMP = VENV / ".comsim-installed"
 
 
 def _ensure(extra: str) -> None:
+    """Create .venv if needed and install comsim (with ``extra``) unless already done for this
+    pyproject.toml. The stamp file records what was installed, and for which pyproject."""
     if not PY.exists():
         print(f"creating {VENV.name} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    have = STAMP.read_text().split() if STAMP.exists() else []
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    lines = STAMP.read_text().split() if STAMP.exists() else []
+    installed = set(lines[1:]) if lines and lines[0] == key else set()
     want = extra or "base"
-    pyproject_mtime = str(int((ROOT / "pyproject.toml").stat().st_mtime))
-    if want in have and pyproject_mtime in have:
+    if want in installed:
         return
     spec = f".[{extra}]" if extra else "."
     print(f"installing comsim{f'[{extra}]' if extra else ''} into {VENV.name} ...", flush=True)
@@ -40,8 +44,7 @@ def _ensure(extra: str) -> None:
         cwd=ROOT,
         check=True,
     )
-    keep = [w for w in have if not w.isdigit()] if pyproject_mtime in have else []
-    STAMP.write_text(" ".join([*keep, want, pyproject_mtime]))
+    STAMP.write_text(" ".join([key, *sorted(installed | {want})]))
 
 
 def main(argv: list[str]) -> int:
