@@ -129,6 +129,9 @@ class StaScheduler:
 
     # -- inputs ------------------------------------------------------------------------
     def arrive(self, unit: Unit) -> list[Action]:
+        if not self.stack and not self.queue:  # an idle STA starts it at once
+            self.stack.append(unit)
+            return [Start(unit)]
         self.queue.append(unit)
         return self._pump()
 
@@ -144,7 +147,7 @@ class StaScheduler:
                    payload: Any = None) -> tuple[Wait, list[Action]]:
         w = Wait(unit, kind, causality_id, payload)
         unit.waits.append(w)
-        return w, (self._pump() if unit is self.top else [])
+        return w, (self._pump() if self.queue and unit is self.top else [])
 
     def wait_ready(self, w: Wait) -> list[Action]:
         """The condition of ``w`` has happened; it resumes when its unit is on top."""
@@ -154,6 +157,8 @@ class StaScheduler:
         actions: list[Action] = []
         if w.unit is self.top or w.unit not in self.stack:
             actions.append(self._resume(w))
+        if not self.queue:
+            return actions
         for u in self.queue:  # units held for the duration of this wait are free again
             if u.held_by is w:
                 u.held_by = None
@@ -161,8 +166,13 @@ class StaScheduler:
 
     def end(self, unit: Unit) -> list[Action]:
         """``unit`` has ended (also when it never started properly)."""
-        if unit in self.stack:
-            self.stack.remove(unit)
+        stack = self.stack
+        if stack and stack[-1] is unit:
+            stack.pop()
+            if not stack and not self.queue:
+                return []  # the STA is idle again
+        elif unit in stack:
+            stack.remove(unit)
         else:
             self.withdraw(unit)
         actions: list[Action] = []
