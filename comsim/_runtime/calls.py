@@ -63,7 +63,6 @@ class ClientCall:
 
     __slots__ = (
         "args",
-        "async_iface",
         "caller_thread",
         "cancel_waiters",
         "cancellable",
@@ -117,7 +116,6 @@ class ClientCall:
         self.owner = owner
         self.rejected: int | None = None
         self.grace_handle: asyncio.TimerHandle | None = None
-        self.async_iface: type[Interface] | None = None
         self.tracing = trace.enabled()  # asked once per call: no logging work otherwise
 
     def __repr__(self) -> str:
