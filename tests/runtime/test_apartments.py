@@ -548,3 +548,22 @@ async def test_run_takes_a_plain_function_too(rt: comsim.Runtime) -> None:  # R2
         return await sta.run(where)  # from inside: runs directly
 
     assert await sta.run(nested) == "plain"
+
+
+@pytest.mark.threaded_only
+@pytest.mark.asyncio
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="Linux only")
+async def test_runtime_cpu_keeps_apartment_threads_on_one_cpu() -> None:  # R2 R3 (threads)
+    import os
+
+    mine = os.sched_getaffinity(0)
+    cpu = min(mine)
+    async with comsim.Runtime(cpu=cpu) as rt:
+        sta = await rt.create_sta("pinned")
+
+        async def affinity() -> set[int]:
+            return os.sched_getaffinity(0)
+
+        assert await sta.run(affinity) == {cpu}
+        assert await rt.mta.run(affinity) == {cpu}
+        assert os.sched_getaffinity(0) == mine  # the caller's own thread is left alone
