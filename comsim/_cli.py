@@ -12,10 +12,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="comsim", description="COM apartments on asyncio")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("demo", help="run the seed scenario and print its timelines")
-    bench = sub.add_parser("bench", help="measure call latency against raw baselines")
-    bench.add_argument("args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv)
+    sub.add_parser("bench", help="measure call latency against raw baselines "
+                                 "(options go to benchmarks/latency.py, e.g. --n 3000)")
+    ns, rest = parser.parse_known_args(argv)
     if ns.cmd == "demo":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         from ._demo import run_demo
 
         run_demo()
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if not script.exists():
         print("comsim bench needs a source checkout (benchmarks/latency.py)", file=sys.stderr)
         return 2
-    sys.argv = [str(script), *ns.args]
+    sys.argv = [str(script), *rest]
     runpy.run_path(str(script), run_name="__main__")
     return 0
 

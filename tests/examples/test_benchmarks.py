@@ -1,0 +1,32 @@
+"""The benchmarks still run (tiny sizes; no timing is asserted: speed is a benchmark, not a
+test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_comsim_bench_prints_every_row_with_its_baseline() -> None:
+    out = subprocess.run([sys.executable, "-m", "comsim", "bench", "--n", "60", "--json"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) == {
+        "same apartment", "STA->STA", "MTA->STA", "STA->MTA", "STA->STA Begin_/Finish_",
+        "STA->STA, Runtime(cpu=0)", "STA->STA Cancel(0)->Finish_", "deterministic STA->STA"}
+    for row in report.values():
+        assert row["p50_us"] > 0 and row["baseline_p50_us"] > 0 and row["ratio_p50"] > 0
+
+
+def test_throughput_scenarios_run_and_replay() -> None:  # R21 R29 R18
+    out = subprocess.run([sys.executable, "benchmarks/throughput.py", "--calls", "200",
+                          "--rate-calls", "200"], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "same trace: True" in out.stdout
+    assert "comsim threads left: 0" in out.stdout
