@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ._explore import Exploration, explore
-from ._loop import VirtualTimeLoop
+from ._loop import VirtualTimeLoop, wait_all_tasks_blocked
 from ._trace import Trace, capture_trace
 
 T = TypeVar("T")
@@ -21,4 +21,12 @@ def run(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
                      backend_options={"loop_factory": VirtualTimeLoop})
 
 
-__all__ = ["Exploration", "Trace", "VirtualTimeLoop", "capture_trace", "explore", "run"]
+__all__ = [
+    "Exploration",
+    "Trace",
+    "VirtualTimeLoop",
+    "capture_trace",
+    "explore",
+    "run",
+    "wait_all_tasks_blocked",
+]

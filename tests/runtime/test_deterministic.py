@@ -526,3 +526,49 @@ def test_plugin_runs_a_marked_test_once_per_seed(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*4 passed*"])
 
+
+
+def test_wait_all_tasks_blocked_lets_every_message_land() -> None:  # R2 R13 (testing helper)
+    class IEcho(comsim.Interface):
+        async def Echo(self, x: int) -> int: ...
+
+    class Echo(comsim.CoClass, IEcho):
+        async def Echo(self, x: int) -> int:
+            return x
+
+    async def main() -> tuple[list[str], float]:
+        async with comsim.Runtime(deterministic=True, seed=3) as rt:
+            a, b = await rt.create_sta("a"), await rt.create_sta("b")
+
+            async def serve() -> Any:
+                return comsim.marshal_interface(Echo(), IEcho)
+
+            stream = await b.run(serve)
+
+            async def client() -> Any:
+                factory = comsim.unmarshal_interface(stream).QueryInterface(comsim.ICallFactory)
+                call = factory.CreateCall(comsim.async_interface(IEcho))
+                call.Begin_Echo(7)
+                return call
+
+            with comsim.testing.capture_trace() as events:
+                call = await a.run(client)
+                t0 = asyncio.get_running_loop().time()
+                await comsim.testing.wait_all_tasks_blocked()
+                names = events.names()
+                # the reply has been taken in: the call object's event is set (R23)
+                sync = call.QueryInterface(comsim.ISynchronize)
+                assert await sync.Wait(0, 0) == comsim.hresult.S_OK
+            return names, asyncio.get_running_loop().time() - t0
+
+    names, elapsed = comsim.testing.run(main)
+    assert names == ["call.sent", "call.arrived", "call.dispatched", "call.returned"]
+    assert elapsed == 0  # the clock did not move
+
+
+def test_wait_all_tasks_blocked_refuses_a_plain_loop() -> None:
+    async def main() -> None:
+        await comsim.testing.wait_all_tasks_blocked()
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(main())
