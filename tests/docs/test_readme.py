@@ -51,3 +51,13 @@ async def test_fails_on_seed_1(comsim_runtime, comsim_seed):
     result.stdout.fnmatch_lines(["*replay with --comsim-seed 1*"])
     replay = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "--comsim-seed", "1")
     replay.assert_outcomes(failed=1)
+
+
+def test_readme_state_diagram_is_drawn_from_the_table() -> None:  # R21 R22 R28 (the table)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("draw", ROOT / "scripts" / "draw_callobj.py")
+    assert spec is not None and spec.loader is not None
+    draw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(draw)
+    assert draw.diagram() in README, "run: python scripts/draw_callobj.py --readme"
