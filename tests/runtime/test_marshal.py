@@ -1,6 +1,6 @@
 """Marshalling: marshal data, the Global Interface Table, arguments by value, proxy use.
 
-Rules R6-R12 of /work/shared/COM-RULES.md (and R4 for the COM APIs that need an apartment).
+Rules R6-R12 of COM-RULES.md (and R4 for the COM APIs that need an apartment).
 """
 
 from __future__ import annotations
