@@ -34,9 +34,10 @@ from .._core.sta import (
     Wait,
     WaitKind,
 )
-from . import trace
+from . import futures, trace
 from .calls import Reply, on_reply, serve, start_cancel
 from .context import WHERE, Where
+from .futures import settle
 
 if TYPE_CHECKING:
     from .calls import ClientCall
@@ -48,11 +49,6 @@ T = TypeVar("T")
 #: server tasks kept waiting for calls per apartment; more are started when calls nest or run
 #: concurrently, and end when they find this many idle already
 _MAX_IDLE_SERVER_TASKS = 8
-
-
-def _settle(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
 
 
 class _Job:
@@ -188,18 +184,14 @@ class Apartment:
 
         Cancelling the waiting task still waits until the unit is on top (R32), then raises.
         """
-        handle = None
-        if timeout is not None:
-            handle = self._loop.call_later(timeout, _settle, fut, False)
         sched = self._sched
         where = WHERE.get()
         unit = where.unit if where is not None and where.apartment is self else None
         if sched is None or unit is None or unit not in sched.stack:
-            try:
-                return await fut
-            finally:
-                if handle is not None:
-                    handle.cancel()
+            return await futures.wait(fut, timeout)
+        handle = None
+        if timeout is not None:
+            handle = self._loop.call_later(timeout, settle, fut, False)
         w, actions = sched.begin_wait(unit, kind, causality_id, payload)
         if actions:
             self._apply(actions)
@@ -304,7 +296,7 @@ class Apartment:
         conn = call.stub.conn
         status = None if conn is stubcore.Connection.CONNECTED else stubcore.request_status(conn)
         if status is not None:
-            self._reply_now(call, status, returned=True)
+            self._reply_now(call, status)
             self._end_unit(unit)
             return
         if self._idle:  # a server task that has finished its last call takes this one
@@ -340,15 +332,15 @@ class Apartment:
                 self._sched.withdraw(unit)
                 self._reply_now(unit.payload, code)
 
-    def _reply_now(self, call: ClientCall, code: int, returned: bool = False) -> None:
+    def _reply_now(self, call: ClientCall, code: int) -> None:
         text = {
             hr.RPC_E_DISCONNECTED: f"apartment {self.name!r} or its object has gone",
             hr.CO_E_OBJNOTCONNECTED: "the object was disconnected (CoDisconnectObject) "
             "and calls to it still run",
         }.get(code)
-        self._send_reply(call, Reply(code, text=text), returned=returned)
+        self._send_reply(call, Reply(code, text=text))
 
-    def _send_reply(self, call: ClientCall, reply: Reply, returned: bool = True) -> None:
+    def _send_reply(self, call: ClientCall, reply: Reply) -> None:
         rt = self._rt
         with rt._lock:
             if call.sstate.stage is stubcore.Stage.RUNNING:
@@ -463,7 +455,7 @@ class Apartment:
         self._settle_job(job, *outcome)
 
     def _settle_job(self, job: _Job, ok: bool, value: Any) -> None:
-        self._rt._send_to_loop(job.loop, _settle, job.waiter, (ok, value))
+        self._rt._send_to_loop(job.loop, settle, job.waiter, (ok, value))
 
     # ------------------------------------------------------------------ message filters
     def _set_filter(self, flt: Any) -> Any:
@@ -534,6 +526,6 @@ class Apartment:
             self._closed = True
             waiters, self._closed_waiters = self._closed_waiters, []
         for loop, fut in waiters:
-            self._rt._send_to_loop(loop, _settle, fut, None)
+            self._rt._send_to_loop(loop, settle, fut, None)
         if self._thread is not None:
             self._loop.stop()

@@ -35,8 +35,9 @@ from .._objects import (
     async_interface,
     is_async_interface,
 )
-from . import trace
+from . import futures, trace
 from .context import WHERE, Where, current_runtime, outside_thread_id
+from .futures import settle
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
@@ -788,12 +789,7 @@ class _Event(ISynchronize):
             if w is not None:
                 ok = await w.apartment.com_wait(fut, timeout=timeout)
             else:
-                h = loop.call_later(timeout, _set_false, fut) if timeout is not None else None
-                try:
-                    ok = await fut
-                finally:
-                    if h is not None:
-                        h.cancel()
+                ok = await futures.wait(fut, timeout)
         finally:
             with self._lock:
                 self._state.remove_waiter(entry)
@@ -816,11 +812,6 @@ class _Event(ISynchronize):
 
     def __reduce__(self) -> Any:  # pragma: no cover - passed by reference, never pickled
         raise TypeError("events pass by reference")
-
-
-def _set_false(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_result(False)
 
 
 def _call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
@@ -957,18 +948,13 @@ async def CoCancelCall(thread_id: int, seconds: float) -> int:
     def begin() -> None:
         r = start_cancel(call, timeout)
         if isinstance(r, int):
-            _call_in_loop(loop, _settle_value, result, r)
+            _call_in_loop(loop, settle, result, r)
         else:
-            r.add_done_callback(lambda f: _call_in_loop(loop, _settle_value, result, f.result()))
+            r.add_done_callback(lambda f: _call_in_loop(loop, settle, result, f.result()))
 
     if not client._post(begin):
         return hr.RPC_E_CALL_COMPLETE
     if w is not None:
         return int(await w.apartment.com_wait(result))
     return int(await result)
-
-
-def _settle_value(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
 

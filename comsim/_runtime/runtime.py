@@ -35,15 +35,13 @@ DEFER_PROBABILITY = 0.25
 class _Pump:
     """The deterministic runtime's message delivery: a seeded choice among pending messages."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int | None,
-                 runtime: Runtime) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int | None) -> None:
         self.loop = loop
         self.rng = random.Random(seed)
         self.pending: list[tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...]]] = []
         self.scheduled = False
         self.ctx = contextvars.Context()  # the pump's own callbacks
         self.host_ctx = contextvars.Context()  # messages to code outside any apartment
-        self.rt = runtime
         #: per-apartment-pair latency: (sender name or None, target name) -> seconds or callable
         self.latency: dict[tuple[str | None, str | None], Any] = {}
 
@@ -158,7 +156,7 @@ class Runtime:
                     "Runtime(deterministic=True) needs comsim's virtual-time loop: run the "
                     "program with comsim.testing.run(main)"
                 )
-            self._det = _Pump(loop, self.seed, self)
+            self._det = _Pump(loop, self.seed)
             self._rng = self._det.rng
         self._t0 = self._now()
         self._mta = await self._create("MTA", ApartmentType.MTA)
