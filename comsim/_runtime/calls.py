@@ -37,7 +37,7 @@ from .._objects import (
 )
 from . import futures, trace
 from .context import WHERE, Where, current_runtime, outside_thread_id
-from .futures import settle
+from .futures import call_in_loop, settle
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
@@ -753,7 +753,7 @@ class _Event(ISynchronize):
         with self._lock:
             wake = self._state.signal()
         for loop, fut in wake:
-            _call_in_loop(loop, _wake_future, fut, self)
+            call_in_loop(loop, _wake_future, fut, self)
         return hr.S_OK
 
     def Reset(self) -> int:
@@ -812,20 +812,6 @@ class _Event(ISynchronize):
 
     def __reduce__(self) -> Any:  # pragma: no cover - passed by reference, never pickled
         raise TypeError("events pass by reference")
-
-
-def _call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    try:
-        if loop is running:
-            loop.call_soon(fn, *args, context=contextvars.Context())
-        else:
-            loop.call_soon_threadsafe(fn, *args, context=contextvars.Context())
-    except RuntimeError:
-        pass  # the waiter's loop has closed
 
 
 class StdEvent(_Event):
@@ -948,9 +934,9 @@ async def CoCancelCall(thread_id: int, seconds: float) -> int:
     def begin() -> None:
         r = start_cancel(call, timeout)
         if isinstance(r, int):
-            _call_in_loop(loop, settle, result, r)
+            call_in_loop(loop, settle, result, r)
         else:
-            r.add_done_callback(lambda f: _call_in_loop(loop, settle, result, f.result()))
+            r.add_done_callback(lambda f: call_in_loop(loop, settle, result, f.result()))
 
     if not client._post(begin):
         return hr.RPC_E_CALL_COMPLETE

@@ -1,8 +1,9 @@
-"""The two future helpers the runtime shares."""
+"""Future and loop helpers the runtime shares."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 
@@ -21,3 +22,19 @@ async def wait(fut: asyncio.Future[Any], timeout: float | None) -> Any:
         return await fut
     finally:
         handle.cancel()
+
+
+def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
+    """Run ``fn(*args)`` on ``loop``, from its own thread or any other, in a fresh context (so
+    the caller's context variables do not leak); dropped if that loop has closed."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    try:
+        if loop is running:
+            loop.call_soon(fn, *args, context=contextvars.Context())
+        else:
+            loop.call_soon_threadsafe(fn, *args, context=contextvars.Context())
+    except RuntimeError:
+        pass  # the loop is closed: nobody waits any more

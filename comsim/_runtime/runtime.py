@@ -26,6 +26,7 @@ from .._core.hresult import COMError
 from .._core.rules import CancelCounter
 from .apartment import Apartment
 from .context import OUTER_RUNTIME
+from .futures import call_in_loop
 
 #: how often the deterministic pump lets everything else that is ready run before it delivers
 #: the next message: a seeded source of interleavings beside the choice of message
@@ -279,14 +280,8 @@ class Runtime:
         """Run ``fn(*args)`` on ``loop`` (any thread); dropped if that loop is closed."""
         if self._det is not None and loop is self._det.loop:
             self._det.post(None, fn, args)
-            return
-        try:
-            if loop is _running_loop():
-                loop.call_soon(fn, *args, context=contextvars.Context())
-            else:
-                loop.call_soon_threadsafe(fn, *args, context=contextvars.Context())
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            pass
+        else:
+            call_in_loop(loop, fn, *args)
 
     # ---------------------------------------------------------------- fault injection
     def set_latency(self, seconds: float | Callable[[random.Random], float], *,
@@ -336,11 +331,3 @@ class Runtime:
     def __repr__(self) -> str:
         mode = f"deterministic seed={self.seed}" if self.deterministic else "threaded"
         return f"<comsim.Runtime {mode} apartments={list(self._apartments)}>"
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
