@@ -83,6 +83,8 @@ class Apartment:
         if self._sched is not None:
             self._sched.consult = self._consult_pending
         self._accepting = True  # guarded by the runtime's lock: messages may be posted
+        #: messages from other threads, not yet taken in (guarded by the runtime's lock)
+        self._inbox: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._closing = False  # the teardown has begun (set on the apartment's own loop)
         self._closed = False
         self._closed_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
@@ -109,18 +111,46 @@ class Apartment:
 
     # ------------------------------------------------------------------ transport
     def _post(self, fn: Callable[..., Any], *args: Any) -> bool:
-        """Deliver ``fn(*args)`` in this apartment's loop. False if it no longer takes messages."""
+        """Deliver ``fn(*args)`` in this apartment's loop. False if it no longer takes messages.
+
+        Threaded runtime: messages from other threads go into the apartment's inbox, under the
+        runtime's lock (so that none is accepted once shutdown has begun, R18); whoever finds
+        the inbox empty wakes the loop, after letting go of the lock. Holding a lock across the
+        wake-up would let the woken thread run straight into it: on one core that costs two
+        extra thread switches per message.
+        """
         rt = self._rt
         if rt._det is not None:
             return rt._det.post(self, fn, args)
+        if threading.get_ident() == self._ident:
+            with rt._lock:
+                if not self._accepting:
+                    return False
+                self._loop.call_soon(fn, *args, context=self._ctx0)
+            return True
         with rt._lock:
             if not self._accepting:
                 return False
-            if threading.get_ident() == self._ident:
-                self._loop.call_soon(fn, *args, context=self._ctx0)
-            else:
-                self._loop.call_soon_threadsafe(fn, *args, context=self._ctx0)
+            inbox = self._inbox
+            inbox.append((fn, args))
+            if len(inbox) > 1:
+                return True  # the loop is already being woken for the first one
+        try:
+            self._loop.call_soon_threadsafe(self._drain, context=self._ctx0)
+        except RuntimeError:
+            pass  # the loop has closed: its teardown took the inbox in (``_drain``)
         return True
+
+    def _drain(self) -> None:
+        """Take in every message of the inbox, in the order they were posted."""
+        with self._rt._lock:
+            inbox, self._inbox = self._inbox, []
+        for fn, args in inbox:
+            try:
+                fn(*args)
+            except Exception as exc:  # a bug in comsim: report it, and take in the rest
+                self._loop.call_exception_handler(
+                    {"message": f"comsim: message {fn!r} failed in {self!r}", "exception": exc})
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A task of this apartment; it takes itself off ``_tasks`` when done (``_done``)."""
@@ -499,6 +529,7 @@ class Apartment:
             self._thread.join()
 
     def _begin_teardown(self) -> None:
+        self._drain()  # what was posted before shutdown began is taken in (R18)
         self._closing = True
         self._teardown_task = self._loop.create_task(self._teardown(),
                                                       context=contextvars.Context())
