@@ -35,7 +35,7 @@ from .._core.sta import (
     WaitKind,
 )
 from . import futures, trace
-from .calls import Reply, on_reply, serve, start_cancel
+from .calls import Reply, new_scope, on_reply, serve, start_cancel
 from .context import WHERE, Where
 from .futures import settle
 
@@ -250,21 +250,37 @@ class Apartment:
 
         Reusing server tasks is COM's own model: an STA serves every call on its one thread, and
         the MTA on a pool of RPC threads, so what a method leaves in its thread's context (here,
-        context variables) is seen by later calls on that thread. It also spares a task and a
-        cancel scope's bookkeeping per call.
+        context variables) is seen by later calls on that thread. It also spares a task per
+        call, and a cancel scope per call: one scope serves call after call until a cancel
+        reaches a running method (R30); the scope is then spent, and the task waits for its
+        next call in a fresh one, so that no interrupt can reach a later call.
         """
         task = asyncio.current_task()
+        job: tuple[ClientCall, Unit | None] | None = (call, unit)
         try:
-            while True:
-                await serve(self, call, unit)
-                if (self._closing or len(self._idle) >= _MAX_IDLE_SERVER_TASKS
-                        or (task is not None and task.cancelling())):
-                    return  # not reused: enough idle ones, or a cancel is still pending on it
-                slot: asyncio.Future[tuple[ClientCall, Unit | None]] = self._loop.create_future()
-                self._idle.append(slot)
-                call, unit = await slot
+            while job is not None:
+                with new_scope() as scope:
+                    while job is not None:
+                        call, unit = job
+                        await serve(self, call, unit, scope)  # an interrupt ends the scope
+                        if scope.cancel_called:
+                            break  # told to cancel, but the method returned: scope spent
+                        job = await self._next_job(task)
+                    else:
+                        return
+                job = await self._next_job(task)
         finally:
             self._done()
+
+    async def _next_job(self, task: asyncio.Task[Any] | None
+                        ) -> tuple[ClientCall, Unit | None] | None:
+        """Wait to be given the next call; None: this server task should end instead."""
+        if (self._closing or len(self._idle) >= _MAX_IDLE_SERVER_TASKS
+                or (task is not None and task.cancelling())):
+            return None  # enough idle ones, or a cancel is still pending on this task
+        slot: asyncio.Future[tuple[ClientCall, Unit | None]] = self._loop.create_future()
+        self._idle.append(slot)
+        return await slot
 
     async def _await_gate(self, w: Wait) -> BaseException | None:
         """Wait until ``w``'s unit is on top again (R2). A cancellation meanwhile is kept and

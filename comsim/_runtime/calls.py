@@ -391,16 +391,24 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
 _scope_class: type[anyio.CancelScope] | None = None
 
 
-def _learn_scope_class() -> type[anyio.CancelScope]:
-    """anyio's CancelScope class for the running backend. ``anyio.CancelScope()`` looks the
-    backend up on every call; the server's hot path makes the backend's scope directly."""
+def new_scope() -> anyio.CancelScope:
+    """A cancel scope of the running anyio backend. ``anyio.CancelScope()`` looks the backend
+    up on every call; this looks it up once."""
     global _scope_class
-    _scope_class = type(anyio.CancelScope())
-    return _scope_class
+    if _scope_class is None:
+        _scope_class = type(anyio.CancelScope())
+    return _scope_class()
 
 
-async def serve(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
-    """The server task: runs the method and sends the reply (R13, R14, R26, R30)."""
+async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
+                scope: anyio.CancelScope) -> None:
+    """Run one call in a server task and send the reply (R13, R14, R26, R30).
+
+    ``scope`` is the server task's cancel scope, entered around call after call: a cancel that
+    reaches the server while an ``interrupt``-policy method runs cancels it (R30), and the
+    server task then goes on in a fresh one. Re-raises the interrupt (once the reply is made),
+    so that it ends the scope.
+    """
     rt = apt._rt
     tid = apt.thread_id if apt._sched is not None else rt._new_thread_id()
     WHERE.set(Where(rt, apt, unit, call, call.causality_id, tid))
@@ -423,25 +431,25 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
                 return
         fn = getattr(obj, call.method)
         if rules.interrupts(obj.cancel_policy):
-            with (_scope_class or _learn_scope_class())() as scope:
-                call.scope = scope
-                if call.server_cancelled:
+            call.scope = scope
+            try:
+                if call.server_cancelled:  # the cancel came before the method started
                     scope.cancel()
                 result = fn(*args)
                 if inspect.isawaitable(result):
                     result = await result
-            call.scope = None
-            if scope.cancelled_caught:
-                reply = Reply(hr.RPC_E_CALL_CANCELED, text="the server method was interrupted")
-                return
+            finally:
+                call.scope = None
         else:
             result = fn(*args)
             if inspect.isawaitable(result):
                 result = await result
         reply = Reply(hr.S_OK, pack(result, f"the result of {call.method}"))
     except asyncio.CancelledError:
-        # only the apartment's shutdown cancels the server task itself (R18)
-        reply = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {apt.name!r} shut down")
+        if scope.cancel_called and not apt._closing:
+            reply = Reply(hr.RPC_E_CALL_CANCELED, text="the server method was interrupted")
+        else:  # only the apartment's shutdown cancels the server task itself (R18)
+            reply = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {apt.name!r} shut down")
         raise
     except Exception as exc:
         code = rules.reply_code(exc)

@@ -446,6 +446,42 @@ async def test_grace_period_server_returns_normally(rt: comsim.Runtime) -> None:
     assert completed["hresult"] == hr.S_OK
 
 
+@pytest.mark.parametrize("server", ["sta", "mta"])
+@pytest.mark.asyncio
+async def test_a_cancel_the_method_outlived_reaches_no_later_call(rt: comsim.Runtime,
+                                                                 server: str) -> None:  # R30
+    """A server task serves call after call in one cancel scope. A cancel that reached a method
+    which then returned normally must not interrupt the later calls that task serves."""
+    srv = await rt.create_sta("srv") if server == "sta" else rt.mta
+    cli = await rt.create_sta("cli")
+    log: list[Any] = []
+    stream = await srv.run(lambda: comsim.marshal_interface(Worker(log), IWork))
+    started, done = comsim.ManualResetEvent(), comsim.ManualResetEvent()
+
+    async def client() -> tuple[Any, ...]:
+        proxy = comsim.unmarshal_interface(stream)
+        call = new_call(proxy)
+        call.Begin_Shielded(started, done, False)
+        await started.Wait(0, INFINITE)
+        hr_cancel = await call.QueryInterface(comsim.ICancelMethodCalls).Cancel(30)
+        first = await call.Finish_Shielded()
+        sums = [await proxy.Add(i, 1) for i in range(3)]
+        # a later call that awaits: a stale interrupt would land here
+        go, release, fin = (comsim.ManualResetEvent() for _ in range(3))
+        call.Begin_Block(go, release, fin)
+        await go.Wait(0, INFINITE)
+        release.Signal()
+        return hr_cancel, first, sums, await call.Finish_Block()
+
+    assert await cli.run(client) == (hr.RPC_E_CALL_COMPLETE, "shielded", [1, 2, 3],
+                                     "released")
+    assert log[-5:] == [("Add", 0, 1), ("Add", 1, 1), ("Add", 2, 1), "Block:start",
+                        "Block:done"]
+    # and the server tasks waiting for calls all wait for real (none with a spent scope)
+    waiting = await srv.run(lambda: [slot.done() for slot in srv._idle])
+    assert waiting and not any(waiting)
+
+
 @pytest.mark.parametrize("cls,method", [(Worker, "Block"), (CoopWorker, "Acknowledge")])
 @pytest.mark.asyncio
 async def test_grace_period_server_acknowledges(rt: comsim.Runtime, cls: type[Worker],
