@@ -17,7 +17,8 @@ from .hresult import COMError
 class MethodSpec:
     """One method of an interface: its name and how arguments bind to it."""
 
-    __slots__ = ("interface", "is_async", "name", "npos", "signature", "simple")
+    __slots__ = ("arguments_label", "interface", "is_async", "name", "npos", "result_label",
+                 "signature", "simple")
 
     def __init__(self, interface: type, name: str, func: Callable[..., Any]) -> None:
         self.name = name
@@ -31,6 +32,9 @@ class MethodSpec:
         )
         self.npos = len(params)
         self.is_async = inspect.iscoroutinefunction(func)
+        #: what error messages call the arguments and the result (made once, not per call)
+        self.arguments_label = f"an argument of {interface.__name__}.{name}"
+        self.result_label = f"the result of {interface.__name__}.{name}"
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """The arguments as one positional tuple; ``COMError(E_INVALIDARG)`` when they do not

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import inspect
 import threading
+import types
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,7 +23,7 @@ from .._core.event import EventState
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.sta import Unit, WaitKind
-from .._core.stub import CancelReport, Connection, StubCall
+from .._core.stub import CancelReport, Connection, StubCall, after_disconnect
 from .._core.stub import Effect as StubEffect
 from .._core.stub import Input as StubInput
 from .._objects import (
@@ -300,7 +301,7 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     cancellation (R31, R32)."""
     where = _check_proxy(proxy)
     bound = spec.bind(args, kwargs)
-    packed = pack(bound, f"an argument of {spec.interface.__name__}.{spec.name}")
+    packed = pack(bound, spec.arguments_label)
     machine = CallMachine()
     machine.step(Input.BEGIN)
     call = ClientCall(where, proxy._stub, spec, packed, machine, sync=True)
@@ -389,6 +390,7 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
 
 
 _scope_class: type[anyio.CancelScope] | None = None
+_Coroutine = types.CoroutineType
 
 
 def new_scope() -> anyio.CancelScope:
@@ -417,17 +419,17 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
     if call.tracing:
         trace.emit("call.dispatched", **call.fields())
     obj = stub.obj
-    reply = Reply(hr.RPC_E_SERVERFAULT, text="the server task ended abnormally")
+    reply: Reply | None = None
     try:
         if rt._faults:
             fault = rt._fault_for(call.method, apt)
             if fault is not None:
                 raise fault
         args = unpack(call.args, apt)
-        if isinstance(obj, ICallFactory) and call.spec.interface is not ICallFactory:
+        if stub.call_factory and call.spec.interface is not ICallFactory:
             done, value = await _via_server_call(apt, call, obj, args)
             if done:
-                reply = Reply(hr.S_OK, pack(value, f"the result of {call.method}"))
+                reply = Reply(hr.S_OK, pack(value, call.spec.result_label))
                 return
         fn = getattr(obj, call.method)
         if rules.interrupts(obj.cancel_policy):
@@ -436,15 +438,15 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
                 if call.server_cancelled:  # the cancel came before the method started
                     scope.cancel()
                 result = fn(*args)
-                if inspect.isawaitable(result):
+                if type(result) is _Coroutine or inspect.isawaitable(result):
                     result = await result
             finally:
                 call.scope = None
         else:
             result = fn(*args)
-            if inspect.isawaitable(result):
+            if type(result) is _Coroutine or inspect.isawaitable(result):
                 result = await result
-        reply = Reply(hr.S_OK, pack(result, f"the result of {call.method}"))
+        reply = Reply(hr.S_OK, pack(result, call.spec.result_label))
     except asyncio.CancelledError:
         if scope.cancel_called and not apt._closing:
             reply = Reply(hr.RPC_E_CALL_CANCELED, text="the server method was interrupted")
@@ -460,10 +462,13 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
                                               f"{type(exc).__name__}: {exc}")
     finally:
         stub.running -= 1
-        if stub.conn is Connection.DISCONNECTING and stub.running == 0:
-            stub.conn = Connection.DISCONNECTED
-        apt._end_unit(unit)
+        if stub.conn is Connection.DISCONNECTING:  # R17: the last running call ends it
+            stub.conn = after_disconnect(stub.running)
+        if reply is None:  # a BaseException other than a cancel went through
+            reply = Reply(hr.RPC_E_SERVERFAULT, text="the server task ended abnormally")
         apt._send_reply(call, reply)
+        if unit is not None:
+            apt._end_unit(unit)
 
 
 async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
@@ -579,7 +584,7 @@ class CallObject:
                            f"{self._machine.state.value}: {what}")
         where = _check_proxy(self._proxy)
         bound = spec.bind(args, kwargs)
-        packed = pack(bound, f"an argument of {spec.interface.__name__}.{spec.name}")
+        packed = pack(bound, spec.arguments_label)
         self._machine.step(Input.BEGIN)
         self._event.Reset()
         call = ClientCall(where, self._proxy._stub, spec, packed, self._machine, sync=False,

@@ -33,7 +33,7 @@ _stub_lock = threading.Lock()
 class Stub:
     """The server-side end of an object's connections: one per exported object."""
 
-    __slots__ = ("apartment", "conn", "id", "interfaces", "obj", "running")
+    __slots__ = ("apartment", "call_factory", "conn", "id", "interfaces", "obj", "running")
 
     def __init__(self, obj: CoClass, apartment: Apartment) -> None:
         self.id = apartment._rt._stub_ids.__next__()
@@ -42,6 +42,8 @@ class Stub:
         self.conn = Connection.CONNECTED
         self.running = 0
         self.interfaces = interfaces_of(type(obj))
+        #: the object makes its own call objects: calls to it go through them (R26)
+        self.call_factory = isinstance(obj, ICallFactory)
 
     def implements(self, iface: type[Interface]) -> bool:
         return iface is IUnknown or iface in self.interfaces

@@ -124,9 +124,11 @@ class Runtime:
         self._closing = False
         self._entered = False
         self._apartments: dict[str, Apartment] = {}
-        self._call_ids = itertools.count(1)
-        self._causality_ids = itertools.count(1)
-        self._thread_ids = itertools.count(1)
+        #: new ids, and the clock (the loop's virtual time on the deterministic runtime)
+        self._new_call_id: Callable[[], int] = itertools.count(1).__next__
+        self._new_causality_id: Callable[[], int] = itertools.count(1).__next__
+        self._new_thread_id: Callable[[], int] = itertools.count(1).__next__
+        self._now: Callable[[], float] = time.monotonic
         self._cookies = itertools.count(1)
         self._stub_ids = itertools.count(1)
         self._outgoing: dict[int, list[Any]] = {}  # thread id -> pending sync calls (R31)
@@ -159,6 +161,7 @@ class Runtime:
                 )
             self._det = _Pump(loop, self.seed)
             self._rng = self._det.rng
+            self._now = loop.time
         self._t0 = self._now()
         self._mta = await self._create("MTA", ApartmentType.MTA)
         self._token = OUTER_RUNTIME.set(self)
@@ -257,19 +260,6 @@ class Runtime:
         ready.wait()
 
     # ---------------------------------------------------------------- ids and time
-    def _new_call_id(self) -> int:
-        return next(self._call_ids)
-
-    def _new_causality_id(self) -> int:
-        return next(self._causality_ids)
-
-    def _new_thread_id(self) -> int:
-        return next(self._thread_ids)
-
-    def _now(self) -> float:
-        if self._det is not None:
-            return self._det.loop.time()
-        return time.monotonic()
 
     def _ticks_since(self, t: float) -> int:
         return max(0, round((self._now() - t) * 1000))
