@@ -326,7 +326,8 @@ class Apartment:
             self._end_unit(unit)
             return
         flt = self._filter
-        if rules.consults_incoming_filter(flt is not None, call.sync, self._sched is not None):
+        if flt is not None and rules.consults_incoming_filter(True, call.sync,
+                                                              self._sched is not None):
             answer = self._ask_filter(flt, call)
             if rules.filter_rejects(answer):
                 with rt._lock:

@@ -155,7 +155,7 @@ def _wake(call: ClientCall, value: Any) -> None:
 def on_reply(call: ClientCall, reply: Reply) -> None:
     """A reply message is taken in by the client apartment (never a unit: R2)."""
     machine = call.machine
-    if not call.current:
+    if call.owner is not None and call.owner._call is not call:
         _trace_dropped(call, reply, "call object began another call")
         return
     if reply.reject is not None and machine.state is State.PENDING:
@@ -307,7 +307,9 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     call = ClientCall(where, proxy._stub, spec, packed, machine, sync=True)
     apt = where.apartment
     rt = where.runtime
-    stack = rt._outgoing.setdefault(where.thread_id, [])
+    stack = rt._outgoing.get(where.thread_id)
+    if stack is None:
+        stack = rt._outgoing[where.thread_id] = []
     stack.append(call)
     try:
         while True:
