@@ -6,8 +6,11 @@ Baselines:
 - direct await: the same object's method awaited directly, no comsim;
 - two loops: two plain asyncio loops on two threads handing a request and a reply over with
   ``call_soon_threadsafe`` (what one cross-apartment round trip must at least cost), measured
-  in blocks that alternate with comsim's; "1 cpu": both threads pinned to CPU 0, beside
-  ``Runtime(cpu=0)``, since a wake-up across cores costs far more than one on the same core;
+  in blocks that alternate with comsim's. Where the OS puts the two threads decides much of
+  that figure (a wake-up across cores costs far more than one on the same core), so two rows
+  fix the placement for both sides alike: "1 cpu", both threads on one CPU (beside
+  ``Runtime(cpu=N)``), and "2 cpus", the caller's thread on one CPU and the server's on
+  another (Linux only);
 - one loop: an ``asyncio.Queue`` hop and a future on one loop (the deterministic runtime's floor).
 
 Figures are p50 and p99 in microseconds; the ratio is comsim's p50 over its baseline's p50.
@@ -87,14 +90,22 @@ class _Plain:
         return a + b
 
 
-def baseline_two_loops(n: int, cpu: int | None = None) -> list[float]:
+def _pin(cpu: int | None) -> None:
+    """Keep the calling thread on ``cpu`` (Linux; None or elsewhere: no change)."""
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+Placement = tuple[int | None, int | None]  # (the caller's CPU, the server's CPU)
+
+
+def baseline_two_loops(n: int, cpus: Placement = (None, None)) -> list[float]:
     """Two plain asyncio loops on two threads, a request and a reply handed over with
-    ``call_soon_threadsafe``; with ``cpu``, both threads run on that one CPU."""
+    ``call_soon_threadsafe``; ``cpus`` pins the caller's and the server's thread."""
     server = asyncio.new_event_loop()
 
     def serve() -> None:
-        if cpu is not None and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, {cpu})
+        _pin(cpus[1])
         server.run_forever()
 
     t = threading.Thread(target=serve, daemon=True)
@@ -102,8 +113,7 @@ def baseline_two_loops(n: int, cpu: int | None = None) -> list[float]:
     result: list[float] = []
 
     async def main() -> None:
-        if cpu is not None and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, {cpu})
+        _pin(cpus[0])
         loop = asyncio.get_running_loop()
 
         def handle(fut: asyncio.Future[int], a: int, b: int) -> None:
@@ -152,10 +162,11 @@ ROUNDS = 6
 
 
 async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apartment,
-                n: int, kind: str, baseline_cpu: Any = "none") -> tuple[list[float], list[float]]:
-    """comsim's samples, and (unless ``baseline_cpu`` is "none") the two-loop baseline's,
-    measured from the caller's thread in blocks that alternate with comsim's (ROUNDS each), so
-    that drift of the machine hits both alike."""
+                n: int, kind: str, baseline: Placement | None = None
+                ) -> tuple[list[float], list[float]]:
+    """comsim's samples, and (given the ``baseline`` threads' placement) the two-loop
+    baseline's, measured from the caller's thread in blocks that alternate with comsim's
+    (ROUNDS each), so that drift of the machine hits both alike."""
 
     async def make() -> Any:
         return comsim.marshal_interface(Calc(), ICalc)
@@ -200,13 +211,13 @@ async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apa
             return out
         raise ValueError(kind)
 
-    if baseline_cpu == "none":
+    if baseline is None:
         return await client.run(block, n), []
     ours: list[float] = []
     base: list[float] = []
     for _ in range(ROUNDS):
         ours += await client.run(block, n // ROUNDS)
-        base += baseline_two_loops(n // ROUNDS, baseline_cpu)  # blocks the host: fine
+        base += baseline_two_loops(n // ROUNDS, baseline)  # blocks the host: fine
     return ours, base
 
 
@@ -222,12 +233,17 @@ async def comsim_same_apartment(n: int) -> list[float]:
 
 
 async def comsim_threaded(n: int, client: str, server: str, kind: str = "sync",
-                          baseline_cpu: Any = "none", cpu: int | None = None
-                          ) -> tuple[list[float], list[float]]:
+                          baseline: Placement | None = None, cpu: int | None = None,
+                          cpus: Placement = (None, None)) -> tuple[list[float], list[float]]:
+    """``cpu``: ``Runtime(cpu=cpu)``; ``cpus``: pin the client's and the server's apartment
+    thread apart (each apartment is one thread; ``Apartment.run`` takes a plain function)."""
     async with comsim.Runtime(cpu=cpu) as rt:
         apts = {"sta1": await rt.create_sta("sta1"), "sta2": await rt.create_sta("sta2"),
                 "mta": rt.mta}
-        return await _pair(rt, apts[client], apts[server], n, kind, baseline_cpu)
+        if cpus != (None, None):
+            await apts[client].run(_pin, cpus[0])
+            await apts[server].run(_pin, cpus[1])
+        return await _pair(rt, apts[client], apts[server], n, kind, baseline)
 
 
 def comsim_deterministic(n: int) -> list[float]:
@@ -258,10 +274,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               ("MTA->STA", "mta", "sta1", "sync"),
                               ("STA->MTA", "sta1", "mta", "sync"),
                               ("STA->STA Begin_/Finish_", "sta1", "sta2", "async")):
-        ours, base = asyncio.run(comsim_threaded(n, c, s, kind, baseline_cpu=None))
+        ours, base = asyncio.run(comsim_threaded(n, c, s, kind, baseline=(None, None)))
         rows.append((label, _stats(ours), "two loops", _stats(base)))
-    ours, base = asyncio.run(comsim_threaded(n, "sta1", "sta2", "sync", baseline_cpu=0, cpu=0))
-    rows.append(("STA->STA, Runtime(cpu=0)", _stats(ours), "two loops, 1 cpu", _stats(base)))
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    c0 = allowed[0]
+    ours, base = asyncio.run(comsim_threaded(n, "sta1", "sta2", "sync", baseline=(c0, c0),
+                                             cpu=c0))
+    rows.append(("STA->STA, Runtime(cpu=N)", _stats(ours), "two loops, 1 cpu", _stats(base)))
+    if len(allowed) >= 2:
+        placed = (c0, allowed[1])
+        ours, base = asyncio.run(comsim_threaded(n, "sta1", "sta2", "sync", baseline=placed,
+                                                 cpus=placed))
+        rows.append(("STA->STA, STAs on 2 CPUs", _stats(ours), "two loops, 2 cpus",
+                     _stats(base)))
     two = rows[1][3]
     ours, _ = asyncio.run(comsim_threaded(max(200, n // 5), "sta1", "sta2", "cancel"))
     rows.append(("STA->STA Cancel(0)->Finish_", _stats(ours), "two loops", two))
