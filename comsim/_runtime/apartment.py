@@ -118,6 +118,9 @@ class Apartment:
         the inbox empty wakes the loop, after letting go of the lock. Holding a lock across the
         wake-up would let the woken thread run straight into it: on one core that costs two
         extra thread switches per message.
+
+        Messages to one apartment are taken in in the order they entered its inbox. As in COM,
+        nothing orders them against other channels (an event's ``Signal``, a ``run`` result).
         """
         rt = self._rt
         if rt._det is not None:
