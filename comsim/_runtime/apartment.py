@@ -191,7 +191,9 @@ class Apartment:
 
     def _end_unit(self, unit: Unit | None) -> None:
         if unit is not None and self._sched is not None:
-            self._apply(self._sched.end(unit))
+            actions = self._sched.end(unit)
+            if actions:
+                self._apply(actions)
 
     def _consult_pending(self, unit: Unit, wait: Wait, nested: bool) -> int:
         """R16: MessagePending, when a run unit would start during an outgoing call."""
@@ -259,31 +261,29 @@ class Apartment:
         next call in a fresh one, so that no interrupt can reach a later call.
         """
         task = asyncio.current_task()
-        job: tuple[ClientCall, Unit | None] | None = (call, unit)
+        assert task is not None
+        idle = self._idle
+        new_slot = self._loop.create_future
         try:
-            while job is not None:
+            while True:
                 with new_scope() as scope:
-                    while job is not None:
-                        call, unit = job
+                    while True:
                         await serve(self, call, unit, scope)  # an interrupt ends the scope
-                        if scope.cancel_called:
+                        if call.server_cancelled and scope.cancel_called:
                             break  # told to cancel, but the method returned: scope spent
-                        job = await self._next_job(task)
-                    else:
-                        return
-                job = await self._next_job(task)
+                        if (self._closing or len(idle) >= _MAX_IDLE_SERVER_TASKS
+                                or task.cancelling()):
+                            return  # enough idle ones, or a cancel is still pending on it
+                        slot: asyncio.Future[tuple[ClientCall, Unit | None]] = new_slot()
+                        idle.append(slot)
+                        call, unit = await slot
+                if self._closing or len(idle) >= _MAX_IDLE_SERVER_TASKS or task.cancelling():
+                    return
+                slot = new_slot()
+                idle.append(slot)
+                call, unit = await slot
         finally:
             self._done()
-
-    async def _next_job(self, task: asyncio.Task[Any] | None
-                        ) -> tuple[ClientCall, Unit | None] | None:
-        """Wait to be given the next call; None: this server task should end instead."""
-        if (self._closing or len(self._idle) >= _MAX_IDLE_SERVER_TASKS
-                or (task is not None and task.cancelling())):
-            return None  # enough idle ones, or a cancel is still pending on this task
-        slot: asyncio.Future[tuple[ClientCall, Unit | None]] = self._loop.create_future()
-        self._idle.append(slot)
-        return await slot
 
     async def _await_gate(self, w: Wait) -> BaseException | None:
         """Wait until ``w``'s unit is on top again (R2). A cancellation meanwhile is kept and
