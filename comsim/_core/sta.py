@@ -147,7 +147,8 @@ class StaScheduler:
                    payload: Any = None) -> tuple[Wait, list[Action]]:
         w = Wait(unit, kind, causality_id, payload)
         unit.waits.append(w)
-        return w, (self._pump() if self.queue and unit is self.top else [])
+        stack = self.stack
+        return w, (self._pump() if self.queue and stack and unit is stack[-1] else [])
 
     def wait_ready(self, w: Wait) -> list[Action]:
         """The condition of ``w`` has happened; it resumes when its unit is on top."""
@@ -155,7 +156,8 @@ class StaScheduler:
             return []
         w.ready = True
         actions: list[Action] = []
-        if w.unit is self.top or w.unit not in self.stack:
+        stack = self.stack
+        if (stack and w.unit is stack[-1]) or w.unit not in stack:
             actions.append(self._resume(w))
         if not self.queue:
             return actions
@@ -186,8 +188,10 @@ class StaScheduler:
     # -- internals ---------------------------------------------------------------------
     def _resume(self, w: Wait) -> Resume:
         w.ended = True
-        if w in w.unit.waits:
+        try:
             w.unit.waits.remove(w)
+        except ValueError:
+            pass
         return Resume(w)
 
     def _pump(self) -> list[Action]:

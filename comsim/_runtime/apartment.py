@@ -179,7 +179,11 @@ class Apartment:
         for a in actions:
             t = type(a)
             if t is Start:
-                self._start_unit(a.unit)
+                unit = a.unit
+                if unit.kind is UnitKind.CALL:
+                    self._dispatch(unit.payload, unit)
+                else:
+                    self._start_unit(unit)
             elif t is Resume:
                 gate = a.wait.gate
                 if gate is not None and not gate.done():

@@ -39,7 +39,7 @@ from .._objects import (
 from . import futures, trace
 from .context import WHERE, Where, current_runtime, outside_thread_id
 from .futures import call_in_loop, settle
-from .wire import pack, unpack
+from .wire import Packed, pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -300,12 +300,14 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     """A synchronous COM call through a proxy (R13), with rejection retries (R16) and
     cancellation (R31, R32)."""
     where = _check_proxy(proxy)
-    bound = spec.bind(args, kwargs)
+    bound = (args if not kwargs and spec.simple and len(args) == spec.npos
+             else spec.bind(args, kwargs))
     packed = pack(bound, spec.arguments_label)
     machine = CallMachine()
     machine.step(Input.BEGIN)
-    call = ClientCall(where, proxy._stub, spec, packed, machine, sync=True)
+    call = ClientCall(where, proxy._stub, spec, packed, machine, True)
     apt = where.apartment
+    new_future = apt._loop.create_future
     rt = where.runtime
     stack = rt._outgoing.get(where.thread_id)
     if stack is None:
@@ -313,7 +315,7 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     stack.append(call)
     try:
         while True:
-            fut = apt.new_future()
+            fut = new_future()
             call.waiters.append(fut)
             _send(call)
             try:
@@ -388,7 +390,8 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
         trace.emit("call.completed", **call.fields(), hresult=reply.hresult)
     if reply.hresult < 0:
         raise COMError(reply.hresult, reply.text) from reply.exc
-    return unpack(reply.value, apt)
+    value = reply.value
+    return unpack(value, apt) if type(value) is Packed else value
 
 
 _scope_class: type[anyio.CancelScope] | None = None
@@ -427,7 +430,9 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
             fault = rt._fault_for(call.method, apt)
             if fault is not None:
                 raise fault
-        args = unpack(call.args, apt)
+        args = call.args
+        if type(args) is Packed:
+            args = unpack(args, apt)
         if stub.call_factory and call.spec.interface is not ICallFactory:
             done, value = await _via_server_call(apt, call, obj, args)
             if done:
