@@ -128,6 +128,15 @@ class StaScheduler:
         return None
 
     # -- inputs ------------------------------------------------------------------------
+    def start_if_idle(self, unit: Unit) -> bool:
+        """An idle STA starts a unit at once (R2): True if ``unit`` has started (it is on the
+        stack now). False: nothing was done; ``arrive`` queues it. The fast path of
+        ``arrive``, for the common case of a call into an idle STA."""
+        if self.stack or self.queue:
+            return False
+        self.stack.append(unit)
+        return True
+
     def arrive(self, unit: Unit) -> list[Action]:
         if not self.stack and not self.queue:  # an idle STA starts it at once
             self.stack.append(unit)

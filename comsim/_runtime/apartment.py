@@ -317,7 +317,11 @@ class Apartment:
         if self._sched is None:
             self._dispatch(call, None)
         else:
-            self._apply(self._sched.arrive(Unit(UnitKind.CALL, call)))
+            unit = Unit(UnitKind.CALL, call)
+            if self._sched.start_if_idle(unit):
+                self._dispatch(call, unit)
+            else:
+                self._apply(self._sched.arrive(unit))
 
     def _start_unit(self, unit: Unit) -> None:
         if unit.kind is UnitKind.CALL:

@@ -340,3 +340,15 @@ def test_no_filter_admits_run_unit() -> None:  # R16 R2
     s.arrive(a)
     s.begin_wait(a, WaitKind.CALL)
     assert acts(s.arrive(r)) == [("start", r)]
+
+
+def test_start_if_idle_is_arrive_on_an_idle_sta() -> None:  # R2
+    s = StaScheduler()
+    a, b = call("a"), call("b")
+    assert s.start_if_idle(a) is True
+    assert s.stack == [a] and s.queue == []
+    assert s.start_if_idle(b) is False  # busy: nothing done, arrive queues it
+    assert s.stack == [a] and s.queue == []
+    assert s.arrive(b) == []
+    assert s.queue == [b]
+    assert started(s.end(a)) == ["b"]
