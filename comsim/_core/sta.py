@@ -160,20 +160,27 @@ class StaScheduler:
         return w, (self._pump() if self.queue and stack and unit is stack[-1] else [])
 
     def wait_ready(self, w: Wait) -> list[Action]:
-        """The condition of ``w`` has happened; it resumes when its unit is on top."""
+        """The condition of ``w`` has happened; it resumes when its unit is on top.
+
+        If it may go on at once, ``w.ended`` is True on return (the waiter is the one who asks,
+        so no ``Resume`` is given for ``w``); otherwise a ``Resume`` comes from a later ``end``.
+        The actions returned are for other units (queued ones that may start now).
+        """
         if w.ready:
             return []
         w.ready = True
-        actions: list[Action] = []
+        unit = w.unit
         stack = self.stack
-        if (stack and w.unit is stack[-1]) or w.unit not in stack:
-            actions.append(self._resume(w))
-        if not self.queue:
-            return actions
-        for u in self.queue:  # units held for the duration of this wait are free again
+        if (stack and unit is stack[-1]) or unit not in stack:
+            w.ended = True
+            unit.waits.remove(w)
+        queue = self.queue
+        if not queue:
+            return []
+        for u in queue:  # units held for the duration of this wait are free again
             if u.held_by is w:
                 u.held_by = None
-        return actions + self._pump()
+        return self._pump()
 
     def end(self, unit: Unit) -> list[Action]:
         """``unit`` has ended (also when it never started properly)."""

@@ -223,17 +223,12 @@ class Apartment:
 
         Cancelling the waiting task still waits until the unit is on top (R32), then raises.
         """
-        sched = self._sched
-        where = WHERE.get()
-        unit = where.unit if where is not None and where.apartment is self else None
-        if sched is None or unit is None or unit not in sched.stack:
+        w = self._wait_begins(WHERE.get(), kind, causality_id, payload)
+        if w is None:
             return await futures.wait(fut, timeout)
         handle = None
         if timeout is not None:
             handle = self._loop.call_later(timeout, settle, fut, False)
-        w, actions = sched.begin_wait(unit, kind, causality_id, payload)
-        if actions:
-            self._apply(actions)
         cancelled: BaseException | None = None
         result: Any = False
         try:
@@ -243,16 +238,49 @@ class Apartment:
         finally:
             if handle is not None:
                 handle.cancel()
-        self._apply(sched.wait_ready(w))
-        if not w.ended:
-            if cancelled is None:
-                cancelled = await self._await_gate(w)
-            else:  # R32: still resume only on top; shielded from an anyio scope's re-cancels
-                with anyio.CancelScope(shield=True):
-                    await self._await_gate(w)
+        if not self._wait_ready(w):
+            cancelled = await self._wait_for_top(w, cancelled)
         if cancelled is not None:
             raise cancelled
         return result
+
+    # com_wait in three synchronous-first pieces, so that a synchronous call (the hot path)
+    # need not make a coroutine for its wait:
+    def _wait_begins(self, where: Where | None, kind: WaitKind, causality_id: int | None,
+                     payload: Any) -> Wait | None:
+        """A COM wait begins: an STA may start queued units meanwhile (R2). None: the waiter
+        is no unit of this STA (the MTA, or code outside), so it simply waits."""
+        sched = self._sched
+        if sched is None or where is None or where.apartment is not self:
+            return None
+        unit = where.unit
+        if unit is None or unit not in sched.stack:
+            return None
+        w, actions = sched.begin_wait(unit, kind, causality_id, payload)
+        if actions:
+            self._apply(actions)
+        return w
+
+    def _wait_ready(self, w: Wait) -> bool:
+        """What ``w`` waited for has happened; True if its unit may go on at once (it is on
+        top), False if it must first wait for the units above it to end (``_wait_for_top``)."""
+        sched = self._sched
+        assert sched is not None
+        actions = sched.wait_ready(w)
+        if actions:
+            self._apply(actions)
+        return w.ended
+
+    async def _wait_for_top(self, w: Wait, cancelled: BaseException | None
+                            ) -> BaseException | None:
+        """Wait until ``w``'s unit is on top again (R2), and give back the cancellation to
+        raise then: the one that came during the wait (R32: still resume only on top, shielded
+        from an anyio scope's re-cancels), or one that comes meanwhile."""
+        if cancelled is None:
+            return await self._await_gate(w)
+        with anyio.CancelScope(shield=True):
+            await self._await_gate(w)
+        return cancelled
 
     async def _server_task(self, call: ClientCall, unit: Unit | None) -> None:
         """A server task: runs a call, then waits to be given the next one (R13).

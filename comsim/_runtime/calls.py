@@ -318,11 +318,18 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
             fut = new_future()
             call.waiters.append(fut)
             _send(call)
+            # a COM wait (apt.com_wait, written out: no coroutine made for it)
+            w = apt._wait_begins(where, WaitKind.CALL, call.causality_id, call)
+            cancelled: BaseException | None = None
             try:
-                await apt.com_wait(fut, WaitKind.CALL, call.causality_id, call)
-            except asyncio.CancelledError:
+                await fut
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+            if w is not None and not apt._wait_ready(w):
+                cancelled = await apt._wait_for_top(w, cancelled)
+            if cancelled is not None:
                 _abandon(call)
-                raise
+                raise cancelled
             if call.rejected is None:
                 break
             if not await _retry(apt, call):

@@ -154,7 +154,7 @@ def test_ready_wait_on_top_resumes_at_once() -> None:  # R2
     a = call("a")
     s.arrive(a)
     w, _ = s.begin_wait(a, WaitKind.CALL)
-    assert acts(s.wait_ready(w)) == [("resume", w)]
+    assert s.wait_ready(w) == []  # the waiter goes on: w.ended says so, no Resume needed
     assert w.ended
     assert not a.in_com_wait
 
@@ -172,7 +172,7 @@ def test_ready_wait_below_top_resumes_only_after_units_above_end() -> None:  # R
     assert s.wait_ready(wa) == []  # a's call is done, but a is not on top
     assert not wa.ended
     assert s.end(c) == []  # b's wait is not ready: b stays suspended, a too
-    assert resumed(s.wait_ready(wb)) == [wb]  # b is on top now
+    assert s.wait_ready(wb) == [] and wb.ended  # b is on top now
     assert not wa.ended
     actions = s.end(b)
     assert resumed(actions) == [wa]  # only now does a resume
@@ -243,7 +243,7 @@ def test_waitnoprocess_holds_run_unit_until_call_ends() -> None:  # R16
     assert f.asked == [("r", w, False)]
     assert s.queue == [r]
     actions = s.wait_ready(w)  # the outgoing call ends
-    assert resumed(actions) == [w]
+    assert w.ended
     assert started(actions) == []  # a runs again: r still waits its turn (R2)
     assert started(s.end(a)) == ["r"]
     assert len(f.asked) == 1
@@ -287,7 +287,7 @@ def test_cancelcall_cancels_outgoing_call_and_holds_unit() -> None:  # R16
     assert acts(actions) == [("cancel", w)]
     assert s.queue == [r]
     # the runtime fails the outgoing call: the wait is ready; a resumes, then r runs
-    assert resumed(s.wait_ready(w)) == [w]
+    assert s.wait_ready(w) == [] and w.ended
     assert started(s.end(a)) == ["r"]
 
 
