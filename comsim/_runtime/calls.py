@@ -155,18 +155,20 @@ def _wake(call: ClientCall, value: Any) -> None:
 def on_reply(call: ClientCall, reply: Reply) -> None:
     """A reply message is taken in by the client apartment (never a unit: R2)."""
     machine = call.machine
-    if call.owner is not None and call.owner._call is not call:
+    owner = call.owner
+    if owner is not None and owner._call is not call:
         _trace_dropped(call, reply, "call object began another call")
         return
-    if reply.reject is not None and machine.state is State.PENDING:
+    rejected = reply.reject is not None
+    if rejected and machine.state is State.PENDING:
         call.rejected = reply.reject
         _wake(call, "rejected")
         return
-    canceled = rules.is_cancel_reply(reply.hresult, reply.reject is not None)
-    effect = machine.step(Input.REPLY_CANCELED if canceled else Input.REPLY)[0]
+    effect = machine.step(Input.REPLY_CANCELED if rules.is_cancel_reply(reply.hresult, rejected)
+                          else Input.REPLY)[0]
     if effect is Effect.COMPLETE:
         call.reply = reply
-        _ended(call, cancelled=False)
+        _ended(call, False)
     elif effect is Effect.COMPLETE_CANCELLED:
         _ended(call, cancelled=True)
     elif effect is Effect.DROP:
@@ -184,10 +186,16 @@ def _ended(call: ClientCall, cancelled: bool) -> None:
     if call.grace_handle is not None:
         call.grace_handle.cancel()
         call.grace_handle = None
-    _wake(call, True)
-    status = hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE
-    cws, call.cancel_waiters = call.cancel_waiters, None
-    if cws:
+    waiters = call.waiters
+    if waiters:
+        call.waiters = []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(True)
+    cws = call.cancel_waiters
+    if cws is not None:
+        call.cancel_waiters = None
+        status = hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE
         for fut in cws:
             if not fut.done():
                 fut.set_result(status)
