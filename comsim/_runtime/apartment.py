@@ -7,6 +7,7 @@ call run, what does this cancel mean) is asked of the sans-IO core.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import inspect
 import threading
@@ -83,8 +84,9 @@ class Apartment:
         if self._sched is not None:
             self._sched.consult = self._consult_pending
         self._accepting = True  # guarded by the runtime's lock: messages may be posted
-        #: messages from other threads, not yet taken in (guarded by the runtime's lock)
-        self._inbox: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        #: messages from other threads, not yet taken in
+        self._inbox: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            collections.deque())
         self._closing = False  # the teardown has begun (set on the apartment's own loop)
         self._closed = False
         self._closed_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
@@ -113,11 +115,12 @@ class Apartment:
     def _post(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Deliver ``fn(*args)`` in this apartment's loop. False if it no longer takes messages.
 
-        Threaded runtime: messages from other threads go into the apartment's inbox, under the
-        runtime's lock (so that none is accepted once shutdown has begun, R18); whoever finds
-        the inbox empty wakes the loop, after letting go of the lock. Holding a lock across the
-        wake-up would let the woken thread run straight into it: on one core that costs two
-        extra thread switches per message.
+        Threaded runtime: a message from another thread goes into the apartment's inbox (a
+        deque: appends and pops need no lock), then the loop is woken to take it in. No message
+        is taken once shutdown has begun (R18): a message that went in while shutdown began is
+        taken back, unless the teardown, which takes in the inbox first (``_begin_teardown``),
+        has it already. No lock is held across the wake-up: the woken thread would run straight
+        into it, and on one core that costs two more thread switches per message.
 
         Messages to one apartment are taken in in the order they entered its inbox. As in COM,
         nothing orders them against other channels (an event's ``Signal``, a ``run`` result).
@@ -125,30 +128,32 @@ class Apartment:
         rt = self._rt
         if rt._det is not None:
             return rt._det.post(self, fn, args)
-        if threading.get_ident() == self._ident:
-            with rt._lock:
-                if not self._accepting:
-                    return False
-                self._loop.call_soon(fn, *args, context=self._ctx0)
+        if not self._accepting:
+            return False
+        if threading.get_ident() == self._ident:  # shutdown begins on this thread: no race
+            self._loop.call_soon(fn, *args, context=self._ctx0)
             return True
-        with rt._lock:
-            if not self._accepting:
-                return False
-            inbox = self._inbox
-            inbox.append((fn, args))
-            if len(inbox) > 1:
-                return True  # the loop is already being woken for the first one
+        message = (fn, args)
+        inbox = self._inbox
+        inbox.append(message)
+        if not self._accepting:  # shutdown began meanwhile
+            try:
+                inbox.remove(message)
+            except ValueError:
+                return True  # the teardown has taken it in
+            return False
         try:
             self._loop.call_soon_threadsafe(self._drain, context=self._ctx0)
         except RuntimeError:
-            pass  # the loop has closed: its teardown took the inbox in (``_drain``)
+            pass  # the loop has closed: its teardown took the message in
         return True
 
     def _drain(self) -> None:
-        """Take in every message of the inbox, in the order they were posted."""
-        with self._rt._lock:
-            inbox, self._inbox = self._inbox, []
-        for fn, args in inbox:
+        """Take in the messages of the inbox, in the order they were posted (each post wakes
+        the loop once; a wake-up may find its message taken in by an earlier one)."""
+        inbox = self._inbox
+        while inbox:
+            fn, args = inbox.popleft()
             try:
                 fn(*args)
             except Exception as exc:  # a bug in comsim: report it, and take in the rest
