@@ -455,19 +455,14 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
                 return
         fn = getattr(obj, call.method)
         if rules.interrupts(obj.cancel_policy):
+            # a cancel that reaches the server while the method runs cancels this scope; once
+            # the method has returned, the stage is `returned` and no cancel touches it (R29)
             call.scope = scope
-            try:
-                if call.server_cancelled:  # the cancel came before the method started
-                    scope.cancel()
-                result = fn(*args)
-                if type(result) is _Coroutine or inspect.isawaitable(result):
-                    result = await result
-            finally:
-                call.scope = None
-        else:
-            result = fn(*args)
-            if type(result) is _Coroutine or inspect.isawaitable(result):
-                result = await result
+            if call.server_cancelled:  # the cancel came before the method started
+                scope.cancel()
+        result = fn(*args)
+        if type(result) is _Coroutine or inspect.isawaitable(result):
+            result = await result
         reply = Reply(hr.S_OK, pack(result, call.spec.result_label))
     except asyncio.CancelledError:
         if scope.cancel_called and not apt._closing:
