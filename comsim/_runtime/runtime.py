@@ -14,6 +14,7 @@ import itertools
 import os
 import random
 import selectors
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -132,6 +133,14 @@ class BusyLoopSelector(selectors.BaseSelector):
 
     def close(self) -> None:
         self._real.close()
+
+
+def _new_apartment_loop() -> asyncio.AbstractEventLoop:
+    """A threaded apartment's loop: a selector loop that polls lazily while busy. On Windows,
+    the platform's default loop (a proactor, which has no selector to wrap)."""
+    if sys.platform == "win32":  # pragma: no cover - tests run on Linux
+        return asyncio.new_event_loop()
+    return asyncio.SelectorEventLoop(BusyLoopSelector(selectors.DefaultSelector()))
 
 
 class Runtime:
@@ -272,7 +281,7 @@ class Runtime:
         def main() -> None:
             if self.cpu is not None and hasattr(os, "sched_setaffinity"):
                 os.sched_setaffinity(0, {self.cpu})  # this thread only
-            loop = asyncio.SelectorEventLoop(BusyLoopSelector(selectors.DefaultSelector()))
+            loop = _new_apartment_loop()
             asyncio.set_event_loop(loop)
             apt._loop = loop
             apt._ident = threading.get_ident()
