@@ -35,18 +35,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import anyio  # noqa: E402
-import latency  # noqa: E402
+import anyio
+import latency
 
-import comsim  # noqa: E402
-from comsim._core import rules  # noqa: E402
-from comsim._core.callobj import CallMachine, Input  # noqa: E402
-from comsim._core.stub import Connection, StubCall  # noqa: E402
-from comsim._core.stub import Input as StubInput  # noqa: E402
-from comsim._core.sta import StaScheduler, Unit, UnitKind, WaitKind  # noqa: E402
-from comsim._runtime import trace  # noqa: E402
-from comsim._runtime.runtime import BusyLoopSelector  # noqa: E402
-from comsim._runtime.wire import pack  # noqa: E402
+from comsim._core import rules
+from comsim._core.callobj import CallMachine, Input
+from comsim._core.sta import StaScheduler, Unit, UnitKind, WaitKind
+from comsim._core.stub import Connection, StubCall
+from comsim._core.stub import Input as StubInput
+from comsim._runtime import trace
+from comsim._runtime.runtime import BusyLoopSelector
+from comsim._runtime.wire import pack
 
 WHERE: contextvars.ContextVar[Any] = contextvars.ContextVar("floor_where", default=None)
 ADD = latency.ICalc._com_methods_["Add"]
@@ -94,6 +93,23 @@ class _Call:
     __slots__ = ("args", "caller_thread", "cancellable", "causality_id", "client", "id",
                  "machine", "method", "owner", "reply", "sent_at", "server", "spec", "sstate",
                  "stub", "tracing", "waiters")
+    args: Any
+    caller_thread: int
+    cancellable: bool
+    causality_id: int
+    client: _Loop
+    id: int
+    machine: CallMachine
+    method: str
+    owner: Any
+    reply: Any
+    sent_at: float
+    server: _Loop
+    spec: Any
+    sstate: StubCall
+    stub: _Stub
+    tracing: bool
+    waiters: list[asyncio.Future[Any]]
 
 
 class _Stub:
@@ -131,6 +147,7 @@ class _Prototype:
         call.client = a
         call.sstate = StubCall()
         unit = where[1]
+        stack: list[_Call] = []
         if self.rule_work:
             if not (a.accepting and stub.conn is Connection.CONNECTED and stub.home.accepting):
                 raise RuntimeError("disconnected")
@@ -144,9 +161,10 @@ class _Prototype:
             call.cancellable = False
             call.sent_at = time.monotonic()
             call.tracing = trace.enabled()
-            stack = self.outgoing.get(1)
-            if stack is None:
-                stack = self.outgoing[1] = []
+            found = self.outgoing.get(1)
+            if found is None:
+                found = self.outgoing[1] = []
+            stack = found
             stack.append(call)
         fut = a.loop.create_future()
         call.waiters = [fut]
@@ -157,7 +175,7 @@ class _Prototype:
         machine.step(Input.FINISH)
         if self.rule_work:
             stack.remove(call)
-            if call.tracing:
+            if call.tracing:  # (a trace event would be built here)
                 pass
         return call.reply[1]
 

@@ -33,3 +33,12 @@ def test_throughput_scenarios_run_and_replay() -> None:  # R21 R29 R18
     assert out.returncode == 0, out.stderr
     assert "same trace: True" in out.stdout
     assert "comsim threads left: 0" in out.stdout
+
+
+def test_floor_prototypes_run_beside_comsim() -> None:
+    out = subprocess.run([sys.executable, "benchmarks/floor.py", "--n", "100"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split()[0:3] for line in out.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["bare", "shape", "comsim"]
+    assert all("ratio" in line for line in out.stdout.splitlines()[1:])
