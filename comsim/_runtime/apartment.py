@@ -308,19 +308,25 @@ class Apartment:
                         await serve(self, call, unit, scope)  # an interrupt ends the scope
                         if call.server_cancelled and scope.cancel_called:
                             break  # told to cancel, but the method returned: scope spent
-                        if (self._closing or len(idle) >= _MAX_IDLE_SERVER_TASKS
-                                or task.cancelling()):
-                            return  # enough idle ones, or a cancel is still pending on it
+                        if not self._keeps_serving(task):
+                            return
                         slot: asyncio.Future[tuple[ClientCall, Unit | None]] = new_slot()
                         idle.append(slot)
                         call, unit = await slot
-                if self._closing or len(idle) >= _MAX_IDLE_SERVER_TASKS or task.cancelling():
+                # the scope is spent: the next call is served in a fresh one
+                if not self._keeps_serving(task):
                     return
                 slot = new_slot()
                 idle.append(slot)
                 call, unit = await slot
         finally:
             self._done()
+
+    def _keeps_serving(self, task: asyncio.Task[Any]) -> bool:
+        """Whether a server task that has finished a call waits for the next one: not once the
+        apartment shuts down, when enough wait already, or while a cancel is pending on it."""
+        return not (self._closing or len(self._idle) >= _MAX_IDLE_SERVER_TASKS
+                    or task.cancelling())
 
     async def _await_gate(self, w: Wait) -> BaseException | None:
         """Wait until ``w``'s unit is on top again (R2). A cancellation meanwhile is kept and
