@@ -138,8 +138,7 @@ class StaScheduler:
         return True
 
     def arrive(self, unit: Unit) -> list[Action]:
-        if not self.stack and not self.queue:  # an idle STA starts it at once
-            self.stack.append(unit)
+        if self.start_if_idle(unit):
             return [Start(unit)]
         self.queue.append(unit)
         return self._pump()

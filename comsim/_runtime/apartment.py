@@ -184,11 +184,7 @@ class Apartment:
         for a in actions:
             t = type(a)
             if t is Start:
-                unit = a.unit
-                if unit.kind is UnitKind.CALL:
-                    self._dispatch(unit.payload, unit)
-                else:
-                    self._start_unit(unit)
+                self._start_unit(a.unit)
             elif t is Resume:
                 gate = a.wait.gate
                 if gate is not None and not gate.done():
@@ -376,8 +372,7 @@ class Apartment:
             self._end_unit(unit)
             return
         flt = self._filter
-        if flt is not None and rules.consults_incoming_filter(True, call.sync,
-                                                              self._sched is not None):
+        if rules.consults_incoming_filter(flt is not None, call.sync, self._sched is not None):
             answer = self._ask_filter(flt, call)
             if rules.filter_rejects(answer):
                 with rt._lock:

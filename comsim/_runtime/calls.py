@@ -39,7 +39,7 @@ from .._objects import (
 from . import futures, trace
 from .context import WHERE, Where, current_runtime, outside_thread_id
 from .futures import call_in_loop, settle
-from .wire import Packed, pack, unpack
+from .wire import pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -155,8 +155,7 @@ def _wake(call: ClientCall, value: Any) -> None:
 def on_reply(call: ClientCall, reply: Reply) -> None:
     """A reply message is taken in by the client apartment (never a unit: R2)."""
     machine = call.machine
-    owner = call.owner
-    if owner is not None and owner._call is not call:
+    if not call.current:
         _trace_dropped(call, reply, "call object began another call")
         return
     rejected = reply.reject is not None
@@ -186,12 +185,7 @@ def _ended(call: ClientCall, cancelled: bool) -> None:
     if call.grace_handle is not None:
         call.grace_handle.cancel()
         call.grace_handle = None
-    waiters = call.waiters
-    if waiters:
-        call.waiters = []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(True)
+    _wake(call, True)
     cws = call.cancel_waiters
     if cws is not None:
         call.cancel_waiters = None
@@ -308,8 +302,7 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     """A synchronous COM call through a proxy (R13), with rejection retries (R16) and
     cancellation (R31, R32)."""
     where = _check_proxy(proxy)
-    bound = (args if not kwargs and spec.simple and len(args) == spec.npos
-             else spec.bind(args, kwargs))
+    bound = spec.bind(args, kwargs)
     packed = pack(bound, spec.arguments_label)
     machine = CallMachine()
     machine.step(Input.BEGIN)
@@ -405,8 +398,7 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
         trace.emit("call.completed", **call.fields(), hresult=reply.hresult)
     if reply.hresult < 0:
         raise COMError(reply.hresult, reply.text) from reply.exc
-    value = reply.value
-    return unpack(value, apt) if type(value) is Packed else value
+    return unpack(reply.value, apt)
 
 
 _scope_class: type[anyio.CancelScope] | None = None
@@ -445,9 +437,7 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
             fault = rt._fault_for(call.method, apt)
             if fault is not None:
                 raise fault
-        args = call.args
-        if type(args) is Packed:
-            args = unpack(args, apt)
+        args = unpack(call.args, apt)
         if stub.call_factory and call.spec.interface is not ICallFactory:
             done, value = await _via_server_call(apt, call, obj, args)
             if done:
@@ -484,8 +474,7 @@ async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
         if reply is None:  # a BaseException other than a cancel went through
             reply = Reply(hr.RPC_E_SERVERFAULT, text="the server task ended abnormally")
         apt._send_reply(call, reply)
-        if unit is not None:
-            apt._end_unit(unit)
+        apt._end_unit(unit)
 
 
 async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
