@@ -6,27 +6,26 @@ import asyncio
 import selectors
 from typing import Any
 
+from .._runtime.runtime import BusyLoopSelector
 
-class _VirtualSelector:
-    """Wraps the real selector: never blocks while a timer is pending; moves the clock instead."""
+
+class _VirtualSelector(BusyLoopSelector):
+    """An apartment loop's selector (it polls lazily while callbacks are ready) that never
+    blocks while a timer is pending: it moves the clock instead."""
 
     def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
-        self._real = real
+        super().__init__(real)
         self._loop = loop
-        self._spins = 0
 
-    def select(self, timeout: float | None = None) -> list[Any]:
-        if timeout is None:  # nothing scheduled: wait for real (another thread may post)
-            return self._real.select(None)
-        if timeout <= 0:
-            # callbacks are ready: the loop will come back at once, so real I/O (a wake-up
-            # from another thread) need only be polled now and then
-            self._spins += 1
-            if self._spins & 15:
-                return []
-        self._spins = 0
+    def select(self, timeout: float | None = None
+               ) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout <= 0:
+            # nothing scheduled: wait for real (another thread may post); or callbacks are
+            # ready: poll now and then
+            return super().select(timeout)
+        self._turns = 0
         events = self._real.select(0)
-        if events or timeout <= 0:
+        if events:
             return events
         loop = self._loop
         scheduled = loop._scheduled  # type: ignore[attr-defined]
@@ -34,9 +33,6 @@ class _VirtualSelector:
         if target > loop._vtime:
             loop._vtime = target
         return events
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
