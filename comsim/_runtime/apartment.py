@@ -130,7 +130,9 @@ class Apartment:
             return rt._det.post(self, fn, args)
         if not self._accepting:
             return False
-        if threading.get_ident() == self._ident:  # shutdown begins on this thread: no race
+        if threading.get_ident() == self._ident:
+            # from the loop's own thread: the message runs in a later turn of this loop, which
+            # lasts until the teardown (itself run here) has ended; its handler sees `_closing`
             self._loop.call_soon(fn, *args, context=self._ctx0)
             return True
         message = (fn, args)
