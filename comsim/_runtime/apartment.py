@@ -38,7 +38,7 @@ from .._core.sta import (
 from . import futures, trace
 from .calls import Reply, new_scope, on_reply, serve, start_cancel
 from .context import WHERE, Where
-from .futures import settle
+from .futures import resume, settle
 
 if TYPE_CHECKING:
     from .calls import ClientCall
@@ -394,7 +394,7 @@ class Apartment:
             self._end_unit(unit)
             return
         if self._idle:  # a server task that has finished its last call takes this one
-            self._idle.pop().set_result((call, unit))
+            resume(self._idle.pop(), (call, unit))
         else:
             self._spawn(self._server_task(call, unit))
 

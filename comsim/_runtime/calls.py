@@ -38,7 +38,7 @@ from .._objects import (
 )
 from . import futures, trace
 from .context import WHERE, Where, current_runtime, outside_thread_id
-from .futures import call_in_loop, settle
+from .futures import call_in_loop, resume, settle
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
@@ -145,10 +145,10 @@ def _send(call: ClientCall) -> None:
 
 
 def _wake(call: ClientCall, value: Any) -> None:
+    """Wake the tasks that wait for ``call`` (in this loop turn where ``resume`` can)."""
     waiters, call.waiters = call.waiters, []
     for fut in waiters:
-        if not fut.done():
-            fut.set_result(value)
+        resume(fut, value)
 
 
 # --------------------------------------------------------------------------- replies
@@ -180,12 +180,11 @@ def _trace_dropped(call: ClientCall, reply: Reply, why: str) -> None:
 
 
 def _ended(call: ClientCall, cancelled: bool) -> None:
-    """The call has ended: wake whoever waits, signal the call object's event, then
-    ``outer.Signal()`` (R23, R24)."""
+    """The call has ended: signal the call object's event, then ``outer.Signal()`` (R23,
+    R24), then wake whoever waits for the call."""
     if call.grace_handle is not None:
         call.grace_handle.cancel()
         call.grace_handle = None
-    _wake(call, True)
     cws = call.cancel_waiters
     if cws is not None:
         call.cancel_waiters = None
@@ -206,6 +205,8 @@ def _ended(call: ClientCall, cancelled: bool) -> None:
         outer = owner._outer
         if outer is not None:
             _signal_outer(call, outer)
+    # last: a waiter may go on at once (``resume``), and must find all of the above done
+    _wake(call, True)
 
 
 def _signal_outer(call: ClientCall, outer: Any) -> None:
