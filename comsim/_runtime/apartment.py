@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
@@ -36,7 +37,7 @@ from .._core.sta import (
     WaitKind,
 )
 from . import futures, trace
-from .calls import Reply, new_scope, on_reply, serve, start_cancel
+from .calls import Reply, on_reply, server_task, start_cancel
 from .context import WHERE, Where
 from .futures import resume, settle
 
@@ -94,6 +95,8 @@ class Apartment:
         self._stubs: dict[int, Stub] = {}
         self._filter: Any = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        #: a new future of the loop (``loop.create_future`` without its Python frame)
+        self._new_future: Callable[[], asyncio.Future[Any]] = None  # type: ignore[assignment]
         self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
         self._thread: threading.Thread | None = None
         self._teardown_task: asyncio.Task[None] | None = None
@@ -105,6 +108,12 @@ class Apartment:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("closing" if not self._accepting else "running")
         return f"<Apartment {self.name!r} {self.type.value} {state}>"
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The apartment runs on ``loop``, which runs on the calling thread."""
+        self._loop = loop
+        self._ident = threading.get_ident()
+        self._new_future = functools.partial(asyncio.Future, loop=loop)
 
     @property
     def alive(self) -> bool:
@@ -285,41 +294,6 @@ class Apartment:
             await self._await_gate(w)
         return cancelled
 
-    async def _server_task(self, call: ClientCall, unit: Unit | None) -> None:
-        """A server task: runs a call, then waits to be given the next one (R13).
-
-        Reusing server tasks is COM's own model: an STA serves every call on its one thread, and
-        the MTA on a pool of RPC threads, so what a method leaves in its thread's context (here,
-        context variables) is seen by later calls on that thread. It also spares a task per
-        call, and a cancel scope per call: one scope serves call after call until a cancel
-        reaches a running method (R30); the scope is then spent, and the task waits for its
-        next call in a fresh one, so that no interrupt can reach a later call.
-        """
-        task = asyncio.current_task()
-        assert task is not None
-        idle = self._idle
-        new_slot = self._loop.create_future
-        try:
-            while True:
-                with new_scope() as scope:
-                    while True:
-                        await serve(self, call, unit, scope)  # an interrupt ends the scope
-                        if call.server_cancelled and scope.cancel_called:
-                            break  # told to cancel, but the method returned: scope spent
-                        if not self._keeps_serving(task):
-                            return
-                        slot: asyncio.Future[tuple[ClientCall, Unit | None]] = new_slot()
-                        idle.append(slot)
-                        call, unit = await slot
-                # the scope is spent: the next call is served in a fresh one
-                if not self._keeps_serving(task):
-                    return
-                slot = new_slot()
-                idle.append(slot)
-                call, unit = await slot
-        finally:
-            self._done()
-
     def _keeps_serving(self, task: asyncio.Task[Any]) -> bool:
         """Whether a server task that has finished a call waits for the next one: not once the
         apartment shuts down, when enough wait already, or while a cancel is pending on it."""
@@ -341,7 +315,7 @@ class Apartment:
         return caught
 
     def new_future(self) -> asyncio.Future[Any]:
-        return self._loop.create_future()
+        return self._new_future()
 
     # ------------------------------------------------------------------ incoming calls
     def _on_request(self, call: ClientCall) -> None:
@@ -374,7 +348,8 @@ class Apartment:
             self._end_unit(unit)
             return
         flt = self._filter
-        if rules.consults_incoming_filter(flt is not None, call.sync, self._sched is not None):
+        if flt is not None and rules.consults_incoming_filter(True, call.sync,
+                                                               self._sched is not None):
             answer = self._ask_filter(flt, call)
             if rules.filter_rejects(answer):
                 with rt._lock:
@@ -396,7 +371,7 @@ class Apartment:
         if self._idle:  # a server task that has finished its last call takes this one
             resume(self._idle.pop(), (call, unit))
         else:
-            self._spawn(self._server_task(call, unit))
+            self._spawn(server_task(self, call, unit))
 
     def _ask_filter(self, flt: Any, call: ClientCall) -> int:
         sched = self._sched

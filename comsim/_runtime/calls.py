@@ -17,7 +17,7 @@ import anyio
 
 from .._core import hresult as hr
 from .._core import rules
-from .._core.callobj import CallMachine, Effect, Input, State
+from .._core.callobj import CallMachine, Effect, Input, State, begun
 from .._core.constants import INFINITE
 from .._core.event import EventState
 from .._core.hresult import COMError
@@ -124,10 +124,6 @@ class ClientCall:
         return (f"<call #{self.id} {self.spec.interface.__name__}.{self.method} "
                 f"{self.client.name}->{self.server.name} {self.machine.state.value}>")
 
-    @property
-    def current(self) -> bool:
-        return self.owner is None or self.owner._call is self
-
     def fields(self) -> dict[str, Any]:
         rt = self.client._rt
         return {"call_id": self.id, "causality_id": self.causality_id, "method": self.method,
@@ -155,7 +151,8 @@ def _wake(call: ClientCall, value: Any) -> None:
 def on_reply(call: ClientCall, reply: Reply) -> None:
     """A reply message is taken in by the client apartment (never a unit: R2)."""
     machine = call.machine
-    if not call.current:
+    owner = call.owner
+    if owner is not None and owner._call is not call:
         _trace_dropped(call, reply, "call object began another call")
         return
     rejected = reply.reject is not None
@@ -303,13 +300,10 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     """A synchronous COM call through a proxy (R13), with rejection retries (R16) and
     cancellation (R31, R32)."""
     where = _check_proxy(proxy)
-    bound = spec.bind(args, kwargs)
-    packed = pack(bound, spec.arguments_label)
-    machine = CallMachine()
-    machine.step(Input.BEGIN)
-    call = ClientCall(where, proxy._stub, spec, packed, machine, True)
+    packed = pack(spec.bind(args, kwargs), spec.arguments_label)
+    call = ClientCall(where, proxy._stub, spec, packed, begun(), True)
     apt = where.apartment
-    new_future = apt._loop.create_future
+    new_future = apt._new_future
     rt = where.runtime
     stack = rt._outgoing.get(where.thread_id)
     if stack is None:
@@ -415,67 +409,100 @@ def new_scope() -> anyio.CancelScope:
     return _scope_class()
 
 
-async def serve(apt: Apartment, call: ClientCall, unit: Unit | None,
-                scope: anyio.CancelScope) -> None:
-    """Run one call in a server task and send the reply (R13, R14, R26, R30).
+async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
+    """A server task of ``apt``: runs ``call`` and sends its reply (R13, R14, R26, R30), then
+    waits to be handed the next call (``Apartment._dispatch``), and so on.
 
-    ``scope`` is the server task's cancel scope, entered around call after call: a cancel that
-    reaches the server while an ``interrupt``-policy method runs cancels it (R30), and the
-    server task then goes on in a fresh one. Re-raises the interrupt (once the reply is made),
-    so that it ends the scope.
+    Reusing server tasks is COM's own model: an STA serves every call on its one thread, and
+    the MTA on a pool of RPC threads, so what a method leaves in its thread's context (here,
+    context variables) is seen by later calls on that thread. It also spares a task and a
+    coroutine per call, and a cancel scope per call: one scope serves call after call until a
+    cancel reaches a running ``interrupt``-policy method (R30) and interrupts it; the scope is
+    then spent, and the task waits for its next call in a fresh one, so that no interrupt can
+    reach a later call.
     """
+    task = asyncio.current_task()
+    assert task is not None
     rt = apt._rt
-    tid = apt.thread_id if apt._sched is not None else rt._new_thread_id()
-    WHERE.set(Where(rt, apt, unit, call, call.causality_id, tid))
-    stub = call.stub
-    stub.running += 1
-    if call.tracing:
-        trace.emit("call.dispatched", **call.fields())
-    obj = stub.obj
-    reply: Reply | None = None
+    sta = apt._sched is not None
+    idle = apt._idle
+    new_slot = apt._new_future
+    slot: asyncio.Future[tuple[ClientCall, Unit | None]]
     try:
-        if rt._faults:
-            fault = rt._fault_for(call.method, apt)
-            if fault is not None:
-                raise fault
-        args = unpack(call.args, apt)
-        if stub.call_factory and call.spec.interface is not ICallFactory:
-            done, value = await _via_server_call(apt, call, obj, args)
-            if done:
-                reply = Reply(hr.S_OK, pack(value, call.spec.result_label))
+        while True:
+            with new_scope() as scope:
+                while True:
+                    WHERE.set(Where(rt, apt, unit, call, call.causality_id,
+                                    apt.thread_id if sta else rt._new_thread_id()))
+                    stub = call.stub
+                    stub.running += 1
+                    if call.tracing:
+                        trace.emit("call.dispatched", **call.fields())
+                    obj = stub.obj
+                    reply: Reply | None = None
+                    try:
+                        if rt._faults:
+                            fault = rt._fault_for(call.method, apt)
+                            if fault is not None:
+                                raise fault
+                        args = unpack(call.args, apt)
+                        if stub.call_factory and call.spec.interface is not ICallFactory:
+                            done, value = await _via_server_call(apt, call, obj, args)
+                            if done:
+                                reply = Reply(hr.S_OK, pack(value, call.spec.result_label))
+                        if reply is None:
+                            fn = getattr(obj, call.method)
+                            if rules.interrupts(obj.cancel_policy):
+                                # a cancel that reaches the server while the method runs
+                                # cancels this scope; once the method has returned, the stage
+                                # is `returned` and no cancel touches it (R29)
+                                call.scope = scope
+                                if call.server_cancelled:  # it came before the method started
+                                    scope.cancel()
+                            result = fn(*args)
+                            if type(result) is _Coroutine or inspect.isawaitable(result):
+                                result = await result
+                            reply = Reply(hr.S_OK, pack(result, call.spec.result_label))
+                    except asyncio.CancelledError:
+                        if scope.cancel_called and not apt._closing:
+                            reply = Reply(hr.RPC_E_CALL_CANCELED,
+                                          text="the server method was interrupted")
+                        else:  # only the apartment's shutdown cancels the task itself (R18)
+                            reply = Reply(hr.RPC_E_DISCONNECTED,
+                                          text=f"apartment {apt.name!r} shut down")
+                        raise  # ends the scope (an interrupt) or the task (shutdown)
+                    except Exception as exc:
+                        code = rules.reply_code(exc)
+                        if isinstance(exc, COMError) and code == exc.hresult:
+                            reply = Reply(code, text=exc.text)
+                        else:
+                            reply = Reply(code, exc=exc,
+                                          text=f"{type(obj).__name__}.{call.method} raised "
+                                               f"{type(exc).__name__}: {exc}")
+                    finally:
+                        stub.running -= 1
+                        if stub.conn is Connection.DISCONNECTING:  # R17: the last call ends it
+                            stub.conn = after_disconnect(stub.running)
+                        if reply is None:  # a BaseException other than a cancel went through
+                            reply = Reply(hr.RPC_E_SERVERFAULT,
+                                          text="the server task ended abnormally")
+                        apt._send_reply(call, reply)
+                        apt._end_unit(unit)
+                    if call.server_cancelled and scope.cancel_called:
+                        break  # told to cancel, but the method returned: the scope is spent
+                    if not apt._keeps_serving(task):
+                        return
+                    slot = new_slot()
+                    idle.append(slot)
+                    call, unit = await slot
+            # the scope is spent: the next call is served in a fresh one
+            if not apt._keeps_serving(task):
                 return
-        fn = getattr(obj, call.method)
-        if rules.interrupts(obj.cancel_policy):
-            # a cancel that reaches the server while the method runs cancels this scope; once
-            # the method has returned, the stage is `returned` and no cancel touches it (R29)
-            call.scope = scope
-            if call.server_cancelled:  # the cancel came before the method started
-                scope.cancel()
-        result = fn(*args)
-        if type(result) is _Coroutine or inspect.isawaitable(result):
-            result = await result
-        reply = Reply(hr.S_OK, pack(result, call.spec.result_label))
-    except asyncio.CancelledError:
-        if scope.cancel_called and not apt._closing:
-            reply = Reply(hr.RPC_E_CALL_CANCELED, text="the server method was interrupted")
-        else:  # only the apartment's shutdown cancels the server task itself (R18)
-            reply = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {apt.name!r} shut down")
-        raise
-    except Exception as exc:
-        code = rules.reply_code(exc)
-        if isinstance(exc, COMError) and code == exc.hresult:
-            reply = Reply(code, text=exc.text)
-        else:
-            reply = Reply(code, exc=exc, text=f"{type(obj).__name__}.{call.method} raised "
-                                              f"{type(exc).__name__}: {exc}")
+            slot = new_slot()
+            idle.append(slot)
+            call, unit = await slot
     finally:
-        stub.running -= 1
-        if stub.conn is Connection.DISCONNECTING:  # R17: the last running call ends it
-            stub.conn = after_disconnect(stub.running)
-        if reply is None:  # a BaseException other than a cancel went through
-            reply = Reply(hr.RPC_E_SERVERFAULT, text="the server task ended abnormally")
-        apt._send_reply(call, reply)
-        apt._end_unit(unit)
+        apt._done()
 
 
 async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,

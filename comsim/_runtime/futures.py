@@ -6,7 +6,10 @@ import asyncio
 import contextvars
 from typing import Any
 
-_current_task = asyncio.current_task
+#: the task running on a loop, or None: ``asyncio.current_task(loop)`` without its Python
+#: frame where the dict behind it is there (Python 3.11)
+_current_task: Any = getattr(getattr(asyncio.tasks, "_current_tasks", None), "get",
+                             asyncio.current_task)
 
 
 def settle(fut: asyncio.Future[Any], value: Any) -> None:

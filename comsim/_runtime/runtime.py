@@ -269,8 +269,7 @@ class Runtime:
         apt = Apartment(self, name, kind, tid)
         self._apartments[name] = apt
         if self._det is not None:
-            apt._loop = self._det.loop
-            apt._ident = threading.get_ident()
+            apt._attach(self._det.loop)
         else:
             self._start_thread(apt)
         return apt
@@ -283,8 +282,7 @@ class Runtime:
                 os.sched_setaffinity(0, {self.cpu})  # this thread only
             loop = _new_apartment_loop()
             asyncio.set_event_loop(loop)
-            apt._loop = loop
-            apt._ident = threading.get_ident()
+            apt._attach(loop)
             ready.set()
             try:
                 loop.run_forever()
