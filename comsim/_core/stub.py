@@ -63,7 +63,8 @@ TABLE: Final[dict[tuple[Stage, Input], tuple[Effect, Stage]]] = {
 
 
 class StubCall:
-    """Where one request stands on the server side."""
+    """Where one request stands on the server side. The runtime's record of a call is a
+    ``StubCall`` itself (a subclass), so no object is made for this per call."""
 
     __slots__ = ("stage",)
 

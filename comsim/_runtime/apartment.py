@@ -353,12 +353,12 @@ class Apartment:
             answer = self._ask_filter(flt, call)
             if rules.filter_rejects(answer):
                 with rt._lock:
-                    call.sstate.step(stubcore.Input.REJECT)
+                    call.step(stubcore.Input.REJECT)
                 self._send_reply(call, Reply(hr.RPC_E_CALL_REJECTED, reject=answer))
                 self._end_unit(unit)
                 return
         with rt._lock:
-            effect = call.sstate.step(stubcore.Input.DISPATCH)
+            effect = call.step(stubcore.Input.DISPATCH)
         if effect is stubcore.Effect.SKIP:
             self._end_unit(unit)
             return
@@ -412,8 +412,8 @@ class Apartment:
     def _send_reply(self, call: ClientCall, reply: Reply) -> None:
         rt = self._rt
         with rt._lock:
-            if call.sstate.stage is stubcore.Stage.RUNNING:
-                call.sstate.step(stubcore.Input.RETURN)
+            if call.stage is stubcore.Stage.RUNNING:
+                call.step(stubcore.Input.RETURN)
         if call.tracing and reply.reject is None:
             fields: dict[str, Any] = {}
             if reply.exc is not None:
@@ -427,7 +427,7 @@ class Apartment:
         """A cancel message reaches the server (R28-R30)."""
         rt = self._rt
         with rt._lock:
-            effect = call.sstate.step(stubcore.Input.CANCEL_ARRIVES)
+            effect = call.step(stubcore.Input.CANCEL_ARRIVES)
         if effect is stubcore.Effect.TELL_RUNNING:
             call.server_cancelled = True
             if call.scope is not None:

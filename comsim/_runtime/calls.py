@@ -11,7 +11,7 @@ import contextvars
 import inspect
 import threading
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -60,8 +60,17 @@ class Reply:
         self.reject = reject  # SERVERCALL_REJECTED / _RETRYLATER (R16)
 
 
-class ClientCall:
-    """One call from ``Begin_`` (or the start of a synchronous call) to its end."""
+#: where a new request stands on the server side (the core's initial stage)
+_WAITING: Final = StubCall().stage
+
+
+class ClientCall(StubCall):
+    """One call from ``Begin_`` (or the start of a synchronous call) to its end.
+
+    It is also the server side's record of the request (a ``StubCall``: ``stage`` and
+    ``step`` are where the request stands, R28/R29); ``machine`` is the client's call-object
+    state (R21-R28).
+    """
 
     __slots__ = (
         "args",
@@ -83,7 +92,6 @@ class ClientCall:
         "server",
         "server_cancelled",
         "spec",
-        "sstate",
         "stub",
         "sync",
         "tracing",
@@ -104,13 +112,13 @@ class ClientCall:
         self.client: Apartment = where.apartment
         self.args = args
         self.machine = machine
-        self.sstate = StubCall()
+        self.stage = _WAITING
         self.report: CancelReport | None = None  # made by start_cancel: cancels are rare
         self.reply: Reply | None = None
         self.waiters: list[asyncio.Future[Any]] = []
         self.cancel_waiters: list[asyncio.Future[Any]] | None = None
         self.sync = sync
-        self.cancellable = rt._cancel_counts.enabled(where.thread_id)
+        self.cancellable = where.thread_id in rt._cancel_counts.cancellable  # R31
         self.caller_thread = where.thread_id
         self.sent_at = rt._now()
         self.scope: anyio.CancelScope | None = None
@@ -229,7 +237,7 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
         if call.report is None:
             call.report = CancelReport()
         if machine.state is State.PENDING:
-            claim = call.sstate.step(StubInput.CANCEL)
+            claim = call.step(StubInput.CANCEL)
             inp = Input.CANCEL_QUEUED if claim is StubEffect.DROPPED_QUEUED else Input.CANCEL
         else:
             inp = Input.CANCEL

@@ -38,10 +38,13 @@ async def test_nested_calls_with_random_cancels(rt: comsim.Runtime, seed: int) -
     streams = [await apt.run(serve) for apt in apts]
     outcomes: Counter[str] = Counter()
     thread_ids: dict[int, int] = {}
+    # R31: every call of the three STA threads is cancellable, also one that an STA makes
+    # while serving another client's chain before its own client has started
+    for i in range(3):
+        assert await apts[i].run(comsim.CoEnableCallCancellation) == hr.S_OK
+        thread_ids[i] = await apts[i].run(comsim.current_thread_id)
 
     async def client(i: int, n: int) -> None:
-        assert comsim.CoEnableCallCancellation() == hr.S_OK  # R31: these calls are cancellable
-        thread_ids[i] = comsim.current_thread_id()
         peers = [comsim.unmarshal_interface(s) for s in streams]
         for k in range(n):
             try:
