@@ -38,7 +38,7 @@ class Unit:
         self.payload = payload
         self.waits: list[Wait] = []
         self.held_by: Wait | None = None  # MessagePending said: not during this wait
-        self.consulted: list[Wait] = []  # waits MessagePending was asked about
+        self.consulted: tuple[Wait, ...] = ()  # waits MessagePending was asked about
 
     @property
     def in_com_wait(self) -> bool:
@@ -230,7 +230,7 @@ class StaScheduler:
                 continue
             if (unit.kind is UnitKind.RUN and wait is not None and wait.kind is WaitKind.CALL
                     and self.consult is not None and not any(c is wait for c in unit.consulted)):
-                unit.consulted.append(wait)
+                unit.consulted = (*unit.consulted, wait)
                 answer = self.consult(unit, wait, len(self.stack) > 1)
                 if answer == PENDINGMSG_WAITNOPROCESS:
                     unit.held_by = wait

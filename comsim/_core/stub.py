@@ -4,6 +4,12 @@ The client's ``Cancel`` and the server's dispatch race for the same request; the
 both inputs to this table under one lock, so the decision is atomic: a request that the cancel
 finds ``WAITING`` (sent, queued, not yet taken in, or rejected and not yet retried) is dropped
 and never dispatched.
+
+Every other input comes from the server's own thread, and ``CANCEL`` is the only input from
+another thread. ``CANCEL`` changes the stage only from ``WAITING``, and a step that leaves the
+stage as it is writes nothing. So ``RETURN``, which happens only once the call is ``RUNNING``,
+needs no lock: a ``CANCEL`` racing it reads ``RUNNING`` or ``RETURNED``, gives ``SEND_CANCEL``
+either way, and cannot write the stage back.
 """
 
 from __future__ import annotations
@@ -72,7 +78,10 @@ class StubCall:
         self.stage = Stage.WAITING
 
     def step(self, inp: Input) -> Effect:
-        effect, self.stage = TABLE[(self.stage, inp)]
+        """Take ``inp``; the stage is written only when it changes (see the module's text)."""
+        effect, stage = TABLE[(self.stage, inp)]
+        if stage is not self.stage:
+            self.stage = stage
         return effect
 
 

@@ -410,10 +410,8 @@ class Apartment:
         self._send_reply(call, Reply(code, text=text))
 
     def _send_reply(self, call: ClientCall, reply: Reply) -> None:
-        rt = self._rt
-        with rt._lock:
-            if call.stage is stubcore.Stage.RUNNING:
-                call.step(stubcore.Input.RETURN)
+        if call.stage is stubcore.Stage.RUNNING:
+            call.step(stubcore.Input.RETURN)  # needs no lock (``_core.stub``)
         if call.tracing and reply.reject is None:
             fields: dict[str, Any] = {}
             if reply.exc is not None:

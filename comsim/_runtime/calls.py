@@ -39,7 +39,7 @@ from .._objects import (
 from . import futures, trace
 from .context import WHERE, Where, current_runtime, outside_thread_id
 from .futures import call_in_loop, resume, settle
-from .wire import pack, unpack
+from .wire import Packed, pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -401,7 +401,8 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
         trace.emit("call.completed", **call.fields(), hresult=reply.hresult)
     if reply.hresult < 0:
         raise COMError(reply.hresult, reply.text) from reply.exc
-    return unpack(reply.value, apt)
+    value = reply.value  # plain scalars cross as they are (R11)
+    return unpack(value, apt) if type(value) is Packed else value
 
 
 _scope_class: type[anyio.CancelScope] | None = None
@@ -453,7 +454,9 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             fault = rt._fault_for(call.method, apt)
                             if fault is not None:
                                 raise fault
-                        args = unpack(call.args, apt)
+                        args = call.args  # plain scalars cross as they are (R11)
+                        if type(args) is Packed:
+                            args = unpack(args, apt)
                         if stub.call_factory and call.spec.interface is not ICallFactory:
                             done, value = await _via_server_call(apt, call, obj, args)
                             if done:

@@ -31,6 +31,36 @@ def test_new_request_is_waiting() -> None:  # R28
     assert StubCall().stage is G.WAITING
 
 
+class _Recording(StubCall):
+    __slots__ = ("writes",)
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "writes", [])
+        super().__init__()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self.writes.append(value)
+        object.__setattr__(self, name, value)
+
+
+@pytest.mark.parametrize("stage", [G.RUNNING, G.RETURNED])
+def test_a_cancel_past_dispatch_writes_nothing(stage: Stage) -> None:  # R28 R29
+    """The server's RETURN takes no lock: a CANCEL racing it must not write the stage back."""
+    c = _Recording()
+    c.stage = stage
+    c.writes.clear()
+    assert c.step(I.CANCEL) is X.SEND_CANCEL
+    assert c.stage is stage
+    assert c.writes == []
+
+
+def test_only_cancel_changes_a_waiting_stage_from_another_thread() -> None:  # R28
+    """Of the inputs from another thread (CANCEL only), none changes a stage but WAITING."""
+    for (stage, inp), (_effect, nxt) in TABLE.items():
+        if inp is I.CANCEL and stage is not G.WAITING:
+            assert nxt is stage, (stage, inp)
+
+
 def test_plain_call_runs_and_replies() -> None:  # R28 R29
     c = StubCall()
     assert c.step(I.DISPATCH) is X.RUN
