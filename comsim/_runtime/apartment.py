@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+_get_ident = threading.get_ident
+
 #: server tasks kept waiting for calls per apartment; more are started when calls nest or run
 #: concurrently, and end when they find this many idle already
 _MAX_IDLE_SERVER_TASKS = 8
@@ -97,6 +99,7 @@ class Apartment:
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         #: a new future of the loop (``loop.create_future`` without its Python frame)
         self._new_future: Callable[[], asyncio.Future[Any]] = None  # type: ignore[assignment]
+        self._wake: Callable[[], Any] = None  # type: ignore[assignment]
         self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
         self._thread: threading.Thread | None = None
         self._teardown_task: asyncio.Task[None] | None = None
@@ -114,6 +117,9 @@ class Apartment:
         self._loop = loop
         self._ident = threading.get_ident()
         self._new_future = functools.partial(asyncio.Future, loop=loop)
+        #: wake the loop from another thread to take in the inbox
+        self._wake = functools.partial(loop.call_soon_threadsafe, self._drain,
+                                       context=self._ctx0)
 
     @property
     def alive(self) -> bool:
@@ -139,7 +145,7 @@ class Apartment:
             return rt._det.post(self, fn, args)
         if not self._accepting:
             return False
-        if threading.get_ident() == self._ident:
+        if _get_ident() == self._ident:
             # from the loop's own thread: the message runs in a later turn of this loop, which
             # lasts until the teardown (itself run here) has ended; its handler sees `_closing`
             self._loop.call_soon(fn, *args, context=self._ctx0)
@@ -154,7 +160,7 @@ class Apartment:
                 return True  # the teardown has taken it in
             return False
         try:
-            self._loop.call_soon_threadsafe(self._drain, context=self._ctx0)
+            self._wake()
         except RuntimeError:
             pass  # the loop has closed: its teardown took the message in
         return True

@@ -29,23 +29,18 @@ def resume(fut: asyncio.Future[Any], value: Any) -> None:
     one loop turn, not two. Everything else is plain ``set_result``: inside a running task,
     with no waiter or several, or a waiter that is not a task.
     """
-    if fut.done():
-        return
     cbs = getattr(fut, "_callbacks", None)  # (callback, context) pairs; None when empty
-    if not cbs or len(cbs) != 1:
-        fut.set_result(value)
-        return
-    loop = fut.get_loop()
-    if _current_task(loop) is not None:
-        fut.set_result(value)
+    if cbs is None or len(cbs) != 1 or _current_task(fut.get_loop()) is not None:
+        if not fut.done():
+            fut.set_result(value)
         return
     step, ctx = cbs[0]
     fut.remove_done_callback(step)
-    fut.set_result(value)
+    fut.set_result(value)  # a future with a callback is not done yet
     try:
         ctx.run(step, fut)
     except RuntimeError:  # its context is entered already, or a task runs after all
-        loop.call_soon(step, fut, context=ctx)
+        fut.get_loop().call_soon(step, fut, context=ctx)
 
 
 async def wait(fut: asyncio.Future[Any], timeout: float | None) -> Any:
