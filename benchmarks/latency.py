@@ -13,7 +13,10 @@ Baselines:
   another (Linux only);
 - one loop: an ``asyncio.Queue`` hop and a future on one loop (the deterministic runtime's floor).
 
-Figures are p50 and p99 in microseconds; the ratio is comsim's p50 over its baseline's p50.
+Figures are p50 and p99 in microseconds over all samples. The ratio is the median, over
+``--rounds`` rounds, of comsim's p50 over its baseline's p50 in the same round: each round
+measures a block of comsim's calls and a block of the baseline's back to back (in alternating
+order), so that a shared machine's slow and fast phases hit both alike.
 """
 
 from __future__ import annotations
@@ -158,7 +161,27 @@ async def baseline_one_loop(n: int) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- comsim
-ROUNDS = 6
+ROUNDS = 12
+
+
+class Samples(list[float]):
+    """Call times in seconds, and the p50 of each round's block (for the per-round ratio)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rounds: list[float] = []
+
+    def add_block(self, xs: list[float]) -> None:
+        self.extend(xs)
+        self.rounds.append(_stats(xs)["p50"])
+
+
+def _ratio(ours: list[float], base: list[float]) -> float:
+    """The median of per-round p50 ratios where both sides have rounds, else pooled p50s."""
+    a, b = getattr(ours, "rounds", []), getattr(base, "rounds", [])
+    if a and len(a) == len(b):
+        return statistics.median(x / y for x, y in zip(a, b, strict=True))
+    return _stats(ours)["p50"] / _stats(base)["p50"]
 
 
 async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apartment,
@@ -166,7 +189,7 @@ async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apa
                 ) -> tuple[list[float], list[float]]:
     """comsim's samples, and (given the ``baseline`` threads' placement) the two-loop
     baseline's, measured from the caller's thread in blocks that alternate with comsim's
-    (ROUNDS each), so that drift of the machine hits both alike."""
+    (ROUNDS each, in alternating order), so that drift of the machine hits both alike."""
 
     async def make() -> Any:
         return comsim.marshal_interface(Calc(), ICalc)
@@ -213,11 +236,15 @@ async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apa
 
     if baseline is None:
         return await client.run(block, n), []
-    ours: list[float] = []
-    base: list[float] = []
-    for _ in range(ROUNDS):
-        ours += await client.run(block, n // ROUNDS)
-        base += baseline_two_loops(n // ROUNDS, baseline)  # blocks the host: fine
+    ours, base = Samples(), Samples()
+    size = max(20, n // ROUNDS)
+    for i in range(ROUNDS):
+        if i % 2:
+            base.add_block(baseline_two_loops(size, baseline))  # blocks the host: fine
+            ours.add_block(await client.run(block, size))
+        else:
+            ours.add_block(await client.run(block, size))
+            base.add_block(baseline_two_loops(size, baseline))
     return ours, base
 
 
@@ -260,43 +287,50 @@ def comsim_deterministic(n: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    global ROUNDS
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--n", type=int, default=6000, help="calls per row (split over rounds)")
+    ap.add_argument("--rounds", type=int, default=ROUNDS,
+                    help="alternating blocks of comsim and its two-loop baseline per row")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     n = args.n
-    rows: list[tuple[str, dict[str, float], str, dict[str, float]]] = []
+    ROUNDS = max(1, args.rounds)
+    rows: list[tuple[str, dict[str, float], str, dict[str, float], float]] = []
     direct = _stats(asyncio.run(baseline_direct(n)))
     one = _stats(asyncio.run(baseline_one_loop(n)))
-    rows.append(("same apartment", _stats(asyncio.run(comsim_same_apartment(n))),
-                 "direct await", direct))
+    same = asyncio.run(comsim_same_apartment(n))
+    rows.append(("same apartment", _stats(same), "direct await", direct,
+                 _stats(same)["p50"] / direct["p50"]))
     for label, c, s, kind in (("STA->STA", "sta1", "sta2", "sync"),
                               ("MTA->STA", "mta", "sta1", "sync"),
                               ("STA->MTA", "sta1", "mta", "sync"),
                               ("STA->STA Begin_/Finish_", "sta1", "sta2", "async")):
         ours, base = asyncio.run(comsim_threaded(n, c, s, kind, baseline=(None, None)))
-        rows.append((label, _stats(ours), "two loops", _stats(base)))
+        rows.append((label, _stats(ours), "two loops", _stats(base), _ratio(ours, base)))
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     c0 = allowed[0]
     ours, base = asyncio.run(comsim_threaded(n, "sta1", "sta2", "sync", baseline=(c0, c0),
                                              cpu=c0))
-    rows.append(("STA->STA, Runtime(cpu=N)", _stats(ours), "two loops, 1 cpu", _stats(base)))
+    rows.append(("STA->STA, Runtime(cpu=N)", _stats(ours), "two loops, 1 cpu", _stats(base),
+                 _ratio(ours, base)))
     if len(allowed) >= 2:
         placed = (c0, allowed[1])
         ours, base = asyncio.run(comsim_threaded(n, "sta1", "sta2", "sync", baseline=placed,
                                                  cpus=placed))
         rows.append(("STA->STA, STAs on 2 CPUs", _stats(ours), "two loops, 2 cpus",
-                     _stats(base)))
+                     _stats(base), _ratio(ours, base)))
     two = rows[1][3]
-    ours, _ = asyncio.run(comsim_threaded(max(200, n // 5), "sta1", "sta2", "cancel"))
-    rows.append(("STA->STA Cancel(0)->Finish_", _stats(ours), "two loops", two))
-    rows.append(("deterministic STA->STA", _stats(comsim_deterministic(n)), "one loop", one))
+    ours, _ = asyncio.run(comsim_threaded(max(200, n // 10), "sta1", "sta2", "cancel"))
+    rows.append(("STA->STA Cancel(0)->Finish_", _stats(ours), "two loops", two,
+                 _stats(ours)["p50"] / two["p50"]))
+    det = _stats(comsim_deterministic(n))
+    rows.append(("deterministic STA->STA", det, "one loop", one, det["p50"] / one["p50"]))
     report = {
         label: {"p50_us": round(st["p50"], 2), "p99_us": round(st["p99"], 2),
                 "baseline": base, "baseline_p50_us": round(bst["p50"], 2),
-                "baseline_p99_us": round(bst["p99"], 2),
-                "ratio_p50": round(st["p50"] / bst["p50"], 2)}
-        for label, st, base, bst in rows
+                "baseline_p99_us": round(bst["p99"], 2), "ratio_p50": round(ratio, 2)}
+        for label, st, base, bst, ratio in rows
     }
     if args.json:
         print(json.dumps(report, indent=2))
