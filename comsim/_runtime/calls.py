@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import threading
 import types
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 
@@ -37,7 +39,7 @@ from .._objects import (
     is_async_interface,
 )
 from . import futures, trace
-from .context import WHERE, Where, current_runtime, outside_thread_id
+from .context import WHERE, Where, current_runtime, new_where, outside_thread_id
 from .futures import call_in_loop, resume, settle
 from .wire import Packed, pack, unpack
 
@@ -46,18 +48,20 @@ if TYPE_CHECKING:
     from .objref import Proxy, Stub
 
 
-class Reply:
-    """A reply message: an HRESULT and, on success, the packed result."""
+class Reply(NamedTuple):
+    """A reply message: an HRESULT and, on success, the packed result.
 
-    __slots__ = ("exc", "hresult", "reject", "text", "value")
+    A named tuple: the hot path makes its success replies at C speed (``_ok_reply``)."""
 
-    def __init__(self, hresult: int, value: Any = None, text: str | None = None,
-                 exc: BaseException | None = None, reject: int | None = None) -> None:
-        self.hresult = hresult
-        self.value = value
-        self.text = text
-        self.exc = exc
-        self.reject = reject  # SERVERCALL_REJECTED / _RETRYLATER (R16)
+    hresult: int
+    value: Any = None
+    text: str | None = None
+    exc: BaseException | None = None
+    reject: int | None = None  # SERVERCALL_REJECTED / _RETRYLATER (R16)
+
+
+#: ``Reply`` from a tuple of its five fields, without a Python frame
+_new_reply: Callable[[tuple[Any, ...]], Reply] = functools.partial(tuple.__new__, Reply)
 
 
 #: where a new request stands on the server side (the core's initial stage)
@@ -445,8 +449,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
         while True:
             with new_scope() as scope:
                 while True:
-                    WHERE.set(Where(rt, apt, unit, call, call.causality_id,
-                                    apt.thread_id if sta else rt._new_thread_id()))
+                    WHERE.set(new_where((rt, apt, unit, call, call.causality_id,
+                                         apt.thread_id if sta else rt._new_thread_id())))
                     stub = call.stub
                     stub.running += 1
                     if call.tracing:
@@ -477,7 +481,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             result = fn(*args)
                             if type(result) is _Coroutine or inspect.isawaitable(result):
                                 result = await result
-                            reply = Reply(hr.S_OK, pack(result, call.spec.result_label))
+                            reply = _new_reply((hr.S_OK, pack(result, call.spec.result_label),
+                                                None, None, None))
                     except asyncio.CancelledError:
                         if scope.cancel_called and not apt._closing:
                             reply = Reply(hr.RPC_E_CALL_CANCELED,

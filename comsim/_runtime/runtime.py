@@ -135,12 +135,34 @@ class BusyLoopSelector(selectors.BaseSelector):
         self._real.close()
 
 
+class ApartmentLoop(asyncio.SelectorEventLoop):
+    """A threaded apartment's loop: a selector loop that polls lazily while busy
+    (``BusyLoopSelector``) and reads its wake-up pipe once per wake-up.
+
+    asyncio reads the pipe until a read would block: a second system call, and an exception
+    raised and caught, on every wake-up, and an apartment is woken once per message. One read
+    takes up to 4096 wake-up bytes; any left over make the pipe ready again at the next poll,
+    which reads them then.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(BusyLoopSelector(selectors.DefaultSelector()))
+
+    def _read_from_self(self) -> None:
+        try:
+            data = self._ssock.recv(4096)  # type: ignore[attr-defined]
+        except (InterruptedError, BlockingIOError):
+            return
+        if data:
+            self._process_self_data(data)  # type: ignore[attr-defined]
+
+
 def _new_apartment_loop() -> asyncio.AbstractEventLoop:
-    """A threaded apartment's loop: a selector loop that polls lazily while busy. On Windows,
-    the platform's default loop (a proactor, which has no selector to wrap)."""
+    """A threaded apartment's loop (``ApartmentLoop``). On Windows, the platform's default
+    loop (a proactor, which has no selector to wrap)."""
     if sys.platform == "win32":  # pragma: no cover - tests run on Linux
         return asyncio.new_event_loop()
-    return asyncio.SelectorEventLoop(BusyLoopSelector(selectors.DefaultSelector()))
+    return ApartmentLoop()
 
 
 class Runtime:

@@ -1,8 +1,9 @@
 """The threaded runtime's apartment loops and inboxes.
 
 Loops poll the OS for I/O only every 16th turn while callbacks are ready (``BusyLoopSelector``):
-messages never wait for it, real I/O waits at most 15 turns of a busy loop. Inboxes take no
-lock, and lose no message when shutdown begins while one is posted."""
+messages never wait for it, real I/O waits at most 15 turns of a busy loop. A wake-up costs one
+read of the loop's wake-up pipe (``ApartmentLoop``). Inboxes take no lock, and lose no message
+when shutdown begins while one is posted."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 import comsim
-from comsim._runtime.runtime import BusyLoopSelector
+from comsim._runtime.runtime import ApartmentLoop, BusyLoopSelector
 
 
 class _Counting(selectors.DefaultSelector):
@@ -26,6 +27,74 @@ class _Counting(selectors.DefaultSelector):
     def select(self, timeout: float | None = None) -> Any:
         self.timeouts.append(timeout)
         return super().select(0)
+
+
+class _CountingSocket:
+    """Wraps the loop's reading end of its wake-up pipe and counts reads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reads = 0
+
+    def recv(self, n: int) -> bytes:
+        self.reads += 1
+        return self.sock.recv(n)
+
+
+def test_a_wake_up_reads_the_pipe_once_and_leaves_nothing_behind() -> None:
+    loop = ApartmentLoop()
+    try:
+        counting = _CountingSocket(loop._ssock)  # type: ignore[attr-defined]
+        loop._ssock = counting  # type: ignore[attr-defined]
+        loop._write_to_self()  # type: ignore[attr-defined]
+        loop._read_from_self()
+        assert counting.reads == 1  # asyncio's own reads until the read would block: 2
+        loop._read_from_self()  # nothing there: no error
+        assert counting.reads == 2
+        for _ in range(5000):  # more wake-ups than one read takes
+            loop._write_to_self()  # type: ignore[attr-defined]
+        loop._read_from_self()
+        loop._read_from_self()  # the rest, as the next poll would find the pipe ready
+        with pytest.raises(BlockingIOError):
+            counting.sock.recv(1)  # nothing is left behind
+        assert counting.reads == 4
+        loop._ssock = counting.sock  # type: ignore[attr-defined]
+    finally:
+        loop.close()
+
+
+def test_an_apartment_loop_takes_in_a_burst_of_wake_ups_and_then_waits() -> None:
+    import threading
+
+    loop = ApartmentLoop()
+    seen: list[int] = []
+
+    async def main() -> int:
+        burst_done: asyncio.Future[None] = loop.create_future()
+
+        def poster() -> None:
+            for i in range(6000):  # a burst from another thread: more than one read takes
+                loop.call_soon_threadsafe(seen.append, i)
+            loop.call_soon_threadsafe(burst_done.set_result, None)
+
+        t = threading.Thread(target=poster)
+        t.start()
+        await burst_done
+        t.join()
+        # what one read left behind is read at the next polls, so that a loop with nothing
+        # ready blocks instead of finding its pipe ready again and again
+        turns = 0
+        while loop._selector._real.select(0):  # type: ignore[attr-defined]
+            await asyncio.sleep(0)
+            turns += 1
+            assert turns < 1000
+        return turns
+
+    try:
+        assert loop.run_until_complete(main()) < 1000
+        assert seen == list(range(6000))
+    finally:
+        loop.close()
 
 
 def test_polls_every_16th_busy_turn_and_whenever_the_loop_would_wait() -> None:
