@@ -317,15 +317,17 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     apt = where.apartment
     fut = apt._new_future()
     call.waiters.append(fut)
-    # sent as soon as it is made: what is left to do here overlaps the server's work (and,
-    # with the two apartments on two CPUs, the wake-up of the server's thread)
-    _send(call)
     rt = where.runtime
-    stack = rt._outgoing.get(where.thread_id)  # R31: the thread's pending outgoing calls
+    # R31: the thread's pending outgoing calls; a call is pending (CoCancelCall finds it,
+    # from any thread) before it is sent
+    stack = rt._outgoing.get(where.thread_id)
     if stack is None:
         stack = rt._outgoing[where.thread_id] = []
     stack.append(call)
     try:
+        # sent as soon as it is made: the COM wait's bookkeeping overlaps the server's work
+        # (and, with the two apartments on two CPUs, the wake-up of the server's thread)
+        _send(call)
         while True:
             # a COM wait (apt.com_wait, written out: no coroutine made for it)
             w = apt._wait_begins(where, WaitKind.CALL, call.causality_id, call)
@@ -500,15 +502,14 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                           text=f"{type(obj).__name__}.{call.method} raised "
                                                f"{type(exc).__name__}: {exc}")
                     finally:
-                        if reply is None:  # a BaseException other than a cancel went through
-                            reply = Reply(hr.RPC_E_SERVERFAULT,
-                                          text="the server task ended abnormally")
-                        apt._send_reply(call, reply)
-                        # after the reply is on its way (this thread takes in no message
-                        # meanwhile, so nobody sees the difference)
                         stub.running -= 1
                         if stub.conn is Connection.DISCONNECTING:  # R17: the last call ends it
                             stub.conn = after_disconnect(stub.running)
+                        if reply is None:  # a BaseException other than a cancel went through
+                            reply = Reply(hr.RPC_E_SERVERFAULT,
+                                          text="the server task ended abnormally")
+                        # R17: the stub is what it will be once the caller has the reply
+                        apt._send_reply(call, reply)
                         apt._end_unit(unit)
                     if call.server_cancelled and scope.cancel_called:
                         break  # told to cancel, but the method returned: the scope is spent
