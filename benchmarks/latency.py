@@ -1,9 +1,10 @@
 """Latency of comsim's calls, each beside a raw-Python baseline measured in the same run.
 
-    python benchmarks/latency.py [--n 3000] [--json]
+    python benchmarks/latency.py [--n 6000] [--rounds 12] [--json]
 
 Baselines:
-- direct await: the same object's method awaited directly, no comsim;
+- direct await: a plain object's method awaited directly, no comsim, in blocks that alternate
+  with the same-apartment call's inside the same apartment;
 - two loops: two plain asyncio loops on two threads handing a request and a reply over with
   ``call_soon_threadsafe`` (what one cross-apartment round trip must at least cost), measured
   in blocks that alternate with comsim's. Where the OS puts the two threads decides much of
@@ -83,11 +84,6 @@ def _stats(xs: list[float]) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- baselines
-async def baseline_direct(n: int) -> list[float]:
-    obj = _Plain()
-    return await _sample(lambda: obj.Add(1, 2), n)
-
-
 class _Plain:
     async def Add(self, a: int, b: int) -> int:
         return a + b
@@ -248,13 +244,22 @@ async def _pair(rt: comsim.Runtime, client: comsim.Apartment, server: comsim.Apa
     return ours, base
 
 
-async def comsim_same_apartment(n: int) -> list[float]:
+async def comsim_same_apartment(n: int) -> tuple[list[float], list[float]]:
+    """A call on an object in the caller's own apartment (R8: unmarshalled at home it is the
+    object itself), and its baseline, a plain object's method awaited directly, in blocks
+    that alternate inside the same apartment."""
     async with comsim.Runtime() as rt:
         sta = await rt.create_sta("a")
 
-        async def measure() -> list[float]:
+        async def measure() -> tuple[list[float], list[float]]:
             obj = comsim.unmarshal_interface(comsim.marshal_interface(Calc(), ICalc))
-            return await _sample(lambda: obj.Add(1, 2), n)
+            plain = _Plain()
+            ours, base = Samples(), Samples()
+            size = max(20, n // ROUNDS)
+            for _ in range(ROUNDS):
+                ours.add_block(await _sample(lambda: obj.Add(1, 2), size))
+                base.add_block(await _sample(lambda: plain.Add(1, 2), size))
+            return ours, base
 
         return await sta.run(measure)
 
@@ -297,11 +302,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = args.n
     ROUNDS = max(1, args.rounds)
     rows: list[tuple[str, dict[str, float], str, dict[str, float], float]] = []
-    direct = _stats(asyncio.run(baseline_direct(n)))
     one = _stats(asyncio.run(baseline_one_loop(n)))
-    same = asyncio.run(comsim_same_apartment(n))
-    rows.append(("same apartment", _stats(same), "direct await", direct,
-                 _stats(same)["p50"] / direct["p50"]))
+    same, direct = asyncio.run(comsim_same_apartment(n))
+    rows.append(("same apartment", _stats(same), "direct await", _stats(direct),
+                 _ratio(same, direct)))
     for label, c, s, kind in (("STA->STA", "sta1", "sta2", "sync"),
                               ("MTA->STA", "mta", "sta1", "sync"),
                               ("STA->MTA", "sta1", "mta", "sync"),
