@@ -3,8 +3,12 @@ both threads on one CPU, each beside two bare asyncio loops measured in the same
 
     python benchmarks/floor.py [--n 6000]
 
-- ``bare shape``: the leanest call of comsim's shape and no rules: an inbox per loop, a server
-  task reused inside one cancel scope, four call-object table steps, one STA wait record.
+Both prototypes move messages as comsim does: an inbox per loop, comsim's apartment loop
+(``ApartmentLoop``: lazy polls, one read per wake-up), and ``futures.resume``, which lets the
+task a message wakes go on in the turn that takes the message in.
+
+- ``bare shape``: the leanest call of comsim's shape and no rules: a server task reused inside
+  one cancel scope, four call-object table steps, one STA wait record.
 - ``shape + rule work``: the same, plus the work comsim's rules ask of every call, done with
   comsim's own core objects: apartment and connection checks (R12, R17), argument binding and
   by-value packing (R11), call ids and causality ids (R15), the STA scheduler (R2), the
@@ -24,7 +28,6 @@ import collections
 import contextvars
 import itertools
 import os
-import selectors
 import sys
 import threading
 import time
@@ -44,7 +47,8 @@ from comsim._core.sta import StaScheduler, Unit, UnitKind, WaitKind
 from comsim._core.stub import Connection, StubCall
 from comsim._core.stub import Input as StubInput
 from comsim._runtime import trace
-from comsim._runtime.runtime import BusyLoopSelector
+from comsim._runtime.futures import resume
+from comsim._runtime.runtime import ApartmentLoop
 from comsim._runtime.wire import pack
 
 WHERE: contextvars.ContextVar[Any] = contextvars.ContextVar("floor_where", default=None)
@@ -65,7 +69,7 @@ class _Loop:
 
         def main() -> None:
             latency._pin(cpu)
-            self.loop = asyncio.SelectorEventLoop(BusyLoopSelector(selectors.DefaultSelector()))
+            self.loop = ApartmentLoop()
             ready.set()
             self.loop.run_forever()
             self.loop.close()
@@ -183,7 +187,7 @@ class _Prototype:
         call.machine.step(Input.REPLY)
         call.reply = reply
         for fut in call.waiters:
-            fut.set_result(True)
+            resume(fut, True)
 
     # -- server ------------------------------------------------------------------------------
     def on_request(self, call: _Call) -> None:
@@ -195,7 +199,7 @@ class _Prototype:
             with self.lock:
                 call.sstate.step(StubInput.DISPATCH)
         if b.idle:
-            b.idle.pop().set_result((call, unit))
+            resume(b.idle.pop(), (call, unit))
         else:
             b.loop.create_task(self.server_task(call, unit))
 
@@ -224,22 +228,41 @@ class _Prototype:
 
     # -- measuring ---------------------------------------------------------------------------
     def sample(self, n: int) -> list[float]:
+        """``n`` calls' times; the loops keep running (``close`` ends them)."""
+
         async def client() -> list[float]:
             unit = Unit(UnitKind.RUN)
             self.a.sched.start_if_idle(unit)
             WHERE.set((self.a, unit, None))
-            return await latency._sample(lambda: self.call(1, 2), n)
+            try:
+                return await latency._sample(lambda: self.call(1, 2), n)
+            finally:
+                self.a.sched.end(unit)
 
-        try:
-            return asyncio.run_coroutine_threadsafe(client(), self.a.loop).result()
-        finally:
-            self.a.stop()
-            self.b.stop()
+        return asyncio.run_coroutine_threadsafe(client(), self.a.loop).result()
+
+    def close(self) -> None:
+        self.a.stop()
+        self.b.stop()
 
 
-def _comsim(n: int, cpu: int | None) -> list[float]:
-    ours, _ = asyncio.run(latency.comsim_threaded(n, "sta1", "sta2", "sync", cpu=cpu))
-    return ours
+def _prototype_rounds(cpu: int | None, rule_work: bool, n: int
+                      ) -> tuple[list[float], list[float]]:
+    """A prototype's samples and the two-loop baseline's, in alternating rounds."""
+    proto = _Prototype(cpu, rule_work)
+    ours, base = latency.Samples(), latency.Samples()
+    size = max(20, n // latency.ROUNDS)
+    try:
+        for i in range(latency.ROUNDS):
+            if i % 2:
+                base.add_block(latency.baseline_two_loops(size, (cpu, cpu)))
+                ours.add_block(proto.sample(size))
+            else:
+                ours.add_block(proto.sample(size))
+                base.add_block(latency.baseline_two_loops(size, (cpu, cpu)))
+    finally:
+        proto.close()
+    return ours, base
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -248,18 +271,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = ap.parse_args(argv)
     n = args.n
     cpu = sorted(os.sched_getaffinity(0))[0] if hasattr(os, "sched_getaffinity") else None
-    rows = {
-        "bare shape": lambda: _Prototype(cpu, rule_work=False).sample(n),
-        "shape + rule work": lambda: _Prototype(cpu, rule_work=True).sample(n),
-        "comsim": lambda: _comsim(n, cpu),
+    rows: dict[str, Callable[[], tuple[list[float], list[float]]]] = {
+        "bare shape": lambda: _prototype_rounds(cpu, False, n),
+        "shape + rule work": lambda: _prototype_rounds(cpu, True, n),
+        "comsim": lambda: asyncio.run(latency.comsim_threaded(
+            n, "sta1", "sta2", "sync", baseline=(cpu, cpu), cpu=cpu)),
     }
     report: dict[str, float] = {}
-    print(f"one CPU ({cpu}); p50 in us; baseline: two bare asyncio loops, measured before each row")
+    print(f"one CPU ({cpu}); p50 in us; baseline: two bare asyncio loops, in rounds that "
+          "alternate with each row's")
     for label, run in rows.items():
-        base = latency._stats(latency.baseline_two_loops(n, (cpu, cpu)))["p50"]
-        ours = latency._stats(run())["p50"]
-        report[label] = ours / base
-        print(f"{label:20} {ours:8.2f}   baseline {base:7.2f}   ratio {ours / base:5.2f}x")
+        ours, base = run()
+        ratio = latency._ratio(ours, base)
+        report[label] = ratio
+        print(f"{label:20} {latency._stats(ours)['p50']:8.2f}   baseline "
+              f"{latency._stats(base)['p50']:7.2f}   ratio {ratio:5.2f}x")
     return report
 
 
