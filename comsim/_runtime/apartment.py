@@ -40,6 +40,7 @@ from . import futures, trace
 from .calls import Reply, on_reply, server_task, start_cancel
 from .context import WHERE, Where
 from .futures import resume, settle
+from .loop import ApartmentLoop
 
 if TYPE_CHECKING:
     from .calls import ClientCall
@@ -118,8 +119,11 @@ class Apartment:
         self._ident = threading.get_ident()
         self._new_future = functools.partial(asyncio.Future, loop=loop)
         #: wake the loop from another thread to take in the inbox
-        self._wake = functools.partial(loop.call_soon_threadsafe, self._drain,
-                                       context=self._ctx0)
+        if isinstance(loop, ApartmentLoop):
+            self._wake = loop.waker(self._drain, self._ctx0)
+        else:
+            self._wake = functools.partial(loop.call_soon_threadsafe, self._drain,
+                                           context=self._ctx0)
 
     @property
     def alive(self) -> bool:

@@ -13,7 +13,6 @@ import contextvars
 import itertools
 import os
 import random
-import selectors
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from .._core.rules import CancelCounter
 from .apartment import Apartment
 from .context import OUTER_RUNTIME
 from .futures import call_in_loop
+from .loop import ApartmentLoop
 
 #: how often the deterministic pump lets everything else that is ready run before it delivers
 #: the next message: a seeded source of interleavings beside the choice of message
@@ -97,64 +97,6 @@ class _Pump:
             if self.pending and not self.scheduled:
                 self.scheduled = True
                 self.loop.call_soon(self._deliver, context=self.ctx)
-
-
-class BusyLoopSelector(selectors.BaseSelector):
-    """An apartment loop's selector. While callbacks are ready to run, the loop asks the OS for
-    I/O only every 16th turn: a turn with nothing to poll is a system call saved, twice per
-    call. Messages from other apartments do not wait for it (``call_soon_threadsafe`` puts
-    them straight on the ready queue); only real I/O done by user code may wait up to 15
-    turns of a busy loop. With nothing ready, the loop waits for I/O as usual."""
-
-    def __init__(self, real: selectors.BaseSelector) -> None:
-        self._real = real
-        self._turns = 0
-
-    def select(self, timeout: float | None = None
-               ) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is not None and timeout <= 0:
-            self._turns += 1
-            if self._turns & 15:
-                return []
-        self._turns = 0
-        return self._real.select(timeout)
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
-
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.modify(fileobj, events, data)
-
-    def get_map(self) -> Any:
-        return self._real.get_map()
-
-    def close(self) -> None:
-        self._real.close()
-
-
-class ApartmentLoop(asyncio.SelectorEventLoop):
-    """A threaded apartment's loop: a selector loop that polls lazily while busy
-    (``BusyLoopSelector``) and reads its wake-up pipe once per wake-up.
-
-    asyncio reads the pipe until a read would block: a second system call, and an exception
-    raised and caught, on every wake-up, and an apartment is woken once per message. One read
-    takes up to 4096 wake-up bytes; any left over make the pipe ready again at the next poll,
-    which reads them then.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(BusyLoopSelector(selectors.DefaultSelector()))
-
-    def _read_from_self(self) -> None:
-        try:
-            data = self._ssock.recv(4096)  # type: ignore[attr-defined]
-        except (InterruptedError, BlockingIOError):
-            return
-        if data:
-            self._process_self_data(data)  # type: ignore[attr-defined]
 
 
 def _new_apartment_loop() -> asyncio.AbstractEventLoop:

@@ -6,7 +6,7 @@ import asyncio
 import selectors
 from typing import Any
 
-from .._runtime.runtime import BusyLoopSelector
+from .._runtime.loop import BusyLoopSelector
 
 
 class _VirtualSelector(BusyLoopSelector):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import comsim
-from comsim._runtime.runtime import ApartmentLoop, BusyLoopSelector
+from comsim._runtime.loop import ApartmentLoop, BusyLoopSelector
 
 
 class _Counting(selectors.DefaultSelector):
@@ -95,6 +95,38 @@ def test_an_apartment_loop_takes_in_a_burst_of_wake_ups_and_then_waits() -> None
         assert seen == list(range(6000))
     finally:
         loop.close()
+
+
+def test_a_waker_runs_its_callback_once_per_wake_from_any_thread() -> None:
+    import contextvars
+    import threading
+
+    loop = ApartmentLoop()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="unset")
+    ctx = contextvars.Context()
+    ctx.run(var.set, "apartment")
+    seen: list[str] = []
+
+    async def main() -> None:
+        done: asyncio.Future[None] = loop.create_future()
+
+        def callback() -> None:
+            seen.append(var.get())  # runs in the context it was given
+            if len(seen) == 3:
+                done.set_result(None)
+
+        wake = loop.waker(callback, ctx)
+        t = threading.Thread(target=lambda: [wake() for _ in range(3)])
+        t.start()
+        await done
+        t.join()
+
+    try:
+        loop.run_until_complete(main())
+        assert seen == ["apartment"] * 3
+    finally:
+        loop.close()
+    loop.waker(lambda: None, ctx)()  # a closed loop: nothing runs, nothing raises
 
 
 def test_polls_every_16th_busy_turn_and_whenever_the_loop_would_wait() -> None:
