@@ -76,10 +76,13 @@ class ApartmentLoop(asyncio.SelectorEventLoop):
         instead of one per call. Each call runs ``callback`` once more."""
         handle = asyncio.Handle(callback, (), self, context)
         ready = self._ready  # type: ignore[attr-defined]
-        write_to_self = self._write_to_self  # type: ignore[attr-defined]
+        send = self._csock.send  # type: ignore[attr-defined]  # the wake-up pipe's writing end
 
         def wake() -> None:
             ready.append(handle)  # as call_soon_threadsafe does: a deque takes it atomically
-            write_to_self()
+            try:
+                send(b"\0")
+            except OSError:  # the pipe is full (the loop wakes all the same), or it has closed
+                pass
 
         return wake

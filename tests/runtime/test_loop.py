@@ -121,12 +121,14 @@ def test_a_waker_runs_its_callback_once_per_wake_from_any_thread() -> None:
         await done
         t.join()
 
+    late = loop.waker(lambda: seen.append("late"), ctx)
     try:
         loop.run_until_complete(main())
         assert seen == ["apartment"] * 3
     finally:
         loop.close()
-    loop.waker(lambda: None, ctx)()  # a closed loop: nothing runs, nothing raises
+    late()  # its loop has closed: nothing runs, nothing raises
+    assert seen == ["apartment"] * 3
 
 
 def test_polls_every_16th_busy_turn_and_whenever_the_loop_would_wait() -> None:
