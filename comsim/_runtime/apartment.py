@@ -143,6 +143,8 @@ class Apartment:
 
         Messages to one apartment are taken in in the order they entered its inbox. As in COM,
         nothing orders them against other channels (an event's ``Signal``, a ``run`` result).
+        A message that wakes a task (a request for an idle server task, a reply for its caller)
+        lets that task go on in the turn that takes the message in (``futures.resume``).
         """
         rt = self._rt
         if rt._det is not None:

@@ -1,7 +1,8 @@
 """``Runtime``: one simulated process; its apartments, ids and the two ways to move messages.
 
-Threaded (default): every STA and the MTA is an OS thread running its own asyncio loop;
-messages cross with ``call_soon_threadsafe``. Deterministic: every apartment lives on the
+Threaded (default): every STA and the MTA is an OS thread running its own asyncio loop
+(``loop.ApartmentLoop``); a message goes into the target apartment's inbox and wakes its loop
+(``Apartment._post``). Deterministic: every apartment lives on the
 caller's loop (a ``comsim.testing.VirtualTimeLoop``) and a seeded pump picks which pending
 message is delivered next.
 """
