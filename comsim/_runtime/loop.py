@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import selectors
 from collections.abc import Callable
 from typing import Any
@@ -70,13 +71,15 @@ class ApartmentLoop(asyncio.SelectorEventLoop):
             self._process_self_data(data)  # type: ignore[attr-defined]
 
     def waker(self, callback: Callable[[], Any], context: contextvars.Context
-              ) -> Callable[[], None]:
+              ) -> Callable[[], object]:
         """A function that has ``callback`` run on this loop, callable from any thread: what
         ``call_soon_threadsafe(callback, context=context)`` does, with one handle made here
         instead of one per call. Each call runs ``callback`` once more."""
+        ready = getattr(self, "_ready", None)  # asyncio's queue of ready callbacks
+        send = getattr(getattr(self, "_csock", None), "send", None)  # the wake-up pipe
+        if ready is None or send is None:  # pragma: no cover - an asyncio without them
+            return functools.partial(self.call_soon_threadsafe, callback, context=context)
         handle = asyncio.Handle(callback, (), self, context)
-        ready = self._ready  # type: ignore[attr-defined]
-        send = self._csock.send  # type: ignore[attr-defined]  # the wake-up pipe's writing end
 
         def wake() -> None:
             ready.append(handle)  # as call_soon_threadsafe does: a deque takes it atomically
