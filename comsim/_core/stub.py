@@ -78,9 +78,14 @@ class StubCall:
         self.stage = Stage.WAITING
 
     def step(self, inp: Input) -> Effect:
-        """Take ``inp``; the stage is written only when it changes (see the module's text)."""
-        effect, stage = TABLE[(self.stage, inp)]
-        if stage is not self.stage:
+        """Take ``inp``; the stage is written only when it changes (see the module's text).
+
+        The stage is read once: a second read could see a ``RETURN`` that the server's thread
+        took meanwhile, and the step would then write the stage it read first back over it.
+        """
+        current = self.stage
+        effect, stage = TABLE[(current, inp)]
+        if stage is not current:
             self.stage = stage
         return effect
 

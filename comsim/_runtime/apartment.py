@@ -380,10 +380,13 @@ class Apartment:
             self._reply_now(call, status)
             self._end_unit(unit)
             return
-        if self._idle:  # a server task that has finished its last call takes this one
-            resume(self._idle.pop(), (call, unit))
-        else:
-            self._spawn(server_task(self, call, unit))
+        idle = self._idle
+        while idle:  # a server task that has finished its last call takes this one
+            slot = idle.pop()
+            if not slot.done():  # (a slot whose task was cancelled meanwhile is passed over)
+                resume(slot, (call, unit))
+                return
+        self._spawn(server_task(self, call, unit))
 
     def _ask_filter(self, flt: Any, call: ClientCall) -> int:
         sched = self._sched

@@ -190,32 +190,34 @@ def _trace_dropped(call: ClientCall, reply: Reply, why: str) -> None:
 
 def _ended(call: ClientCall, cancelled: bool) -> None:
     """The call has ended: signal the call object's event, then ``outer.Signal()`` (R23,
-    R24), then wake whoever waits for the call."""
+    R24), then wake whoever waits for the call (also if a signal or the trace raised)."""
     if call.grace_handle is not None:
         call.grace_handle.cancel()
         call.grace_handle = None
-    cws = call.cancel_waiters
-    if cws is not None:
-        call.cancel_waiters = None
-        status = hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE
-        for fut in cws:
-            if not fut.done():
-                fut.set_result(status)
-    if cancelled:
-        with call.client._rt._lock:
-            assert call.report is not None  # a call ends cancelled only after start_cancel
-            due = call.report.note_client_ended()
-        if due is not None and call.tracing:
-            trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
-                       stage=due)
-    owner = call.owner
-    if owner is not None:
-        owner._event.Signal()
-        outer = owner._outer
-        if outer is not None:
-            _signal_outer(call, outer)
-    # last: a waiter may go on at once (``resume``), and must find all of the above done
-    _wake(call, True)
+    try:
+        cws = call.cancel_waiters
+        if cws is not None:
+            call.cancel_waiters = None
+            status = hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE
+            for fut in cws:
+                if not fut.done():
+                    fut.set_result(status)
+        if cancelled:
+            with call.client._rt._lock:
+                assert call.report is not None  # a call ends cancelled only after start_cancel
+                due = call.report.note_client_ended()
+            if due is not None and call.tracing:
+                trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
+                           stage=due)
+        owner = call.owner
+        if owner is not None:
+            owner._event.Signal()
+            outer = owner._outer
+            if outer is not None:
+                _signal_outer(call, outer)
+    finally:
+        # last: a waiter may go on at once (``resume``), and must find all of the above done
+        _wake(call, True)
 
 
 def _signal_outer(call: ClientCall, outer: Any) -> None:
@@ -352,6 +354,10 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
         return _outcome(call, apt, effect, code)
     finally:
         stack.remove(call)
+        if not stack and apt._sched is None:
+            # in the MTA each incoming call runs on a simulated thread of its own (R31): its
+            # stack goes with its last pending call, so that they do not pile up
+            rt._outgoing.pop(where.thread_id, None)
 
 
 def _abandon(call: ClientCall) -> None:

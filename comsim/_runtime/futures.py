@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from typing import Any
 
-#: the task running on a loop, or None: ``asyncio.current_task(loop)`` without its Python
-#: frame where the dict behind it is there (Python 3.11)
-_current_task: Any = getattr(getattr(asyncio.tasks, "_current_tasks", None), "get",
-                             asyncio.current_task)
+#: the task running on a loop, or None: ``asyncio.current_task(loop)``. On Python 3.11 that is
+#: a Python function reading a dict, which is read here directly; from 3.12 it is C code.
+_current_task: Any = asyncio.current_task
+if sys.version_info < (3, 12) and isinstance(getattr(asyncio.tasks, "_current_tasks", None),
+                                             dict):
+    _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
 
 
 def settle(fut: asyncio.Future[Any], value: Any) -> None:

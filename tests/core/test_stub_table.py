@@ -54,6 +54,33 @@ def test_a_cancel_past_dispatch_writes_nothing(stage: Stage) -> None:  # R28 R29
     assert c.writes == []
 
 
+class _RacedByReturn(StubCall):
+    """Its stage reads RUNNING once; any later read sees the RETURN that the server's thread
+    took meanwhile (what a thread switch between two reads would show)."""
+
+    __slots__ = ("reads", "written")
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.written: list[Stage] = []
+
+    @property  # type: ignore[override]
+    def stage(self) -> Stage:
+        self.reads += 1
+        return G.RUNNING if self.reads == 1 else G.RETURNED
+
+    @stage.setter
+    def stage(self, value: Stage) -> None:
+        self.written.append(value)
+
+
+def test_a_cancel_reads_the_stage_once_and_cannot_undo_a_return() -> None:  # R28 R29 R30
+    c = _RacedByReturn()
+    assert c.step(I.CANCEL) is X.SEND_CANCEL
+    assert c.written == []  # RUNNING is not written back over the server's RETURNED
+    assert c.reads == 1
+
+
 def test_only_cancel_changes_a_waiting_stage_from_another_thread() -> None:  # R28
     """Of the inputs from another thread (CANCEL only), none changes a stage but WAITING."""
     for (stage, inp), (_effect, nxt) in TABLE.items():

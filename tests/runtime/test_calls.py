@@ -286,3 +286,47 @@ async def test_no_trace_without_capture(rt: comsim.Runtime,
     assert len(events.events("call.completed", method="Add")) == 1
     assert await a.run(use) == 3  # after the capture ends, nothing more is collected
     assert len(events.events("call.completed", method="Add")) == 1
+
+
+# --------------------------------------------------------------------------- bookkeeping
+@pytest.mark.asyncio
+async def test_mta_calls_leave_no_pending_stack_behind(rt: comsim.Runtime) -> None:  # R31
+    """Each call the MTA serves runs on a simulated thread of its own (R31); the stack of its
+    pending outgoing calls goes once they have ended, so they do not pile up."""
+    sta = await rt.create_sta("sta")
+    s_mta = await rt.mta.run(make_probe)
+    s_sta = await sta.run(make_probe)
+
+    async def use(n: int) -> list[list[int]]:
+        in_mta = comsim.unmarshal_interface(s_mta)
+        in_sta = comsim.unmarshal_interface(s_sta)
+        return [await in_mta.Relay(in_sta) for _ in range(n)]  # the MTA calls out each time
+
+    before = len(rt._outgoing)
+    got = await sta.run(use, 20)
+    assert [outer == inner for outer, inner in got] == [True] * 20  # R15 still holds
+    assert len(rt._outgoing) <= before + 1  # the STA's own stack at most, no MTA thread's
+
+
+@pytest.mark.asyncio
+async def test_a_call_is_never_handed_to_a_spent_server_task_slot(rt: comsim.Runtime
+                                                                  ) -> None:  # R13
+    """An idle server task's slot that is done already (its task was cancelled while it
+    waited) is passed over: the call goes to a live server task, never into a dead slot."""
+    a = await rt.create_sta("a")
+    b = await rt.create_sta("b")
+    sb = await b.run(make_probe)
+
+    async def use() -> int:
+        return int(await comsim.unmarshal_interface(sb).Add(1, 2))
+
+    assert await a.run(use) == 3  # b now has an idle server task
+
+    async def spoil() -> int:
+        dead = b._new_future()
+        dead.cancel()
+        b._idle.append(dead)  # on top of the live slot
+        return len(b._idle)
+
+    assert await b.run(spoil) >= 2
+    assert await a.run(use) == 3  # served, not lost in the dead slot
