@@ -92,17 +92,13 @@ def wait_timeout(ms: int) -> float | None:
 class CancelCounter:
     """R31: CoEnableCallCancellation / CoDisableCallCancellation per simulated thread."""
 
-    __slots__ = ("cancellable", "counts")
+    __slots__ = ("counts",)
 
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
-        #: the threads whose count is above zero: their synchronous calls are cancellable
-        #: (``thread_id in counter.cancellable`` is ``enabled(thread_id)`` without a call)
-        self.cancellable: set[int] = set()
 
     def enable(self, thread_id: int) -> int:
         self.counts[thread_id] = self.counts.get(thread_id, 0) + 1
-        self.cancellable.add(thread_id)
         return hr.S_OK
 
     def disable(self, thread_id: int) -> int:
@@ -110,12 +106,10 @@ class CancelCounter:
         if n <= 0:
             return hr.CO_E_CANCEL_DISABLED
         self.counts[thread_id] = n - 1
-        if n == 1:
-            self.cancellable.discard(thread_id)
         return hr.S_OK
 
     def enabled(self, thread_id: int) -> bool:
-        return thread_id in self.cancellable
+        return self.counts.get(thread_id, 0) > 0
 
 
 def cancel_call_status(found: bool, cancellable: bool, already_cancelled: bool) -> int:

@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_get_ident = threading.get_ident
-
 #: server tasks kept waiting for calls per apartment; more are started when calls nest or run
 #: concurrently, and end when they find this many idle already
 _MAX_IDLE_SERVER_TASKS = 8
@@ -151,7 +149,7 @@ class Apartment:
             return rt._det.post(self, fn, args)
         if not self._accepting:
             return False
-        if _get_ident() == self._ident:
+        if threading.get_ident() == self._ident:
             # from the loop's own thread: the message runs in a later turn of this loop, which
             # lasts until the teardown (itself run here) has ended; its handler sees `_closing`
             self._loop.call_soon(fn, *args, context=self._ctx0)
@@ -360,8 +358,7 @@ class Apartment:
             self._end_unit(unit)
             return
         flt = self._filter
-        if flt is not None and rules.consults_incoming_filter(True, call.sync,
-                                                               self._sched is not None):
+        if rules.consults_incoming_filter(flt is not None, call.sync, self._sched is not None):
             answer = self._ask_filter(flt, call)
             if rules.filter_rejects(answer):
                 with rt._lock:

@@ -41,7 +41,7 @@ from .._objects import (
 from . import futures, trace
 from .context import WHERE, Where, current_runtime, new_where, outside_thread_id
 from .futures import call_in_loop, resume, settle
-from .wire import Packed, pack, unpack
+from .wire import pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -49,9 +49,7 @@ if TYPE_CHECKING:
 
 
 class Reply(NamedTuple):
-    """A reply message: an HRESULT and, on success, the packed result.
-
-    A named tuple: the hot path makes its success replies at C speed (``_ok_reply``)."""
+    """A reply message: an HRESULT and, on success, the packed result."""
 
     hresult: int
     value: Any = None
@@ -60,7 +58,7 @@ class Reply(NamedTuple):
     reject: int | None = None  # SERVERCALL_REJECTED / _RETRYLATER (R16)
 
 
-#: ``Reply`` from a tuple of its five fields, without a Python frame
+#: ``Reply`` from a tuple of its five fields, without a Python ``__new__`` (the hot path's)
 _new_reply: Callable[[tuple[Any, ...]], Reply] = functools.partial(tuple.__new__, Reply)
 
 
@@ -122,7 +120,7 @@ class ClientCall(StubCall):
         self.waiters: list[asyncio.Future[Any]] = []
         self.cancel_waiters: list[asyncio.Future[Any]] | None = None
         self.sync = sync
-        self.cancellable = where.thread_id in rt._cancel_counts.cancellable  # R31
+        self.cancellable = rt._cancel_counts.enabled(where.thread_id)
         self.caller_thread = where.thread_id
         self.sent_at = rt._now()
         self.scope: anyio.CancelScope | None = None
@@ -417,8 +415,7 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
         trace.emit("call.completed", **call.fields(), hresult=reply.hresult)
     if reply.hresult < 0:
         raise COMError(reply.hresult, reply.text) from reply.exc
-    value = reply.value  # plain scalars cross as they are (R11)
-    return unpack(value, apt) if type(value) is Packed else value
+    return unpack(reply.value, apt)
 
 
 _scope_class: type[anyio.CancelScope] | None = None
@@ -470,9 +467,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             fault = rt._fault_for(call.method, apt)
                             if fault is not None:
                                 raise fault
-                        args = call.args  # plain scalars cross as they are (R11)
-                        if type(args) is Packed:
-                            args = unpack(args, apt)
+                        args = unpack(call.args, apt)
                         if stub.call_factory and call.spec.interface is not ICallFactory:
                             done, value = await _via_server_call(apt, call, obj, args)
                             if done:

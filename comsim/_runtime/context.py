@@ -16,11 +16,7 @@ if TYPE_CHECKING:
 
 
 class Where(NamedTuple):
-    """What code running in an apartment needs to know about itself (immutable).
-
-    A named tuple, so that the runtime can make one per incoming call at C speed
-    (``new_where``), without a Python ``__init__``.
-    """
+    """What code running in an apartment needs to know about itself (immutable)."""
 
     runtime: Runtime
     apartment: Apartment
@@ -30,9 +26,8 @@ class Where(NamedTuple):
     thread_id: int
 
 
-#: ``Where`` from a tuple of its six fields, without a Python frame (the hot path's maker)
+#: ``Where`` from a tuple of its six fields, without a Python ``__new__`` (the hot path's)
 new_where: Callable[[tuple[Any, ...]], Where] = functools.partial(tuple.__new__, Where)
-
 
 WHERE: contextvars.ContextVar[Where | None] = contextvars.ContextVar("comsim_where", default=None)
 #: the runtime entered by code outside any apartment (set by ``Runtime.__aenter__``)

@@ -216,19 +216,6 @@ def test_cancel_counter_counts_up_and_down() -> None:  # R31
     assert k.disable(1) == hr.CO_E_CANCEL_DISABLED
 
 
-def test_cancel_counter_cancellable_set_follows_the_counts() -> None:  # R31
-    k = rules.CancelCounter()
-    k.enable(1)
-    k.enable(1)
-    k.enable(2)
-    assert k.cancellable == {1, 2}
-    k.disable(1)
-    assert k.cancellable == {1, 2}  # still counted once
-    k.disable(1)
-    k.disable(1)  # at zero: refused, and no change
-    assert k.cancellable == {2}
-
-
 def test_cancel_counter_per_thread() -> None:  # R31
     k = rules.CancelCounter()
     k.enable(1)
