@@ -7,6 +7,7 @@ from typing import Any
 from ._core import hresult as hr
 from ._core import rules
 from ._core.constants import ApartmentType
+from ._core.check import BadArgumentType
 from ._core.hresult import COMError
 from ._runtime.apartment import Apartment
 from ._runtime.context import WHERE
@@ -37,12 +38,24 @@ def current_causality_id() -> int | None:
     return w.causality_id if w is not None else None
 
 
+_FILTER_METHODS = ("HandleInComingCall", "RetryRejectedCall", "MessagePending")
+
+
 def CoRegisterMessageFilter(message_filter: Any) -> Any:
     """Register the calling STA's message filter (None unregisters); gives the previous one.
 
+    ``message_filter`` is an ``IMessageFilter`` (or any object with its three methods).
+
     Raises:
         COMError(CO_E_NOT_SUPPORTED): called in the MTA or in no apartment (R16).
+        COMError(E_INVALIDARG), also a TypeError: ``message_filter`` is neither None nor a
+            message filter.
     """
+    if message_filter is not None and not all(
+            callable(getattr(message_filter, m, None)) for m in _FILTER_METHODS):
+        raise BadArgumentType(
+            f"CoRegisterMessageFilter({message_filter!r}): not a message filter; pass an "
+            f"IMessageFilter (with {', '.join(_FILTER_METHODS)}) or None")
     w = WHERE.get()
     code = rules.check_message_filter_registration(w.apartment.type if w is not None else None)
     if code:

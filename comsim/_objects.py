@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._core import hresult as hr
+from ._core.check import BadArgumentType
 from ._core.hresult import COMError
 from ._core.iface import MethodSpec, collect_methods
 from ._runtime.context import WHERE
@@ -61,9 +62,14 @@ def interfaces_of(cls: type) -> tuple[type[Interface], ...]:
     )
 
 
+def _is_interface(iface: Any) -> bool:
+    """An interface class itself (a CoClass inherits the flag from its interfaces: not one)."""
+    return isinstance(iface, type) and iface.__dict__.get("_com_is_interface_") is True
+
+
 def _check_interface(iface: Any) -> type[Interface]:
-    if not (isinstance(iface, type) and getattr(iface, "_com_is_interface_", False)):
-        raise COMError(hr.E_INVALIDARG, f"{iface!r} is not a comsim.Interface")
+    if not _is_interface(iface):
+        raise BadArgumentType(f"{iface!r} is not a comsim.Interface")
     return iface
 
 
@@ -137,8 +143,14 @@ def async_interface(iface: type[Interface]) -> type[Interface]:
 
     ``Begin_M`` takes M's in-parameters and returns ``S_OK``; ``Finish_M`` is awaited and
     gives M's result. The same class is returned for the same interface.
+
+    Raises:
+        COMError(E_INVALIDARG), also a TypeError: ``iface`` is not a synchronous interface
+            (a CoClass, an async interface, anything else).
     """
-    iface = _check_interface(iface)
+    if not _is_interface(iface) or is_async_interface(iface):
+        raise BadArgumentType(f"async_interface({iface!r}): pass a synchronous "
+                              "comsim.Interface declared with async methods (e.g. ICalc)")
     cached = _async_cache.get(iface)
     if cached is not None:
         return cached

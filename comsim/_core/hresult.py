@@ -100,13 +100,19 @@ def describe(hr: int) -> str:
 class COMError(Exception):
     """A failure HRESULT raised as an exception.
 
-    ``COMError(hresult, text=None, details=None)``: ``.hresult`` is the signed 32-bit code,
+    ``COMError(hresult, text=None, details=None)``: ``.hresult`` is the signed 32-bit code
+    (given signed or unsigned; TypeError for a non-int, ValueError beyond 32 bits),
     ``.text`` says what happened and what to do, ``.details`` carries anything else.
     ``str()`` starts with the name and the unsigned hex, e.g.
     ``RPC_E_CALL_CANCELED (0x80010002): ...``.
     """
 
     def __init__(self, hresult: int, text: str | None = None, details: Any = None) -> None:
+        if isinstance(hresult, bool) or not isinstance(hresult, int):
+            raise TypeError(f"COMError: an HRESULT is an int, not {hresult!r}")
+        if not -0x8000_0000 <= hresult <= 0xFFFF_FFFF:
+            raise ValueError(f"COMError: {hresult!r} is not a 32-bit HRESULT (signed or "
+                             "unsigned)")
         self.hresult = _signed(hresult)
         self.text = text if text is not None else _DESCRIPTIONS.get(self.hresult, "")
         self.details = details

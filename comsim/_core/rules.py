@@ -5,6 +5,8 @@ Every function takes plain facts and returns an HRESULT or a constant; none has 
 
 from __future__ import annotations
 
+import math
+
 from . import hresult as hr
 from .constants import (
     CALLTYPE_NESTED,
@@ -67,24 +69,26 @@ def retry_decision(answer: int) -> tuple[bool, float]:
 
 
 def cancel_timeout(seconds: float | int) -> float | None:
-    """R28: Cancel's grace period in seconds, None for no limit; ValueError when negative
-    (the runtime turns it into E_INVALIDARG)."""
+    """R28: Cancel's grace period in seconds, None for no limit (-1,
+    RPC_C_CANCEL_INFINITE_TIMEOUT or +inf); ValueError when negative or NaN (the runtime turns
+    it into E_INVALIDARG)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ValueError("seconds must be an int or a float")
-    if seconds == -1 or seconds == 0xFFFFFFFF:
+    if seconds == -1 or seconds == 0xFFFFFFFF or seconds == math.inf:
         return None
-    if seconds < 0:
+    if not seconds >= 0:  # negative, or NaN
         raise ValueError("seconds must be >= 0, -1 or RPC_C_CANCEL_INFINITE_TIMEOUT")
     return float(seconds)
 
 
 def wait_timeout(ms: int) -> float | None:
-    """R23: ISynchronize.Wait's time-out in seconds, None for INFINITE."""
+    """R23: ISynchronize.Wait's time-out in seconds, None for INFINITE (or -1, or +inf);
+    ValueError when negative or NaN."""
     if isinstance(ms, bool) or not isinstance(ms, int | float):
         raise ValueError("milliseconds must be an int")
-    if ms == 0xFFFFFFFF or ms == -1:
+    if ms == 0xFFFFFFFF or ms == -1 or ms == math.inf:
         return None
-    if ms < 0:
+    if not ms >= 0:  # negative, or NaN
         raise ValueError("milliseconds must be >= 0 or INFINITE")
     return ms / 1000.0
 
@@ -230,3 +234,16 @@ def caller_retry(answer: int | None) -> tuple[bool, float]:
 def runs_directly(current: object | None, target: object) -> bool:
     """R2: Apartment.run from inside the same apartment runs the function directly."""
     return current is target
+
+
+def server_cancel_outcome(interrupted: bool, shutting_down: bool) -> int:
+    """R14, R18, R30: what a server method that ended in ``CancelledError`` sends back.
+
+    ``RPC_E_CALL_CANCELED`` when a client's cancel interrupted it (R30), ``RPC_E_DISCONNECTED``
+    when its apartment shuts down (R18), and otherwise the method raised ``CancelledError``
+    itself, which is an exception like any other: ``RPC_E_SERVERFAULT`` (R14)."""
+    if shutting_down:
+        return hr.RPC_E_DISCONNECTED
+    if interrupted:
+        return hr.RPC_E_CALL_CANCELED
+    return hr.RPC_E_SERVERFAULT

@@ -100,6 +100,14 @@ Action = Start | Resume | CancelOutgoing
 Consult = Callable[[Unit, Wait, bool], int]
 
 
+def nested_outgoing(wait: Wait) -> bool:
+    """R16: is the outgoing call of ``wait`` nested (PENDINGTYPE_NESTED)? It is when it was
+    made while handling an incoming call, that is by a unit that is an incoming call (tasks a
+    server method spawns belong to its unit). A call made by ``Apartment.run`` work is
+    top-level, however deep that unit sits on the stack."""
+    return wait.unit.kind is UnitKind.CALL
+
+
 class StaScheduler:
     """One STA's queue of units and its stack of started ones."""
 
@@ -231,7 +239,7 @@ class StaScheduler:
             if (unit.kind is UnitKind.RUN and wait is not None and wait.kind is WaitKind.CALL
                     and self.consult is not None and not any(c is wait for c in unit.consulted)):
                 unit.consulted = (*unit.consulted, wait)
-                answer = self.consult(unit, wait, len(self.stack) > 1)
+                answer = self.consult(unit, wait, nested_outgoing(wait))
                 if answer == PENDINGMSG_WAITNOPROCESS:
                     unit.held_by = wait
                     continue

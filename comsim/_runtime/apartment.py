@@ -37,6 +37,7 @@ from .._core.sta import (
     WaitKind,
 )
 from . import futures, trace
+from .boundary import call_hook
 from .calls import Reply, on_reply, server_task, start_cancel
 from .context import WHERE, Where
 from .futures import resume, settle
@@ -92,7 +93,8 @@ class Apartment:
         self._closing = False  # the teardown has begun (set on the apartment's own loop)
         self._closed = False
         self._closed_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
-        self._tasks: dict[asyncio.Task[Any], None] = {}
+        #: running tasks, each with the call or job it was made for (``_never_ran``)
+        self._tasks: dict[asyncio.Task[Any], Any] = {}
         self._stubs: dict[int, Stub] = {}
         self._filter: Any = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -177,15 +179,42 @@ class Apartment:
             fn, args = inbox.popleft()
             try:
                 fn(*args)
-            except Exception as exc:  # a bug in comsim: report it, and take in the rest
+            except BaseException as exc:  # a bug in comsim: report it, and take in the rest
                 self._loop.call_exception_handler(
                     {"message": f"comsim: message {fn!r} failed in {self!r}", "exception": exc})
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        """A task of this apartment; it takes itself off ``_tasks`` when done (``_done``)."""
+    def _spawn(self, coro: Any, payload: tuple[ClientCall, Unit | None] | _Job
+               ) -> asyncio.Task[Any]:
+        """A task of this apartment for ``payload`` (a new server task's first call and its
+        unit, or a run job); it takes itself off ``_tasks`` as its last step (``_done``)."""
         task = self._loop.create_task(coro, context=contextvars.Context())
-        self._tasks[task] = None
+        self._tasks[task] = payload
+        task.add_done_callback(self._never_ran)
         return task
+
+    def _never_ran(self, task: asyncio.Task[Any]) -> None:
+        """A task is done. If it never took its first step (cancelled before it, by the
+        teardown or by a cancelled ``run`` caller), it is still in ``_tasks``: its call or job
+        is answered here, so that nobody waits for it forever (R18) and its unit ends."""
+        payload = self._tasks.pop(task, None)
+        if payload is None:
+            return
+        if type(payload) is _Job:
+            self._end_unit(payload.unit)
+            self._settle_job(payload, False,
+                             self._gone_error() if self._closing else asyncio.CancelledError())
+        else:  # a new server task's first call: (call, unit)
+            call, unit = payload
+            self._reply_now(call, hr.RPC_E_DISCONNECTED)
+            self._end_unit(unit)
+
+    def _hand_back(self, slot: asyncio.Future[tuple[ClientCall, Unit | None]]) -> None:
+        """An idle server task was cancelled (the teardown) after it had been handed a call
+        but before it took it: that call is answered here (R18)."""
+        if slot.done() and not slot.cancelled():
+            call, unit = slot.result()
+            self._reply_now(call, hr.RPC_E_DISCONNECTED)
+            self._end_unit(unit)
 
     def _done(self) -> None:
         """Called by a task of this apartment as its last step."""
@@ -199,6 +228,12 @@ class Apartment:
             return fn(*args)
 
         return contextvars.Context().run(run)
+
+    def _ask_hook(self, default: int, fn: Callable[..., Any], *args: Any) -> int:
+        """A message filter's answer, asked at home (``_at_home``). Whatever the filter raises,
+        or an answer that is no int, gives ``default`` (traced as ``filter.error``)."""
+        return int(call_hook("filter.error", {"apartment": self.name}, default,
+                             lambda: int(self._at_home(fn, *args))))
 
     # ------------------------------------------------------------------ the scheduler's actions
     def _apply(self, actions: list[Any]) -> None:
@@ -229,12 +264,9 @@ class Apartment:
         call: ClientCall | None = wait.payload
         callee = call.server.thread_id if call is not None else 0
         tick = self._rt._ticks_since(call.sent_at) if call is not None else 0
-        try:
-            return int(self._at_home(flt.MessagePending, callee, tick,
-                                     rules.pending_type(nested)))
-        except Exception as exc:  # a faulty filter must not stop the apartment
-            trace.emit("filter.error", apartment=self.name, exc=repr(exc))
-            return PENDINGMSG_WAITDEFPROCESS
+        # a faulty filter must not stop the apartment: it lets the unit in
+        return self._ask_hook(PENDINGMSG_WAITDEFPROCESS, flt.MessagePending, callee, tick,
+                              rules.pending_type(nested))
 
     # ------------------------------------------------------------------ COM waits (R2)
     async def com_wait(self, fut: asyncio.Future[Any], kind: WaitKind = WaitKind.OTHER,
@@ -312,12 +344,20 @@ class Apartment:
 
     async def _await_gate(self, w: Wait) -> BaseException | None:
         """Wait until ``w``'s unit is on top again (R2). A cancellation meanwhile is kept and
-        given back (the caller raises it once the unit is on top), except at shutdown."""
+        given back (the caller raises it once the unit is on top), except at shutdown.
+
+        Once a cancellation has come, the rest of the wait is shielded: an anyio scope that
+        expired re-cancels its task at every loop turn, and waiting on unshielded would spin
+        (and freeze virtual time) until the units above have ended."""
         caught: BaseException | None = None
         while not w.ended:
             w.gate = self._loop.create_future()
             try:
-                await w.gate
+                if caught is None:
+                    await w.gate
+                else:
+                    with anyio.CancelScope(shield=True):
+                        await w.gate
             except asyncio.CancelledError as exc:
                 if self._closing:
                     raise
@@ -349,7 +389,7 @@ class Apartment:
             self._dispatch(unit.payload, unit)
         else:
             job: _Job = unit.payload
-            job.task = self._spawn(self._run_job(job, unit))
+            job.task = self._spawn(self._run_job(job, unit), job)
 
     def _dispatch(self, call: ClientCall, unit: Unit | None) -> None:
         rt = self._rt
@@ -383,7 +423,7 @@ class Apartment:
             if not slot.done():  # (a slot whose task was cancelled meanwhile is passed over)
                 resume(slot, (call, unit))
                 return
-        self._spawn(server_task(self, call, unit))
+        self._spawn(server_task(self, call, unit), (call, unit))
 
     def _ask_filter(self, flt: Any, call: ClientCall) -> int:
         sched = self._sched
@@ -397,12 +437,9 @@ class Apartment:
                     break
         call_type = rules.incoming_call_type(below is None, waiting, call.causality_id)
         tick = self._rt._ticks_since(call.sent_at)
-        try:
-            return int(self._at_home(flt.HandleInComingCall, call_type, call.caller_thread,
-                                     tick, (call.spec.interface, call.method)))
-        except Exception as exc:
-            trace.emit("filter.error", apartment=self.name, exc=repr(exc))
-            return SERVERCALL_ISHANDLED
+        # a faulty filter must not stop the apartment nor lose the call: it is handled
+        return self._ask_hook(SERVERCALL_ISHANDLED, flt.HandleInComingCall, call_type,
+                              call.caller_thread, tick, (call.spec.interface, call.method))
 
     def _fail_queued(self, stub: Stub, code: int) -> None:
         """R17: calls queued for a disconnected object fail without running."""
@@ -502,7 +539,7 @@ class Apartment:
             self._settle_job(job, False, self._gone_error())
             return
         if self._sched is None:
-            job.task = self._spawn(self._run_job(job, None))
+            job.task = self._spawn(self._run_job(job, None), job)
         else:
             job.unit = Unit(UnitKind.RUN, job)
             self._apply(self._sched.arrive(job.unit))
@@ -601,7 +638,7 @@ class Apartment:
             for t in tasks:
                 t.cancel()
             await asyncio.wait(tasks)
-        self._tasks.clear()  # tasks cancelled before their first step never said _done
+        self._tasks.clear()
         with self._rt._lock:
             self._closed = True
             waiters, self._closed_waiters = self._closed_waiters, []

@@ -19,6 +19,7 @@ import anyio
 
 from .._core import hresult as hr
 from .._core import rules
+from .._core.check import BadArgumentType
 from .._core.callobj import CallMachine, Effect, Input, State, begun
 from .._core.constants import INFINITE
 from .._core.event import EventState
@@ -39,7 +40,15 @@ from .._objects import (
     is_async_interface,
 )
 from . import futures, trace
-from .context import WHERE, Where, current_runtime, new_where, outside_thread_id
+from .boundary import call_hook
+from .context import (
+    WHERE,
+    Where,
+    current_runtime,
+    new_where,
+    outside_thread_id,
+    runtime_with_thread,
+)
 from .futures import call_in_loop, resume, settle
 from .wire import pack, unpack
 
@@ -223,10 +232,7 @@ def _signal_outer(call: ClientCall, outer: Any) -> None:
 
     def run() -> None:
         WHERE.set(call.client._home)
-        try:
-            outer.Signal()
-        except Exception as exc:
-            trace.emit("call.signal_failed", **call.fields(), exc=repr(exc))
+        call_hook("call.signal_failed", call.fields(), None, outer.Signal)
 
     contextvars.Context().run(run)
 
@@ -379,11 +385,8 @@ async def _retry(apt: Apartment, call: ClientCall) -> bool:
     if flt is not None:
         tick = apt._rt._ticks_since(call.sent_at)
         callee = call.server.thread_id
-        try:
-            answer = int(flt.RetryRejectedCall(callee, tick, reject_type))
-        except Exception as exc:  # a faulty filter gives up, as a negative answer would
-            trace.emit("filter.error", apartment=apt.name, exc=repr(exc))
-            answer = -1
+        # a faulty filter gives up, as a negative answer would
+        answer = apt._ask_hook(-1, flt.RetryRejectedCall, callee, tick, reject_type)
     retry, delay = rules.caller_retry(answer)
     if retry and delay:
         await apt.com_wait(apt.new_future(), WaitKind.OTHER, timeout=delay)
@@ -415,7 +418,7 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
         trace.emit("call.completed", **call.fields(), hresult=reply.hresult)
     if reply.hresult < 0:
         raise COMError(reply.hresult, reply.text) from reply.exc
-    return unpack(reply.value, apt)
+    return unpack(reply.value, apt, call.spec.result_label)
 
 
 _scope_class: type[anyio.CancelScope] | None = None
@@ -467,7 +470,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             fault = rt._fault_for(call.method, apt)
                             if fault is not None:
                                 raise fault
-                        args = unpack(call.args, apt)
+                        args = unpack(call.args, apt, call.spec.arguments_label)
                         if stub.call_factory and call.spec.interface is not ICallFactory:
                             done, value = await _via_server_call(apt, call, obj, args)
                             if done:
@@ -486,22 +489,26 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                 result = await result
                             reply = _new_reply((hr.S_OK, pack(result, call.spec.result_label),
                                                 None, None, None))
-                    except asyncio.CancelledError:
-                        if scope.cancel_called and not apt._closing:
-                            reply = Reply(hr.RPC_E_CALL_CANCELED,
-                                          text="the server method was interrupted")
-                        else:  # only the apartment's shutdown cancels the task itself (R18)
-                            reply = Reply(hr.RPC_E_DISCONNECTED,
-                                          text=f"apartment {apt.name!r} shut down")
-                        raise  # ends the scope (an interrupt) or the task (shutdown)
-                    except Exception as exc:
-                        code = rules.reply_code(exc)
-                        if isinstance(exc, COMError) and code == exc.hresult:
-                            reply = Reply(code, text=exc.text)
+                    except asyncio.CancelledError as exc:
+                        # only a client's cancel (R30) cancels the scope, and only the
+                        # apartment's shutdown (R18) the task itself; anything else is the
+                        # method's own exception (R14)
+                        interrupted = scope.cancel_called
+                        code = rules.server_cancel_outcome(
+                            interrupted,
+                            apt._closing or (not interrupted and task.cancelling() > 0))
+                        if code == hr.RPC_E_SERVERFAULT:
+                            reply = _fault_reply(obj, call, exc)
                         else:
-                            reply = Reply(code, exc=exc,
-                                          text=f"{type(obj).__name__}.{call.method} raised "
-                                               f"{type(exc).__name__}: {exc}")
+                            reply = Reply(code, text=(
+                                "the server method was interrupted"
+                                if code == hr.RPC_E_CALL_CANCELED
+                                else f"apartment {apt.name!r} shut down"))
+                            raise  # ends the scope (an interrupt) or the task (shutdown)
+                    except GeneratorExit:
+                        raise  # the coroutine is being closed: nothing more runs
+                    except BaseException as exc:  # the fault boundary (``boundary``)
+                        reply = _fault_reply(obj, call, exc)
                     finally:
                         stub.running -= 1
                         if stub.conn is Connection.DISCONNECTING:  # R17: the last call ends it
@@ -518,15 +525,33 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                         return
                     slot = new_slot()
                     idle.append(slot)
-                    call, unit = await slot
+                    try:
+                        call, unit = await slot
+                    except asyncio.CancelledError:
+                        apt._hand_back(slot)
+                        raise
             # the scope is spent: the next call is served in a fresh one
             if not apt._keeps_serving(task):
                 return
             slot = new_slot()
             idle.append(slot)
-            call, unit = await slot
+            try:
+                call, unit = await slot
+            except asyncio.CancelledError:
+                apt._hand_back(slot)
+                raise
     finally:
         apt._done()
+
+
+def _fault_reply(obj: Any, call: ClientCall, exc: BaseException) -> Reply:
+    """R14: the reply for a server method that raised ``exc`` (anything, ``SystemExit``
+    included): a COMError's own HRESULT, else RPC_E_SERVERFAULT with the original kept."""
+    code = rules.reply_code(exc)
+    if isinstance(exc, COMError) and code == exc.hresult:
+        return Reply(code, text=exc.text)
+    return Reply(code, exc=exc, text=f"{type(obj).__name__}.{call.method} raised "
+                                     f"{type(exc).__name__}: {exc}")
 
 
 async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
@@ -689,8 +714,13 @@ class CallObject:
 
         Raises:
             COMError(E_NOINTERFACE): any other interface.
+            COMError(CO_E_OBJNOTCONNECTED): the call object's count has reached 0 (released).
         """
         iface = _check_interface(iface)
+        if self._refs <= 0:
+            raise COMError(hr.CO_E_OBJNOTCONNECTED,
+                           f"QueryInterface({iface.__name__}) on a call object whose last "
+                           "reference was released; create a new one with CreateCall")
         if iface is ISynchronize:
             self.AddRef()
             return _SyncFacet(self)
@@ -703,6 +733,9 @@ class CallObject:
         raise COMError(hr.E_NOINTERFACE, f"a call object has no {iface.__name__}")
 
     def AddRef(self) -> int:
+        """One more reference; 0 once released (the count does not come back, R25)."""
+        if self._refs <= 0:
+            return 0
         self._refs += 1
         return self._refs
 
@@ -917,10 +950,14 @@ class ServerCall:
                                         call is not None and call.server_cancelled)
 
     def QueryInterface(self, iface: type[Any]) -> Any:
+        """The interfaces the class implements (R19, R27: ``ICancelMethodCalls`` only if it
+        does).
+
+        Raises:
+            COMError(E_NOINTERFACE): any other interface.
+        """
         iface = _check_interface(iface)
         if isinstance(self, iface) or iface is IUnknown:
-            return self
-        if iface is ICancelMethodCalls:
             return self
         raise COMError(hr.E_NOINTERFACE, f"{type(self).__name__} has no {iface.__name__}")
 
@@ -983,8 +1020,11 @@ async def CoCancelCall(thread_id: int, seconds: float) -> int:
         timeout = rules.cancel_timeout(seconds)
     except ValueError as exc:
         raise COMError(hr.E_INVALIDARG, f"CoCancelCall(..., {seconds!r}): {exc}") from None
-    rt = current_runtime()
+    if isinstance(thread_id, bool) or not isinstance(thread_id, int) or thread_id < 0:
+        raise BadArgumentType(f"CoCancelCall({thread_id!r}, ...): thread_id must be a "
+                              "simulated thread id (int >= 0; 0 for the caller's own)")
     tid = thread_id or current_thread_id()
+    rt = runtime_with_thread(tid)
     stack = rt._outgoing.get(tid) if rt is not None else None
     call: ClientCall | None = stack[-1] if stack else None
     status = rules.cancel_call_status(

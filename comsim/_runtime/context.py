@@ -53,3 +53,20 @@ def outside_thread_id() -> int:
 def current_runtime() -> Runtime | None:
     w = WHERE.get()
     return w.runtime if w is not None else OUTER_RUNTIME.get()
+
+
+#: the runtimes entered and not yet closed, oldest first (``runtime_with_thread``)
+LIVE_RUNTIMES: list[Runtime] = []
+
+
+def runtime_with_thread(thread_id: int) -> Runtime | None:
+    """R31: the runtime in which simulated thread ``thread_id`` has a pending outgoing call:
+    the caller's own runtime first, then any live one (oldest first). This lets code on a
+    plain OS thread, which knows no runtime, cancel an apartment thread's call."""
+    own = current_runtime()
+    if own is not None and own._outgoing.get(thread_id):
+        return own
+    for rt in list(LIVE_RUNTIMES):
+        if rt._outgoing.get(thread_id):
+            return rt
+    return own

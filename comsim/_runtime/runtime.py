@@ -22,12 +22,14 @@ from typing import Any
 
 import anyio._backends._asyncio  # noqa: F401 - loaded now, not inside the first call
 
+from .._core import hresult as hr
 from .._core import rules
 from .._core.constants import ApartmentType
+from .._core.check import BadArgumentType, BadArgumentValue, check_name, check_probability, check_seconds
 from .._core.hresult import COMError
 from .._core.rules import CancelCounter
 from .apartment import Apartment
-from .context import OUTER_RUNTIME
+from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .futures import call_in_loop
 from .loop import ApartmentLoop
 
@@ -108,6 +110,22 @@ def _new_apartment_loop() -> asyncio.AbstractEventLoop:
     return ApartmentLoop()
 
 
+def _check_options(deterministic: object, seed: object, cpu: object) -> None:
+    """``Runtime``'s arguments, checked where they enter (TypeError / ValueError)."""
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"Runtime(deterministic=...) takes a bool, not {deterministic!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"Runtime(seed=...) takes an int or None, not {seed!r}")
+    if cpu is None:
+        return
+    if isinstance(cpu, bool) or not isinstance(cpu, int):
+        raise TypeError(f"Runtime(cpu=...) takes a CPU number (int) or None, not {cpu!r}")
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if cpu < 0 or (allowed is not None and cpu not in allowed):
+        raise ValueError(f"Runtime(cpu={cpu}): this process may run on CPUs "
+                         f"{sorted(allowed) if allowed is not None else '>= 0'} only")
+
+
 class Runtime:
     """One simulated process: its STAs, its MTA, its Global Interface Table.
 
@@ -124,6 +142,7 @@ class Runtime:
 
     def __init__(self, *, deterministic: bool = False, seed: int | None = None,
                  cpu: int | None = None) -> None:
+        _check_options(deterministic, seed, cpu)
         self.deterministic = deterministic
         self.seed = seed
         #: threaded runtime, Linux: run every apartment thread on this one CPU. Python runs one
@@ -176,6 +195,7 @@ class Runtime:
         self._t0 = self._now()
         self._mta = await self._create("MTA", ApartmentType.MTA)
         self._token = OUTER_RUNTIME.set(self)
+        LIVE_RUNTIMES.append(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -193,6 +213,8 @@ class Runtime:
             if self._mta is not None:
                 await self._mta._shutdown()
         finally:
+            if self in LIVE_RUNTIMES:
+                LIVE_RUNTIMES.remove(self)
             if self._token is not None:
                 try:
                     OUTER_RUNTIME.reset(self._token)
@@ -217,8 +239,11 @@ class Runtime:
 
         Raises:
             ValueError: the name is taken in this runtime.
+            TypeError: the name is not a str (a ``COMError(E_INVALIDARG)`` too).
             RuntimeError: the runtime is not running.
         """
+        if name is not None:
+            check_name("create_sta", "name", name)
         if self._mta is None or self._closing:
             raise RuntimeError("the runtime is not running")
         first = not any(a.type.is_sta for a in self._apartments.values())
@@ -241,16 +266,29 @@ class Runtime:
 
     def _start_thread(self, apt: Apartment) -> None:
         ready = threading.Event()
+        failed: list[BaseException] = []
 
         def main() -> None:
-            if self.cpu is not None and hasattr(os, "sched_setaffinity"):
-                os.sched_setaffinity(0, {self.cpu})  # this thread only
-            loop = _new_apartment_loop()
-            asyncio.set_event_loop(loop)
-            apt._attach(loop)
-            ready.set()
             try:
-                loop.run_forever()
+                if self.cpu is not None and hasattr(os, "sched_setaffinity"):
+                    os.sched_setaffinity(0, {self.cpu})  # this thread only
+                loop = _new_apartment_loop()
+                asyncio.set_event_loop(loop)
+                apt._attach(loop)
+            except BaseException as exc:  # the apartment cannot start: the creator is told
+                failed.append(exc)
+                return
+            finally:
+                ready.set()
+            try:
+                while True:
+                    try:
+                        loop.run_forever()
+                        break  # stopped by the teardown
+                    except BaseException as exc:  # last resort: nothing ends the loop early
+                        loop.call_exception_handler({
+                            "message": f"comsim: {exc!r} escaped into {apt!r}'s loop",
+                            "exception": exc})
             finally:
                 try:
                     pending = asyncio.all_tasks(loop)
@@ -267,6 +305,10 @@ class Runtime:
         apt._thread = thread
         thread.start()
         ready.wait()
+        if failed:
+            thread.join()
+            del self._apartments[apt.name]
+            raise failed[0]
 
     # ---------------------------------------------------------------- ids and time
 
@@ -301,14 +343,46 @@ class Runtime:
         """Make server methods named ``method`` (in ``apartment``, None: any) fail before they
         run: with ``COMError(error)`` for an HRESULT, else by raising ``error`` (R14 maps it).
         ``probability`` < 1 draws from the runtime's seeded random source, so a deterministic
-        runtime replays the same faults for the same seed."""
+        runtime replays the same faults for the same seed.
+
+        Raises:
+            COMError(E_INVALIDARG), also a TypeError or ValueError: ``method`` or
+                ``apartment`` not a str, ``error`` neither an HRESULT nor an exception,
+                ``probability`` not in [0, 1].
+        """
+        api = "inject_fault"
+        check_name(api, "method", method)
+        if apartment is not None:
+            check_name(api, "apartment", apartment)
+        if isinstance(error, bool) or not isinstance(error, int | BaseException):
+            raise BadArgumentType(f"{api}: error must be an HRESULT (int) or an exception "
+                                  f"instance, not {error!r}")
+        if isinstance(error, int) and not -0x8000_0000 <= error <= 0xFFFF_FFFF:
+            raise BadArgumentValue(f"{api}: error {error!r} is not a 32-bit HRESULT")
+        probability = check_probability(api, "probability", probability)
         self._faults.append((method, apartment, error, probability))
 
     def schedule_shutdown(self, apartment: Apartment, delay: float) -> None:
         """Shut ``apartment`` down ``delay`` seconds from now (virtual seconds on the
-        deterministic runtime): an apartment that dies at a chosen moment (R18)."""
+        deterministic runtime): an apartment that dies at a chosen moment (R18).
+
+        Raises:
+            COMError(E_FAIL): ``apartment`` is the MTA, which shuts down only with its runtime.
+            COMError(E_INVALIDARG): ``apartment`` is not one of this runtime's, or ``delay`` is
+                not a finite number >= 0.
+            RuntimeError: the runtime has not been entered.
+        """
+        if not isinstance(apartment, Apartment) or apartment._rt is not self:
+            raise COMError(hr.E_INVALIDARG, f"schedule_shutdown({apartment!r}, ...): not an "
+                                            "apartment of this runtime")
+        code = rules.shutdown_allowed(apartment.type, self._closing)
+        if code:
+            raise COMError(code, "the MTA shuts down only with its runtime; leave the "
+                                 "`async with Runtime()` block instead")
+        check_seconds("schedule_shutdown", "delay", delay)
         loop = self._host_loop
-        assert loop is not None
+        if loop is None:
+            raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as rt:`")
 
         def fire() -> None:
             task = loop.create_task(apartment._shutdown())

@@ -79,11 +79,26 @@ def pack(value: Any, what: str) -> Any:
     return Packed(buf.getvalue(), p.refs)
 
 
-def unpack(value: Any, apartment: Apartment) -> Any:
-    """The receiving apartment's copy of a packed value."""
+def unpack(value: Any, apartment: Apartment, what: str = "a value") -> Any:
+    """The receiving apartment's copy of a packed value.
+
+    Raises:
+        COMError(RPC_X_BAD_STUB_DATA): the value pickled but does not unpickle (R11): its
+            ``__reduce__`` or ``__setstate__`` fails on the receiving side.
+        COMError: what resolving an object reference inside it raises (R17, R18).
+    """
     if type(value) is not Packed:
         return value
-    return _Unpickler(io.BytesIO(value.data), value.refs, apartment).load()
+    try:
+        return _Unpickler(io.BytesIO(value.data), value.refs, apartment).load()
+    except COMError:
+        raise
+    except Exception as exc:
+        raise COMError(
+            hr.RPC_X_BAD_STUB_DATA,
+            f"{what} could not be unmarshalled in apartment {apartment.name!r} "
+            f"({type(exc).__name__}: {exc}); its pickling hooks must rebuild it",
+        ) from exc
 
 
 # object references: the proxy module knows stubs and proxies

@@ -236,7 +236,7 @@ def test_waitnoprocess_holds_run_unit_until_call_ends() -> None:  # R16
     s = StaScheduler()
     f = Filter(PENDINGMSG_WAITNOPROCESS)
     s.consult = f
-    a, r = call("a"), run("r")
+    a, r = run("a"), run("r")  # run work makes a top-level outgoing call
     s.arrive(a)
     w, _ = s.begin_wait(a, WaitKind.CALL)
     assert s.arrive(r) == []
@@ -295,7 +295,7 @@ def test_waitdefprocess_admits_run_unit() -> None:  # R16 R2
     s = StaScheduler()
     f = Filter(PENDINGMSG_WAITDEFPROCESS)
     s.consult = f
-    a, r = call("a"), run("r")
+    a, r = run("a"), run("r")  # run work makes a top-level outgoing call
     s.arrive(a)
     w, _ = s.begin_wait(a, WaitKind.CALL)
     assert acts(s.arrive(r)) == [("start", r)]
@@ -315,6 +315,33 @@ def test_consult_reports_nested_outgoing_call() -> None:  # R16 (PENDINGTYPE_NES
     wb, _ = s.begin_wait(b, WaitKind.CALL)
     s.arrive(r)
     assert f.asked == [("r", wb, True)]
+
+
+def test_outgoing_call_of_an_incoming_call_is_nested() -> None:  # R16 (PENDINGTYPE_NESTED)
+    # an STA handling an incoming call (alone on its stack) calls out: that call is nested
+    s = StaScheduler()
+    f = Filter(PENDINGMSG_WAITDEFPROCESS)
+    s.consult = f
+    a, r = call("a"), run("r")
+    s.arrive(a)
+    w, _ = s.begin_wait(a, WaitKind.CALL)
+    s.arrive(r)
+    assert f.asked == [("r", w, True)]
+
+
+def test_outgoing_call_of_run_work_is_top_level_however_deep() -> None:  # R16
+    # run work nested above a waiting incoming call makes a call of its own: top-level
+    s = StaScheduler()
+    f = Filter(PENDINGMSG_WAITDEFPROCESS)
+    s.consult = f
+    a, r1, r2 = call("a"), run("r1"), run("r2")
+    s.arrive(a)
+    wa, _ = s.begin_wait(a, WaitKind.CALL)
+    s.arrive(r1)
+    assert s.stack == [a, r1]
+    w1, _ = s.begin_wait(r1, WaitKind.CALL)
+    s.arrive(r2)
+    assert f.asked == [("r1", wa, True), ("r2", w1, False)]
 
 
 def test_consult_not_asked_for_calls_or_other_waits() -> None:  # R16
