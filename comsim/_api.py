@@ -6,8 +6,8 @@ from typing import Any
 
 from ._core import hresult as hr
 from ._core import rules
-from ._core.constants import ApartmentType
 from ._core.check import BadArgumentType
+from ._core.constants import ApartmentType
 from ._core.hresult import COMError
 from ._runtime.apartment import Apartment
 from ._runtime.context import WHERE

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._core import hresult as hr
-from ._core.check import BadArgumentType
+from ._core import rules
+from ._core.check import BadArgumentType, BadArgumentValue
 from ._core.hresult import COMError
 from ._core.iface import MethodSpec, collect_methods
 from ._runtime.context import WHERE
@@ -85,6 +86,20 @@ class CoClass:
     _com_kind_: ClassVar[str] = "coclass"
     #: how a cancel reaches this object's methods (R30): "interrupt" or "cooperative"
     cancel_policy: ClassVar[str] = "interrupt"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A class's ``cancel_policy`` is checked where it is written (R30).
+
+        Raises:
+            COMError(E_INVALIDARG), also a ValueError: an unknown ``cancel_policy``.
+        """
+        super().__init_subclass__(**kwargs)
+        policy = cls.__dict__.get("cancel_policy")
+        if policy is not None:
+            try:
+                rules.interrupts(policy)
+            except ValueError as exc:
+                raise BadArgumentValue(f"{cls.__name__}.cancel_policy: {exc}") from None
     _com_apartment: Apartment
     _com_refs: int
 

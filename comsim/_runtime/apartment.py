@@ -20,6 +20,7 @@ import anyio
 from .._core import hresult as hr
 from .._core import rules
 from .._core import stub as stubcore
+from .._core.check import BadArgumentType
 from .._core.constants import (
     PENDINGMSG_WAITDEFPROCESS,
     SERVERCALL_ISHANDLED,
@@ -500,8 +501,12 @@ class Apartment:
 
         Raises:
             COMError(RPC_E_DISCONNECTED): the apartment has shut down (R18).
+            COMError(E_INVALIDARG), also a TypeError: ``async_fn`` is not callable.
             Whatever ``async_fn`` raises.
         """
+        if not callable(async_fn):
+            raise BadArgumentType(f"{self.name}.run({async_fn!r}, ...): pass a function "
+                                  "(async or plain) to run in the apartment")
         w = WHERE.get()
         if rules.runs_directly(w.apartment if w is not None else None, self):
             direct = async_fn(*args)

@@ -19,8 +19,8 @@ import anyio
 
 from .._core import hresult as hr
 from .._core import rules
-from .._core.check import BadArgumentType
 from .._core.callobj import CallMachine, Effect, Input, State, begun
+from .._core.check import BadArgumentType
 from .._core.constants import INFINITE
 from .._core.event import EventState
 from .._core.hresult import COMError
@@ -803,8 +803,12 @@ class CallFactory(ICallFactory):
         Raises:
             COMError(E_NOINTERFACE): not an async interface, or its synchronous interface is
                 not implemented by the object.
+            COMError(E_INVALIDARG), also a TypeError: ``outer`` has no ``Signal()`` (R24).
         """
         self._proxy._check_use()
+        if outer is not None and not callable(getattr(outer, "Signal", None)):
+            raise BadArgumentType(f"CreateCall(..., outer={outer!r}): the completion object "
+                                  "needs a Signal() method (R24)")
         is_async = is_async_interface(async_iface)
         sync_iface = async_iface._com_sync_interface_ if is_async else None
         code = rules.create_call_status(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._core import hresult as hr
 from .._core import rules
+from .._core.check import BadArgumentType
 from .._core.constants import MSHLFLAGS
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
@@ -277,6 +278,8 @@ def marshal_interface(obj: Any, iface: type[Interface],
     _current_apartment("marshal_interface")
     iface = _check_interface(iface)
     try:
+        if isinstance(flags, bool):
+            raise ValueError(flags)
         flags = MSHLFLAGS(flags)
     except ValueError:
         raise COMError(hr.E_INVALIDARG, f"unknown marshal flags {flags!r}") from None
@@ -354,6 +357,12 @@ def CoDisconnectObject(obj: Any) -> None:
 
 
 # --------------------------------------------------------------------------- GIT (R10)
+def _check_cookie(api: str, cookie: Any) -> None:
+    if isinstance(cookie, bool) or not isinstance(cookie, int):
+        raise BadArgumentType(f"{api}({cookie!r}): a GIT cookie is the int that "
+                              "RegisterInterfaceInGlobal gave")
+
+
 class GlobalInterfaceTable:
     """``rt.git``: interface pointers any apartment can get (R10)."""
 
@@ -387,6 +396,7 @@ class GlobalInterfaceTable:
             COMError(CO_E_OBJNOTCONNECTED): the object was disconnected (R17).
         """
         apt = _current_apartment("GetInterfaceFromGlobal")
+        _check_cookie("GetInterfaceFromGlobal", cookie)
         with self._lock:
             entry = self._entries.get(cookie)
             code = entry[2].get() if entry is not None else hr.E_INVALIDARG
@@ -402,6 +412,7 @@ class GlobalInterfaceTable:
             COMError(E_INVALIDARG): unknown or already revoked cookie.
         """
         _current_apartment("RevokeInterfaceFromGlobal")
+        _check_cookie("RevokeInterfaceFromGlobal", cookie)
         with self._lock:
             entry = self._entries.get(cookie)
             code = entry[2].revoke() if entry is not None else hr.E_INVALIDARG

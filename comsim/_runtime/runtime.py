@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import math
 import os
 import random
 import sys
@@ -24,11 +25,20 @@ import anyio._backends._asyncio  # noqa: F401 - loaded now, not inside the first
 
 from .._core import hresult as hr
 from .._core import rules
+from .._core.check import (
+    BadArgumentType,
+    BadArgumentValue,
+    check_name,
+    check_probability,
+    check_seconds,
+    is_number,
+)
 from .._core.constants import ApartmentType
-from .._core.check import BadArgumentType, BadArgumentValue, check_name, check_probability, check_seconds
 from .._core.hresult import COMError
 from .._core.rules import CancelCounter
+from . import trace
 from .apartment import Apartment
+from .boundary import call_hook
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .futures import call_in_loop
 from .loop import ApartmentLoop
@@ -74,7 +84,14 @@ class _Pump:
                                                              self.latency.get((None, None))))
         if spec is None:
             return 0.0
-        return float(spec(self.rng) if callable(spec) else spec)
+        if not callable(spec):
+            return float(spec)
+        # the user's latency function: a failure or a bad value is traced, and means no delay
+        delay = call_hook("latency.error", {"target": dst}, 0.0, spec, self.rng)
+        if is_number(delay) and 0 <= delay < math.inf:
+            return float(delay)
+        trace.emit("latency.error", target=dst, exc=f"bad delay {delay!r}")
+        return 0.0
 
     def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
                  args: tuple[Any, ...]) -> None:
@@ -333,9 +350,18 @@ class Runtime:
 
         Raises:
             RuntimeError: on the threaded runtime.
+            COMError(E_INVALIDARG), also a TypeError or ValueError: ``seconds`` neither a
+                finite number >= 0 nor a function; ``source`` or ``target`` not a str. A
+                function that raises or gives a bad delay is traced (``latency.error``) and
+                delays nothing.
         """
         if self._det is None:
             raise RuntimeError("latency injection needs Runtime(deterministic=True)")
+        if not callable(seconds):
+            check_seconds("set_latency", "seconds", seconds)
+        for what, name in (("source", source), ("target", target)):
+            if name is not None:
+                check_name("set_latency", what, name)
         self._det.latency[(source, target)] = seconds
 
     def inject_fault(self, method: str, error: int | BaseException, *,
