@@ -48,17 +48,15 @@ from ._objects import (
     async_interface,
 )
 from ._runtime.apartment import Apartment
-from ._runtime.calls import (
-    CallObject,
+from ._runtime.callobj import CallObject, ServerCall
+from ._runtime.cofuncs import (
     CoCancelCall,
     CoDisableCallCancellation,
     CoEnableCallCancellation,
     CoTestCancel,
-    ManualResetEvent,
-    ServerCall,
-    StdEvent,
     current_thread_id,
 )
+from ._runtime.events import ManualResetEvent, StdEvent
 from ._runtime.objref import (
     CoDisconnectObject,
     GlobalInterfaceTable,

@@ -39,13 +39,14 @@ from .._core.sta import (
 )
 from . import futures, trace
 from .boundary import call_hook
-from .calls import Reply, on_reply, server_task, start_cancel
+from .client import Reply, on_reply, start_cancel
 from .context import WHERE, Where
 from .futures import resume, settle
 from .loop import ApartmentLoop
+from .server import server_task
 
 if TYPE_CHECKING:
-    from .calls import ClientCall
+    from .client import ClientCall
     from .objref import Stub
     from .runtime import Runtime
 

@@ -127,7 +127,7 @@ class Proxy:
         self._check_use()
         iface = _check_interface(iface)
         if iface is ICallFactory:
-            from .calls import CallFactory
+            from .callobj import CallFactory
 
             self._refs.count += 1
             return CallFactory(self)
@@ -168,7 +168,7 @@ def proxy_class(ifaces: tuple[type[Interface], ...]) -> type[Proxy]:
     cls = _proxy_classes.get(ifaces)
     if cls is not None:
         return cls
-    from .calls import sync_call
+    from .client import sync_call
 
     ns: dict[str, Any] = {"_com_proxy_ifaces_": ifaces, "__slots__": ()}
     for iface in reversed(ifaces):

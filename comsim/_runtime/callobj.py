@@ -1,0 +1,328 @@
+"""Call objects: ``Begin_``/``Finish_``, their ``ISynchronize`` and ``ICancelMethodCalls``
+facets, the proxy's ``ICallFactory``, and the server's ``ServerCall`` (R19-R28)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .._core import hresult as hr
+from .._core import rules
+from .._core.callobj import CallMachine, Effect, Input, State
+from .._core.check import BadArgumentType
+from .._core.hresult import COMError
+from .._core.iface import MethodSpec
+from .._objects import (
+    ICallFactory,
+    ICancelMethodCalls,
+    Interface,
+    ISynchronize,
+    IUnknown,
+    _check_interface,
+    is_async_interface,
+)
+from .client import (
+    ClientCall,
+    _await_cancel,
+    _check_proxy,
+    _outcome,
+    _send,
+    start_cancel,
+)
+from .events import ManualResetEvent
+from .wire import pack
+
+if TYPE_CHECKING:
+    from .apartment import Apartment
+    from .objref import Proxy
+
+
+# --------------------------------------------------------------------------- call objects
+class _Facet:
+    """An interface of a call object obtained by QueryInterface: shares its count (R25)."""
+
+    _com_kind_ = "facet"
+
+    def __init__(self, owner: CallObject) -> None:
+        self._owner = owner
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        return self._owner.QueryInterface(iface)
+
+    def AddRef(self) -> int:
+        return self._owner.AddRef()
+
+    def Release(self) -> int:
+        return self._owner.Release()
+
+
+class _SyncFacet(_Facet, ISynchronize):
+    async def Wait(self, flags: int, milliseconds: int) -> int:
+        """R23: S_OK once the call has ended, RPC_S_CALLPENDING on time-out (a COM wait)."""
+        return await self._owner._event.Wait(flags, milliseconds)
+
+    def Signal(self) -> int:
+        return self._owner._event.Signal()
+
+    def Reset(self) -> int:
+        return self._owner._event.Reset()
+
+
+class _CancelFacet(_Facet, ICancelMethodCalls):
+    async def Cancel(self, seconds: float) -> int:
+        """R28: cancel the call in progress; gives S_OK, RPC_E_CALL_COMPLETE or
+        RPC_E_CALL_CANCELED. E_INVALIDARG for a negative time-out."""
+        owner = self._owner
+        try:
+            timeout = rules.cancel_timeout(seconds)
+        except ValueError as exc:
+            raise COMError(hr.E_INVALIDARG, f"Cancel({seconds!r}): {exc}") from None
+        call = owner._call
+        if call is None:
+            return hr.RPC_E_CALL_COMPLETE
+        apt = owner._check()
+        return await _await_cancel(apt, call, start_cancel(call, timeout))
+
+    def TestCancel(self) -> int:
+        """R28: RPC_S_CALLPENDING, RPC_E_CALL_CANCELED or RPC_E_CALL_COMPLETE."""
+        return int(self._owner._machine.step(Input.TEST_CANCEL)[2] or 0)
+
+
+class CallObject:
+    """A client call object for ``AsyncIX`` (R19-R28): ``Begin_M``/``Finish_M``, and through
+    QueryInterface ``ISynchronize`` and ``ICancelMethodCalls``."""
+
+    _com_kind_ = "callobj"
+
+    def __init__(self, proxy: Proxy, async_iface: type[Interface], outer: Any) -> None:
+        self._proxy = proxy
+        self._async_iface = async_iface
+        sync_iface = async_iface._com_sync_interface_
+        assert sync_iface is not None
+        self._iface: type[Interface] = sync_iface
+        self._machine = CallMachine()
+        self._call: ClientCall | None = None
+        self._event = ManualResetEvent()
+        self._outer = outer
+        self._refs = 1
+
+    def __repr__(self) -> str:
+        return (f"<call object {self._async_iface.__name__} on {self._proxy!r} "
+                f"{self._machine.state.value}>")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise AttributeError(f"{self._async_iface.__name__} has no method {name!r}")
+
+    def _check(self) -> Apartment:
+        return self._proxy._check_use()
+
+    def _begin(self, spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        self._check()
+        if self._machine.state is not State.IDLE:
+            _effect, _s, code = self._machine.step(Input.BEGIN)
+            what = ("Finish_ has not been called for the previous call; call "
+                    f"Finish_{self._call.method if self._call else '?'}() first"
+                    if code == hr.RPC_E_CALL_PENDING else "the call object was released")
+            raise COMError(code or hr.E_FAIL,
+                           f"Begin_{spec.name} on a call object in state "
+                           f"{self._machine.state.value}: {what}")
+        where = _check_proxy(self._proxy)
+        bound = spec.bind(args, kwargs)
+        packed = pack(bound, spec.arguments_label)
+        self._machine.step(Input.BEGIN)
+        self._event.Reset()
+        call = ClientCall(where, self._proxy._stub, spec, packed, self._machine, sync=False,
+                          owner=self)
+        self._call = call
+        _send(call)
+        return hr.S_OK
+
+    async def _finish(self, spec: MethodSpec) -> Any:
+        apt = self._check()
+        call = self._call
+        if rules.finish_status(self._machine.state is State.IDLE,
+                               call.method if call is not None else None, spec.name):
+            assert call is not None
+            raise COMError(hr.E_INVALIDARG,
+                           f"Finish_{spec.name} called, but the call in progress is "
+                           f"Begin_{call.method}; call Finish_{call.method}() (nothing changed)")
+        while True:
+            effect, _s, code = self._machine.step(Input.FINISH)
+            if effect is not Effect.WAIT:
+                break
+            assert call is not None
+            fut = apt.new_future()
+            call.waiters.append(fut)
+            try:
+                await apt.com_wait(fut)
+            except asyncio.CancelledError:
+                # R32: cancel as Cancel(0) and still clean up, so the call object is ready
+                start_cancel(call, 0.0)
+                self._machine.step(Input.FINISH)
+                self._event.Reset()
+                call.reply = None
+                raise
+        if effect is Effect.REFUSE:
+            raise COMError(code or hr.E_FAIL,
+                           f"Finish_{spec.name}: no call in progress (call "
+                           f"Begin_{spec.name} first; a call is finished once)")
+        assert call is not None
+        self._event.Reset()
+        return _outcome(call, apt, effect, code)
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        """``ISynchronize`` and ``ICancelMethodCalls`` (R23, R27); the async interface itself.
+
+        Raises:
+            COMError(E_NOINTERFACE): any other interface.
+            COMError(CO_E_OBJNOTCONNECTED): the call object's count has reached 0 (released).
+        """
+        iface = _check_interface(iface)
+        if self._refs <= 0:
+            raise COMError(hr.CO_E_OBJNOTCONNECTED,
+                           f"QueryInterface({iface.__name__}) on a call object whose last "
+                           "reference was released; create a new one with CreateCall")
+        if iface is ISynchronize:
+            self.AddRef()
+            return _SyncFacet(self)
+        if iface is ICancelMethodCalls:
+            self.AddRef()
+            return _CancelFacet(self)
+        if iface is self._async_iface or iface is IUnknown:
+            self.AddRef()
+            return self
+        raise COMError(hr.E_NOINTERFACE, f"a call object has no {iface.__name__}")
+
+    def AddRef(self) -> int:
+        """One more reference; 0 once released (the count does not come back, R25)."""
+        if self._refs <= 0:
+            return 0
+        self._refs += 1
+        return self._refs
+
+    def Release(self) -> int:
+        """The last Release without Finish_ does not cancel: the reply is dropped (R25)."""
+        if self._refs <= 0:
+            return 0
+        self._refs -= 1
+        if self._refs == 0:
+            self._machine.step(Input.RELEASE)
+        return self._refs
+
+
+_call_object_classes: dict[type[Interface], type[CallObject]] = {}
+
+
+def call_object_class(async_iface: type[Interface]) -> type[CallObject]:
+    """The call-object class for ``AsyncIX``: real ``Begin_M``/``Finish_M`` methods (R20), and
+    ``isinstance(call, AsyncIX)`` holds."""
+    cls = _call_object_classes.get(async_iface)
+    if cls is not None:
+        return cls
+    sync_iface = async_iface._com_sync_interface_
+    assert sync_iface is not None
+    ns: dict[str, Any] = {}
+    for name, spec in sync_iface._com_methods_.items():
+        ns["Begin_" + name] = _begin_method(spec)
+        ns["Finish_" + name] = _finish_method(spec)
+    cls = type("CallObject_" + async_iface.__name__, (CallObject, async_iface), ns)
+    _call_object_classes[async_iface] = cls
+    return cls
+
+
+def _begin_method(spec: MethodSpec) -> Any:
+    def begin(self: CallObject, *args: Any, **kwargs: Any) -> int:
+        return self._begin(spec, args, kwargs)
+
+    begin.__name__ = "Begin_" + spec.name
+    begin.__doc__ = (f"Begin {spec.interface.__name__}.{spec.name}{spec.signature}: S_OK at once "
+                     "(R20); COMError(RPC_E_CALL_PENDING) until Finish_ of the previous call")
+    return begin
+
+
+def _finish_method(spec: MethodSpec) -> Any:
+    def finish(self: CallObject) -> Any:
+        return self._finish(spec)
+
+    finish.__name__ = "Finish_" + spec.name
+    finish.__doc__ = (f"Finish {spec.interface.__name__}.{spec.name}: its result or failure "
+                      "(R22); COMError(RPC_E_CALL_COMPLETE) with no call in progress")
+    return finish
+
+
+class CallFactory(ICallFactory):
+    """``ICallFactory`` of a proxy: always available (R19)."""
+
+    _com_kind_ = "facet"
+
+    def __init__(self, proxy: Proxy) -> None:
+        self._proxy = proxy
+
+    def CreateCall(self, async_iface: type[Interface], outer: Any = None) -> CallObject:
+        """A new call object for ``async_iface``.
+
+        Raises:
+            COMError(E_NOINTERFACE): not an async interface, or its synchronous interface is
+                not implemented by the object.
+            COMError(E_INVALIDARG), also a TypeError: ``outer`` has no ``Signal()`` (R24).
+        """
+        self._proxy._check_use()
+        if outer is not None and not callable(getattr(outer, "Signal", None)):
+            raise BadArgumentType(f"CreateCall(..., outer={outer!r}): the completion object "
+                                  "needs a Signal() method (R24)")
+        is_async = is_async_interface(async_iface)
+        sync_iface = async_iface._com_sync_interface_ if is_async else None
+        code = rules.create_call_status(
+            is_async, sync_iface is not None and self._proxy._stub.implements(sync_iface))
+        if code:
+            name = getattr(async_iface, "__name__", repr(async_iface))
+            raise COMError(code, f"CreateCall({name}): not an async interface "
+                                 "(use comsim.async_interface(IX)), or the object does not "
+                                 "implement its synchronous interface")
+        return call_object_class(async_iface)(self._proxy, async_iface, outer)
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        return self._proxy.QueryInterface(iface)
+
+    def AddRef(self) -> int:
+        return self._proxy.AddRef()
+
+    def Release(self) -> int:
+        return self._proxy.Release()
+
+# --------------------------------------------------------------------------- server call (R26)
+class ServerCall:
+    """Base of a server-side call object (R26). Keeps ``outer`` (signal it when the result is
+    ready) and gives ``TestCancel()`` for cooperative cancellation."""
+
+    _com_kind_ = "servercall"
+    _com_incoming: ClientCall | None = None
+
+    def __init__(self, outer: Any) -> None:
+        self.outer = outer
+
+    def TestCancel(self) -> int:
+        """RPC_E_CALL_CANCELED once the client cancelled, RPC_S_CALLPENDING before."""
+        call = self._com_incoming
+        return rules.test_cancel_status(call is not None,
+                                        call is not None and call.server_cancelled)
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        """The interfaces the class implements (R19, R27: ``ICancelMethodCalls`` only if it
+        does).
+
+        Raises:
+            COMError(E_NOINTERFACE): any other interface.
+        """
+        iface = _check_interface(iface)
+        if isinstance(self, iface) or iface is IUnknown:
+            return self
+        raise COMError(hr.E_NOINTERFACE, f"{type(self).__name__} has no {iface.__name__}")
+
+    def AddRef(self) -> int:
+        return 1
+
+    def Release(self) -> int:
+        return 0

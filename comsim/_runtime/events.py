@@ -1,0 +1,131 @@
+"""Free-threaded events: ``StdEvent`` and ``ManualResetEvent`` (R23)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .._core import hresult as hr
+from .._core import rules
+from .._core.event import EventState
+from .._core.hresult import COMError
+from .._objects import (
+    ISynchronize,
+    IUnknown,
+    _check_interface,
+)
+from . import futures
+from .context import (
+    WHERE,
+)
+from .futures import call_in_loop
+
+if TYPE_CHECKING:
+    pass
+
+
+# --------------------------------------------------------------------------- events (R23)
+def _wake_future(fut: asyncio.Future[Any], event: _Event) -> None:
+    if fut.done():
+        if event._state.woken_too_late():  # the waiter gave up meanwhile: hand it back
+            event.Signal()
+        return
+    fut.set_result(True)
+
+
+_EVENTS_LOCK = threading.Lock()
+
+
+class _Event(ISynchronize):
+    """A free-threaded event: usable from any apartment, passed by reference."""
+
+    _com_kind_ = "event"
+    _com_free_threaded_ = True
+
+    def __init__(self, auto_reset: bool) -> None:
+        self._state = EventState(auto_reset)
+        self._lock = _EVENTS_LOCK  # events are free-threaded; no lock is made per event
+        self._refs = 1
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'set' if self._state.is_set else 'clear'}>"
+
+    def Signal(self) -> int:
+        """Set the event, waking waiters (one, for an auto-reset event)."""
+        with self._lock:
+            wake = self._state.signal()
+        for loop, fut in wake:
+            call_in_loop(loop, _wake_future, fut, self)
+        return hr.S_OK
+
+    def Reset(self) -> int:
+        with self._lock:
+            self._state.reset()
+        return hr.S_OK
+
+    def is_set(self) -> bool:
+        return self._state.is_set
+
+    async def Wait(self, flags: int, milliseconds: int) -> int:
+        """S_OK once signalled, RPC_S_CALLPENDING on time-out (0 polls; INFINITE waits).
+        In an apartment this is a COM wait (R23).
+
+        Raises:
+            COMError(E_INVALIDARG): a negative time-out other than INFINITE.
+        """
+        try:
+            timeout = rules.wait_timeout(milliseconds)
+        except ValueError as exc:
+            raise COMError(hr.E_INVALIDARG, f"Wait(..., {milliseconds!r}): {exc}") from None
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._state.try_wait():
+                return hr.S_OK
+            if timeout == 0:
+                return hr.RPC_S_CALLPENDING
+            fut: asyncio.Future[Any] = loop.create_future()
+            entry = (loop, fut)
+            self._state.add_waiter(entry)
+        w = WHERE.get()
+        try:
+            if w is not None:
+                ok = await w.apartment.com_wait(fut, timeout=timeout)
+            else:
+                ok = await futures.wait(fut, timeout)
+        finally:
+            with self._lock:
+                self._state.remove_waiter(entry)
+        return hr.S_OK if ok else hr.RPC_S_CALLPENDING
+
+    def QueryInterface(self, iface: type[Any]) -> Any:
+        iface = _check_interface(iface)
+        if iface in (ISynchronize, IUnknown):
+            self.AddRef()
+            return self
+        raise COMError(hr.E_NOINTERFACE, f"{type(self).__name__} has no {iface.__name__}")
+
+    def AddRef(self) -> int:
+        self._refs += 1
+        return self._refs
+
+    def Release(self) -> int:
+        self._refs = max(0, self._refs - 1)
+        return self._refs
+
+    def __reduce__(self) -> Any:  # pragma: no cover - passed by reference, never pickled
+        raise TypeError("events pass by reference")
+
+
+class StdEvent(_Event):
+    """An auto-reset event: a successful wait resets it (R23)."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_reset=True)
+
+
+class ManualResetEvent(_Event):
+    """A manual-reset event: it stays set until ``Reset()`` (R23)."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_reset=False)

@@ -1,0 +1,185 @@
+"""The server side of a call: the server task that runs methods and sends replies (R13, R14,
+R26, R30)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import types
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._core import hresult as hr
+from .._core import rules
+from .._core.constants import INFINITE
+from .._core.hresult import COMError
+from .._core.sta import Unit
+from .._core.stub import Connection, after_disconnect
+from .._objects import (
+    ICallFactory,
+    async_interface,
+)
+from . import trace
+from .client import ClientCall, Reply, _new_reply
+from .context import (
+    WHERE,
+    new_where,
+)
+from .events import ManualResetEvent
+from .wire import pack, unpack
+
+if TYPE_CHECKING:
+    from .apartment import Apartment
+
+
+_scope_class: type[anyio.CancelScope] | None = None
+_Coroutine = types.CoroutineType
+
+
+def new_scope() -> anyio.CancelScope:
+    """A cancel scope of the running anyio backend. ``anyio.CancelScope()`` looks the backend
+    up on every call; this looks it up once."""
+    global _scope_class
+    if _scope_class is None:
+        _scope_class = type(anyio.CancelScope())
+    return _scope_class()
+
+
+async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
+    """A server task of ``apt``: runs ``call`` and sends its reply (R13, R14, R26, R30), then
+    waits to be handed the next call (``Apartment._dispatch``), and so on.
+
+    Reusing server tasks is COM's own model: an STA serves every call on its one thread, and
+    the MTA on a pool of RPC threads, so what a method leaves in its thread's context (here,
+    context variables) is seen by later calls on that thread. It also spares a task and a
+    coroutine per call, and a cancel scope per call: one scope serves call after call until a
+    cancel reaches a running ``interrupt``-policy method (R30) and interrupts it; the scope is
+    then spent, and the task waits for its next call in a fresh one, so that no interrupt can
+    reach a later call.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    rt = apt._rt
+    sta = apt._sched is not None
+    idle = apt._idle
+    new_slot = apt._new_future
+    slot: asyncio.Future[tuple[ClientCall, Unit | None]]
+    try:
+        while True:
+            with new_scope() as scope:
+                while True:
+                    WHERE.set(new_where((rt, apt, unit, call, call.causality_id,
+                                         apt.thread_id if sta else rt._new_thread_id())))
+                    stub = call.stub
+                    stub.running += 1
+                    if call.tracing:
+                        trace.emit("call.dispatched", **call.fields())
+                    obj = stub.obj
+                    reply: Reply | None = None
+                    try:
+                        if rt._faults:
+                            fault = rt._fault_for(call.method, apt)
+                            if fault is not None:
+                                raise fault
+                        args = unpack(call.args, apt, call.spec.arguments_label)
+                        if stub.call_factory and call.spec.interface is not ICallFactory:
+                            done, value = await _via_server_call(apt, call, obj, args)
+                            if done:
+                                reply = Reply(hr.S_OK, pack(value, call.spec.result_label))
+                        if reply is None:
+                            fn = getattr(obj, call.method)
+                            if rules.interrupts(obj.cancel_policy):
+                                # a cancel that reaches the server while the method runs
+                                # cancels this scope; once the method has returned, the stage
+                                # is `returned` and no cancel touches it (R29)
+                                call.scope = scope
+                                if call.server_cancelled:  # it came before the method started
+                                    scope.cancel()
+                            result = fn(*args)
+                            if type(result) is _Coroutine or inspect.isawaitable(result):
+                                result = await result
+                            reply = _new_reply((hr.S_OK, pack(result, call.spec.result_label),
+                                                None, None, None))
+                    except asyncio.CancelledError as exc:
+                        # only a client's cancel (R30) cancels the scope, and only the
+                        # apartment's shutdown (R18) the task itself; anything else is the
+                        # method's own exception (R14)
+                        interrupted = scope.cancel_called
+                        code = rules.server_cancel_outcome(
+                            interrupted,
+                            apt._closing or (not interrupted and task.cancelling() > 0))
+                        if code == hr.RPC_E_SERVERFAULT:
+                            reply = _fault_reply(obj, call, exc)
+                        else:
+                            reply = Reply(code, text=(
+                                "the server method was interrupted"
+                                if code == hr.RPC_E_CALL_CANCELED
+                                else f"apartment {apt.name!r} shut down"))
+                            raise  # ends the scope (an interrupt) or the task (shutdown)
+                    except GeneratorExit:
+                        raise  # the coroutine is being closed: nothing more runs
+                    except BaseException as exc:  # the fault boundary (``boundary``)
+                        reply = _fault_reply(obj, call, exc)
+                    finally:
+                        stub.running -= 1
+                        if stub.conn is Connection.DISCONNECTING:  # R17: the last call ends it
+                            stub.conn = after_disconnect(stub.running)
+                        if reply is None:  # a BaseException other than a cancel went through
+                            reply = Reply(hr.RPC_E_SERVERFAULT,
+                                          text="the server task ended abnormally")
+                        # R17: the stub is what it will be once the caller has the reply
+                        apt._send_reply(call, reply)
+                        apt._end_unit(unit)
+                    if call.server_cancelled and scope.cancel_called:
+                        break  # told to cancel, but the method returned: the scope is spent
+                    if not apt._keeps_serving(task):
+                        return
+                    slot = new_slot()
+                    idle.append(slot)
+                    try:
+                        call, unit = await slot
+                    except asyncio.CancelledError:
+                        apt._hand_back(slot)
+                        raise
+            # the scope is spent: the next call is served in a fresh one
+            if not apt._keeps_serving(task):
+                return
+            slot = new_slot()
+            idle.append(slot)
+            try:
+                call, unit = await slot
+            except asyncio.CancelledError:
+                apt._hand_back(slot)
+                raise
+    finally:
+        apt._done()
+
+
+def _fault_reply(obj: Any, call: ClientCall, exc: BaseException) -> Reply:
+    """R14: the reply for a server method that raised ``exc`` (anything, ``SystemExit``
+    included): a COMError's own HRESULT, else RPC_E_SERVERFAULT with the original kept."""
+    code = rules.reply_code(exc)
+    if isinstance(exc, COMError) and code == exc.hresult:
+        return Reply(code, text=exc.text)
+    return Reply(code, exc=exc, text=f"{type(obj).__name__}.{call.method} raised "
+                                     f"{type(exc).__name__}: {exc}")
+
+
+async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
+                           args: tuple[Any, ...]) -> tuple[bool, Any]:
+    """R26: the stub drives the server's own call object: Begin_, wait for Signal, Finish_."""
+    outer = ManualResetEvent()
+    try:
+        scall = obj.CreateCall(async_interface(call.spec.interface), outer)
+    except COMError as exc:
+        if exc.hresult == hr.E_NOINTERFACE:
+            return False, None
+        raise
+    scall._com_incoming = call
+    getattr(scall, "Begin_" + call.method)(*args)
+    await outer.Wait(0, INFINITE)
+    result = getattr(scall, "Finish_" + call.method)()
+    if inspect.isawaitable(result):
+        result = await result
+    return True, result
