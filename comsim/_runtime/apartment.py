@@ -23,7 +23,6 @@ from .._core import stub as stubcore
 from .._core.check import BadArgumentType
 from .._core.constants import (
     PENDINGMSG_WAITDEFPROCESS,
-    SERVERCALL_ISHANDLED,
     ApartmentType,
 )
 from .._core.hresult import COMError
@@ -37,13 +36,12 @@ from .._core.sta import (
     Wait,
     WaitKind,
 )
-from . import futures, trace
+from . import futures
 from .boundary import call_hook
-from .client import Reply, on_reply, start_cancel
 from .context import WHERE, Where
-from .futures import resume, settle
+from .futures import settle
+from .hooks import HOOKS
 from .loop import ApartmentLoop
-from .server import server_task
 
 if TYPE_CHECKING:
     from .client import ClientCall
@@ -207,7 +205,7 @@ class Apartment:
                              self._gone_error() if self._closing else asyncio.CancelledError())
         else:  # a new server task's first call: (call, unit)
             call, unit = payload
-            self._reply_now(call, hr.RPC_E_DISCONNECTED)
+            HOOKS.answer(self, call, hr.RPC_E_DISCONNECTED)
             self._end_unit(unit)
 
     def _hand_back(self, slot: asyncio.Future[tuple[ClientCall, Unit | None]]) -> None:
@@ -215,7 +213,7 @@ class Apartment:
         but before it took it: that call is answered here (R18)."""
         if slot.done() and not slot.cancelled():
             call, unit = slot.result()
-            self._reply_now(call, hr.RPC_E_DISCONNECTED)
+            HOOKS.answer(self, call, hr.RPC_E_DISCONNECTED)
             self._end_unit(unit)
 
     def _done(self) -> None:
@@ -250,7 +248,7 @@ class Apartment:
             elif t is CancelOutgoing:
                 call = a.wait.payload
                 if call is not None:
-                    start_cancel(call, 0.0)
+                    HOOKS.cancel_outgoing(call)
 
     def _end_unit(self, unit: Unit | None) -> None:
         if unit is not None and self._sched is not None:
@@ -369,129 +367,13 @@ class Apartment:
     def new_future(self) -> asyncio.Future[Any]:
         return self._new_future()
 
-    # ------------------------------------------------------------------ incoming calls
-    def _on_request(self, call: ClientCall) -> None:
-        """A request message arrives (not a unit: taken in at once)."""
-        if self._closing:
-            self._reply_now(call, hr.RPC_E_DISCONNECTED)
-            return
-        if call.tracing:
-            trace.emit("call.arrived", **call.fields())
-        if self._sched is None:
-            self._dispatch(call, None)
-        else:
-            unit = Unit(UnitKind.CALL, call)
-            if self._sched.start_if_idle(unit):
-                self._dispatch(call, unit)
-            else:
-                self._apply(self._sched.arrive(unit))
-
+    # ------------------------------------------------------------------ units
     def _start_unit(self, unit: Unit) -> None:
         if unit.kind is UnitKind.CALL:
-            self._dispatch(unit.payload, unit)
+            HOOKS.dispatch(self, unit.payload, unit)
         else:
             job: _Job = unit.payload
             job.task = self._spawn(self._run_job(job, unit), job)
-
-    def _dispatch(self, call: ClientCall, unit: Unit | None) -> None:
-        rt = self._rt
-        if self._closing:
-            self._reply_now(call, hr.RPC_E_DISCONNECTED)
-            self._end_unit(unit)
-            return
-        flt = self._filter
-        if rules.consults_incoming_filter(flt is not None, call.sync, self._sched is not None):
-            answer = self._ask_filter(flt, call)
-            if rules.filter_rejects(answer):
-                with rt._lock:
-                    call.step(stubcore.Input.REJECT)
-                self._send_reply(call, Reply(hr.RPC_E_CALL_REJECTED, reject=answer))
-                self._end_unit(unit)
-                return
-        with rt._lock:
-            effect = call.step(stubcore.Input.DISPATCH)
-        if effect is stubcore.Effect.SKIP:
-            self._end_unit(unit)
-            return
-        conn = call.stub.conn
-        status = None if conn is stubcore.Connection.CONNECTED else stubcore.request_status(conn)
-        if status is not None:
-            self._reply_now(call, status)
-            self._end_unit(unit)
-            return
-        idle = self._idle
-        while idle:  # a server task that has finished its last call takes this one
-            slot = idle.pop()
-            if not slot.done():  # (a slot whose task was cancelled meanwhile is passed over)
-                resume(slot, (call, unit))
-                return
-        self._spawn(server_task(self, call, unit), (call, unit))
-
-    def _ask_filter(self, flt: Any, call: ClientCall) -> int:
-        sched = self._sched
-        assert sched is not None
-        below = sched.stack[-2] if len(sched.stack) > 1 else None
-        waiting = None
-        if below is not None:
-            for w in reversed(below.waits):
-                if not w.ready:
-                    waiting = w.causality_id
-                    break
-        call_type = rules.incoming_call_type(below is None, waiting, call.causality_id)
-        tick = self._rt._ticks_since(call.sent_at)
-        # a faulty filter must not stop the apartment nor lose the call: it is handled
-        return self._ask_hook(SERVERCALL_ISHANDLED, flt.HandleInComingCall, call_type,
-                              call.caller_thread, tick, (call.spec.interface, call.method))
-
-    def _fail_queued(self, stub: Stub, code: int) -> None:
-        """R17: calls queued for a disconnected object fail without running."""
-        if self._sched is None:
-            return
-        for unit in list(self._sched.queue):
-            if unit.kind is UnitKind.CALL and unit.payload.stub is stub:
-                self._sched.withdraw(unit)
-                self._reply_now(unit.payload, code)
-
-    def _reply_now(self, call: ClientCall, code: int) -> None:
-        text = {
-            hr.RPC_E_DISCONNECTED: f"apartment {self.name!r} or its object has gone",
-            hr.CO_E_OBJNOTCONNECTED: "the object was disconnected (CoDisconnectObject) "
-            "and calls to it still run",
-        }.get(code)
-        self._send_reply(call, Reply(code, text=text))
-
-    def _send_reply(self, call: ClientCall, reply: Reply) -> None:
-        if call.stage is stubcore.Stage.RUNNING:
-            call.step(stubcore.Input.RETURN)  # needs no lock (``_core.stub``)
-        if call.tracing and reply.reject is None:
-            fields: dict[str, Any] = {}
-            if reply.exc is not None:
-                fields["exc"] = repr(reply.exc)
-            trace.emit("call.returned", **call.fields(), hresult=reply.hresult, **fields)
-        if not call.client._post(on_reply, call, reply) and call.tracing:
-            trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult,
-                       reason="client apartment gone")
-
-    def _on_cancel(self, call: ClientCall) -> None:
-        """A cancel message reaches the server (R28-R30)."""
-        rt = self._rt
-        with rt._lock:
-            effect = call.step(stubcore.Input.CANCEL_ARRIVES)
-        if effect is stubcore.Effect.TELL_RUNNING:
-            call.server_cancelled = True
-            if call.scope is not None:
-                call.scope.cancel()
-            stage = "running"
-        elif effect is stubcore.Effect.TOO_LATE:
-            stage = "finished"
-        else:
-            return
-        with rt._lock:
-            assert call.report is not None  # start_cancel made it before it sent the cancel
-            due = call.report.note_stage(stage)
-        if due is not None and call.tracing:
-            trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
-                       stage=due)
 
     # ------------------------------------------------------------------ Apartment.run
     async def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -631,7 +513,7 @@ class Apartment:
             for unit in list(self._sched.queue):
                 self._sched.queue.remove(unit)
                 if unit.kind is UnitKind.CALL:
-                    self._reply_now(unit.payload, hr.RPC_E_DISCONNECTED)
+                    HOOKS.answer(self, unit.payload, hr.RPC_E_DISCONNECTED)
                 else:
                     self._settle_job(unit.payload, False, self._gone_error())
         for stub in list(self._stubs.values()):

@@ -31,6 +31,7 @@ from .context import (
     Where,
 )
 from .futures import resume
+from .hooks import HOOKS
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class ClientCall(StubCall):
 def _send(call: ClientCall) -> None:
     if call.tracing:
         trace.emit("call.sent", **call.fields())
-    if not call.server._post(call.server._on_request, call):
+    if not call.server._post(HOOKS.on_request, call.server, call):
         # the server apartment has gone (R18): the answer comes back at once
         on_reply(call, Reply(hr.RPC_E_DISCONNECTED,
                              text=f"apartment {call.server.name!r} has shut down"))
@@ -244,7 +245,7 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
         _ended(call, cancelled=True)
         return hr.S_OK
     # TELL_SERVER: the server learns at once (R30); the call waits up to `timeout`
-    call.server._post(call.server._on_cancel, call)
+    call.server._post(HOOKS.on_cancel, call.server, call)
     if timeout == 0:
         return grace_expired(call)
     loop = call.client._loop
@@ -255,6 +256,12 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
     if timeout is not None:
         call.grace_handle = loop.call_later(timeout, grace_expired, call)
     return fut
+
+
+def cancel_outgoing(call: ClientCall) -> None:
+    """R16: MessagePending answered PENDINGMSG_CANCELCALL: the call is cancelled as
+    ``Cancel(0)`` would."""
+    start_cancel(call, 0.0)
 
 
 def grace_expired(call: ClientCall) -> int:

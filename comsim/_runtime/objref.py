@@ -22,7 +22,9 @@ from .._objects import (
     home_apartment,
     interfaces_of,
 )
+from . import wire
 from .context import WHERE
+from .server import fail_queued
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -353,7 +355,7 @@ def CoDisconnectObject(obj: Any) -> None:
         return
     stub.conn = after_disconnect(stub.running)
     apt._stubs.pop(stub.id, None)
-    apt._fail_queued(stub, hr.CO_E_OBJNOTCONNECTED)
+    fail_queued(apt, stub, hr.CO_E_OBJNOTCONNECTED)
 
 
 # --------------------------------------------------------------------------- GIT (R10)
@@ -418,3 +420,6 @@ class GlobalInterfaceTable:
             code = entry[2].revoke() if entry is not None else hr.E_INVALIDARG
         if code:
             raise COMError(code, f"GIT cookie {cookie!r} is not registered (revoked twice?)")
+
+
+wire.install(reference_for, resolve)

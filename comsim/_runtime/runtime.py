@@ -36,11 +36,12 @@ from .._core.check import (
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.rules import CancelCounter
-from . import trace
+from . import client, server, trace
 from .apartment import Apartment
 from .boundary import call_hook
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .futures import call_in_loop
+from .hooks import HOOKS
 from .loop import ApartmentLoop
 
 #: how often the deterministic pump lets everything else that is ready run before it delivers
@@ -117,6 +118,14 @@ class _Pump:
             if self.pending and not self.scheduled:
                 self.scheduled = True
                 self.loop.call_soon(self._deliver, context=self.ctx)
+
+
+# the composition root: the layers that message each other, bound once (``hooks``)
+HOOKS.on_request = server.on_request
+HOOKS.on_cancel = server.on_cancel
+HOOKS.dispatch = server.dispatch
+HOOKS.answer = server.reply_now
+HOOKS.cancel_outgoing = client.cancel_outgoing
 
 
 def _new_apartment_loop() -> asyncio.AbstractEventLoop:

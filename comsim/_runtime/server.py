@@ -12,25 +12,28 @@ import anyio
 
 from .._core import hresult as hr
 from .._core import rules
-from .._core.constants import INFINITE
+from .._core import stub as stubcore
+from .._core.constants import INFINITE, SERVERCALL_ISHANDLED
 from .._core.hresult import COMError
-from .._core.sta import Unit
+from .._core.sta import Unit, UnitKind
 from .._core.stub import Connection, after_disconnect
 from .._objects import (
     ICallFactory,
     async_interface,
 )
 from . import trace
-from .client import ClientCall, Reply, _new_reply
+from .client import ClientCall, Reply, _new_reply, on_reply
 from .context import (
     WHERE,
     new_where,
 )
 from .events import ManualResetEvent
+from .futures import resume
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
+    from .objref import Stub
 
 
 _scope_class: type[anyio.CancelScope] | None = None
@@ -129,7 +132,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             reply = Reply(hr.RPC_E_SERVERFAULT,
                                           text="the server task ended abnormally")
                         # R17: the stub is what it will be once the caller has the reply
-                        apt._send_reply(call, reply)
+                        send_reply(apt, call, reply)
                         apt._end_unit(unit)
                     if call.server_cancelled and scope.cancel_called:
                         break  # told to cancel, but the method returned: the scope is spent
@@ -183,3 +186,127 @@ async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
     if inspect.isawaitable(result):
         result = await result
     return True, result
+
+
+# --------------------------------------------------------------------------- messages in
+def on_request(apt: Apartment, call: ClientCall) -> None:
+    """A request message arrives (not a unit: taken in at once)."""
+    if apt._closing:
+        reply_now(apt, call, hr.RPC_E_DISCONNECTED)
+        return
+    if call.tracing:
+        trace.emit("call.arrived", **call.fields())
+    if apt._sched is None:
+        dispatch(apt, call, None)
+    else:
+        unit = Unit(UnitKind.CALL, call)
+        if apt._sched.start_if_idle(unit):
+            dispatch(apt, call, unit)
+        else:
+            apt._apply(apt._sched.arrive(unit))
+
+
+def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
+    rt = apt._rt
+    if apt._closing:
+        reply_now(apt, call, hr.RPC_E_DISCONNECTED)
+        apt._end_unit(unit)
+        return
+    flt = apt._filter
+    if rules.consults_incoming_filter(flt is not None, call.sync, apt._sched is not None):
+        answer = _ask_filter(apt, flt, call)
+        if rules.filter_rejects(answer):
+            with rt._lock:
+                call.step(stubcore.Input.REJECT)
+            send_reply(apt, call, Reply(hr.RPC_E_CALL_REJECTED, reject=answer))
+            apt._end_unit(unit)
+            return
+    with rt._lock:
+        effect = call.step(stubcore.Input.DISPATCH)
+    if effect is stubcore.Effect.SKIP:
+        apt._end_unit(unit)
+        return
+    conn = call.stub.conn
+    status = None if conn is stubcore.Connection.CONNECTED else stubcore.request_status(conn)
+    if status is not None:
+        reply_now(apt, call, status)
+        apt._end_unit(unit)
+        return
+    idle = apt._idle
+    while idle:  # a server task that has finished its last call takes this one
+        slot = idle.pop()
+        if not slot.done():  # (a slot whose task was cancelled meanwhile is passed over)
+            resume(slot, (call, unit))
+            return
+    apt._spawn(server_task(apt, call, unit), (call, unit))
+
+
+def _ask_filter(apt: Apartment, flt: Any, call: ClientCall) -> int:
+    sched = apt._sched
+    assert sched is not None
+    below = sched.stack[-2] if len(sched.stack) > 1 else None
+    waiting = None
+    if below is not None:
+        for w in reversed(below.waits):
+            if not w.ready:
+                waiting = w.causality_id
+                break
+    call_type = rules.incoming_call_type(below is None, waiting, call.causality_id)
+    tick = apt._rt._ticks_since(call.sent_at)
+    # a faulty filter must not stop the apartment nor lose the call: it is handled
+    return apt._ask_hook(SERVERCALL_ISHANDLED, flt.HandleInComingCall, call_type,
+                          call.caller_thread, tick, (call.spec.interface, call.method))
+
+
+def fail_queued(apt: Apartment, stub: Stub, code: int) -> None:
+    """R17: calls queued for a disconnected object fail without running."""
+    if apt._sched is None:
+        return
+    for unit in list(apt._sched.queue):
+        if unit.kind is UnitKind.CALL and unit.payload.stub is stub:
+            apt._sched.withdraw(unit)
+            reply_now(apt, unit.payload, code)
+
+
+def reply_now(apt: Apartment, call: ClientCall, code: int) -> None:
+    text = {
+        hr.RPC_E_DISCONNECTED: f"apartment {apt.name!r} or its object has gone",
+        hr.CO_E_OBJNOTCONNECTED: "the object was disconnected (CoDisconnectObject) "
+        "and calls to it still run",
+    }.get(code)
+    send_reply(apt, call, Reply(code, text=text))
+
+
+def send_reply(apt: Apartment, call: ClientCall, reply: Reply) -> None:
+    if call.stage is stubcore.Stage.RUNNING:
+        call.step(stubcore.Input.RETURN)  # needs no lock (``_core.stub``)
+    if call.tracing and reply.reject is None:
+        fields: dict[str, Any] = {}
+        if reply.exc is not None:
+            fields["exc"] = repr(reply.exc)
+        trace.emit("call.returned", **call.fields(), hresult=reply.hresult, **fields)
+    if not call.client._post(on_reply, call, reply) and call.tracing:
+        trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult,
+                   reason="client apartment gone")
+
+
+def on_cancel(apt: Apartment, call: ClientCall) -> None:
+    """A cancel message reaches the server (R28-R30)."""
+    rt = apt._rt
+    with rt._lock:
+        effect = call.step(stubcore.Input.CANCEL_ARRIVES)
+    if effect is stubcore.Effect.TELL_RUNNING:
+        call.server_cancelled = True
+        if call.scope is not None:
+            call.scope.cancel()
+        stage = "running"
+    elif effect is stubcore.Effect.TOO_LATE:
+        stage = "finished"
+    else:
+        return
+    with rt._lock:
+        assert call.report is not None  # start_cancel made it before it sent the cancel
+        due = call.report.note_stage(stage)
+    if due is not None and call.tracing:
+        trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
+                   stage=due)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._core import hresult as hr
@@ -101,8 +102,19 @@ def unpack(value: Any, apartment: Apartment, what: str = "a value") -> Any:
         ) from exc
 
 
-# object references: the proxy module knows stubs and proxies
-from . import objref as _objref  # noqa: E402
+# object references: ``objref``, which knows stubs and proxies, installs its two functions here
+# (``install``), so that this module needs nothing above it
+def _not_installed(*_args: Any) -> Any:
+    raise RuntimeError("comsim's object references are not installed: import comsim first")
 
-_reference_for = _objref.reference_for
-_resolve = _objref.resolve
+
+_reference_for: Callable[[Any], Any] = _not_installed
+_resolve: Callable[[Any, Any], Any] = _not_installed
+
+
+def install(reference_for: Callable[[Any], Any], resolve: Callable[[Any, Any], Any]) -> None:
+    """How objects inside values cross (R11): ``reference_for(obj)`` gives the reference that
+    stands for ``obj`` (None: copy it by value); ``resolve(ref, apartment)`` the receiving
+    apartment's object for a reference."""
+    global _reference_for, _resolve
+    _reference_for, _resolve = reference_for, resolve
