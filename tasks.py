@@ -4,7 +4,7 @@
     python3 tasks.py demo     # creates .venv, installs comsim, runs `comsim demo`
     python3 tasks.py test     # creates .venv, installs comsim[test], runs the test suite
     python3 tasks.py bench    # the latency benchmark
-    python3 tasks.py lint     # ruff and mypy
+    python3 tasks.py lint     # ruff, mypy and the import layers (lint-imports)
 
 The virtual environment lives in `.venv` beside this file and is reused.
 """
@@ -62,7 +62,9 @@ def main(argv: list[str]) -> int:
     if cmd == "lint":
         _ensure("dev")
         rc = subprocess.call([str(PY), "-m", "ruff", "check", "."], cwd=ROOT)
-        return rc or subprocess.call([str(PY), "-m", "mypy"], cwd=ROOT)
+        rc = rc or subprocess.call([str(PY), "-m", "mypy"], cwd=ROOT)
+        # the layers and no import cycle, type-only imports counted (pyproject.toml)
+        return rc or subprocess.call([str(BIN / "lint-imports")], cwd=ROOT)
     print(__doc__)
     return 2
 

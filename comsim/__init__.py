@@ -37,16 +37,6 @@ from ._core.constants import (
 )
 from ._core.hresult import COMError
 from ._helpers import PendingCall, begin
-from ._objects import (
-    CoClass,
-    ICallFactory,
-    ICancelMethodCalls,
-    IMessageFilter,
-    Interface,
-    ISynchronize,
-    IUnknown,
-    async_interface,
-)
 from ._runtime.apartment import Apartment
 from ._runtime.callobj import CallObject, ServerCall
 from ._runtime.cofuncs import (
@@ -57,15 +47,25 @@ from ._runtime.cofuncs import (
     current_thread_id,
 )
 from ._runtime.events import ManualResetEvent, StdEvent
+from ._runtime.objects import (
+    CoClass,
+    ICallFactory,
+    ICancelMethodCalls,
+    IMessageFilter,
+    Interface,
+    ISynchronize,
+    IUnknown,
+    async_interface,
+)
 from ._runtime.objref import (
     CoDisconnectObject,
     GlobalInterfaceTable,
     MarshalStream,
-    Proxy,
     marshal_interface,
     release_marshal_data,
     unmarshal_interface,
 )
+from ._runtime.proxy import Proxy
 from ._runtime.runtime import Runtime
 
 __version__ = "0.1.0"

@@ -10,8 +10,8 @@ import anyio
 
 from ._core import hresult as hr
 from ._core.hresult import COMError
-from ._objects import ICallFactory, ICancelMethodCalls, ISynchronize, async_interface
-from ._runtime.objref import Proxy
+from ._runtime.objects import ICallFactory, ICancelMethodCalls, ISynchronize, async_interface
+from ._runtime.proxy import Proxy
 
 
 class PendingCall:

@@ -13,7 +13,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -43,10 +43,11 @@ from .futures import settle
 from .hooks import HOOKS
 from .loop import ApartmentLoop
 
-if TYPE_CHECKING:
-    from .client import ClientCall
-    from .objref import Stub
-    from .runtime import Runtime
+#: the classes of the modules above this one, named here for the reader: a call is a
+#: ``client.ClientCall``, a stub a ``stubs.Stub``, the runtime a ``runtime.Runtime``
+ClientCall = Any
+Stub = Any
+Runtime = Any
 
 T = TypeVar("T")
 

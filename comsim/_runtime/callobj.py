@@ -12,7 +12,17 @@ from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.check import BadArgumentType
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
-from .._objects import (
+from .client import (
+    ClientCall,
+    Proxy,
+    _await_cancel,
+    _check_proxy,
+    _outcome,
+    _send,
+    start_cancel,
+)
+from .events import ManualResetEvent
+from .objects import (
     ICallFactory,
     ICancelMethodCalls,
     Interface,
@@ -21,20 +31,10 @@ from .._objects import (
     _check_interface,
     is_async_interface,
 )
-from .client import (
-    ClientCall,
-    _await_cancel,
-    _check_proxy,
-    _outcome,
-    _send,
-    start_cancel,
-)
-from .events import ManualResetEvent
 from .wire import pack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
-    from .objref import Proxy
 
 
 # --------------------------------------------------------------------------- call objects

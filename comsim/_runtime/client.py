@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import anyio
 
@@ -32,12 +32,35 @@ from .context import (
 )
 from .futures import resume
 from .hooks import HOOKS
+from .stubs import Stub
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
-    from .callobj import CallObject
-    from .objref import Proxy, Stub
+
+
+class Proxy(Protocol):
+    """What a call needs of a proxy (``proxy.Proxy``, which sits above this module)."""
+
+    _stub: Stub
+    _apartment: Apartment
+
+    def _check_use(self) -> Apartment: ...
+
+    def QueryInterface(self, iface: type[Any]) -> Any: ...
+
+    def AddRef(self) -> int: ...
+
+    def Release(self) -> int: ...
+
+
+class CallObject(Protocol):
+    """What a reply needs of the call object that owns the call (``callobj.CallObject``,
+    which sits above this module)."""
+
+    _call: ClientCall | None
+    _event: Any
+    _outer: Any
 
 
 class Reply(NamedTuple):

@@ -7,19 +7,20 @@ import functools
 import itertools
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:
-    from .._core.sta import Unit
-    from .apartment import Apartment
-    from .runtime import Runtime
+from .._core.sta import Unit
 
 
 class Where(NamedTuple):
-    """What code running in an apartment needs to know about itself (immutable)."""
+    """What code running in an apartment needs to know about itself (immutable).
 
-    runtime: Runtime
-    apartment: Apartment
+    This module sits below every other of the runtime, so it names their classes in comments
+    only: ``runtime`` is a ``runtime.Runtime``, ``apartment`` an ``apartment.Apartment``.
+    """
+
+    runtime: Any
+    apartment: Any
     unit: Unit | None
     incoming: Any  # the incoming call being handled, or None
     causality_id: int | None
@@ -31,7 +32,7 @@ new_where: Callable[[tuple[Any, ...]], Where] = functools.partial(tuple.__new__,
 
 WHERE: contextvars.ContextVar[Where | None] = contextvars.ContextVar("comsim_where", default=None)
 #: the runtime entered by code outside any apartment (set by ``Runtime.__aenter__``)
-OUTER_RUNTIME: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+OUTER_RUNTIME: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "comsim_runtime", default=None
 )
 
@@ -50,16 +51,16 @@ def outside_thread_id() -> int:
     return tid
 
 
-def current_runtime() -> Runtime | None:
+def current_runtime() -> Any:
     w = WHERE.get()
     return w.runtime if w is not None else OUTER_RUNTIME.get()
 
 
 #: the runtimes entered and not yet closed, oldest first (``runtime_with_thread``)
-LIVE_RUNTIMES: list[Runtime] = []
+LIVE_RUNTIMES: list[Any] = []
 
 
-def runtime_with_thread(thread_id: int) -> Runtime | None:
+def runtime_with_thread(thread_id: int) -> Any:
     """R31: the runtime in which simulated thread ``thread_id`` has a pending outgoing call:
     the caller's own runtime first, then any live one (oldest first). This lets code on a
     plain OS thread, which knows no runtime, cancel an apartment thread's call."""

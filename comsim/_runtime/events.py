@@ -10,16 +10,16 @@ from .._core import hresult as hr
 from .._core import rules
 from .._core.event import EventState
 from .._core.hresult import COMError
-from .._objects import (
-    ISynchronize,
-    IUnknown,
-    _check_interface,
-)
 from . import futures
 from .context import (
     WHERE,
 )
 from .futures import call_in_loop
+from .objects import (
+    ISynchronize,
+    IUnknown,
+    _check_interface,
+)
 
 if TYPE_CHECKING:
     pass

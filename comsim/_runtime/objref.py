@@ -1,8 +1,10 @@
-"""Stubs, proxies, marshal data and the Global Interface Table (R6-R12, R17)."""
+"""Object references, marshal data, ``CoDisconnectObject`` and the Global Interface Table
+(R6-R11, R17)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._core import hresult as hr
@@ -10,186 +12,22 @@ from .._core import rules
 from .._core.check import BadArgumentType
 from .._core.constants import MSHLFLAGS
 from .._core.hresult import COMError
-from .._core.iface import MethodSpec
 from .._core.marshaldata import DataInput, GitEntry, MarshalData
 from .._core.stub import Connection, after_disconnect
-from .._objects import (
-    CoClass,
-    ICallFactory,
-    Interface,
-    IUnknown,
-    _check_interface,
-    home_apartment,
-    interfaces_of,
-)
 from . import wire
 from .context import WHERE
+from .objects import (
+    CoClass,
+    Interface,
+    _check_interface,
+    home_apartment,
+)
+from .proxy import Proxy, proxy_class
 from .server import fail_queued
+from .stubs import Stub, _stub_lock, stub_for
 
 if TYPE_CHECKING:
     from .apartment import Apartment
-    from .runtime import Runtime
-
-_stub_lock = threading.Lock()
-
-
-class Stub:
-    """The server-side end of an object's connections: one per exported object."""
-
-    __slots__ = ("apartment", "call_factory", "conn", "id", "interfaces", "obj", "running")
-
-    def __init__(self, obj: CoClass, apartment: Apartment) -> None:
-        self.id = apartment._rt._stub_ids.__next__()
-        self.obj = obj
-        self.apartment = apartment
-        self.conn = Connection.CONNECTED
-        self.running = 0
-        self.interfaces = interfaces_of(type(obj))
-        #: the object makes its own call objects: calls to it go through them (R26)
-        self.call_factory = isinstance(obj, ICallFactory)
-
-    def implements(self, iface: type[Interface]) -> bool:
-        return iface is IUnknown or iface in self.interfaces
-
-    def __repr__(self) -> str:
-        return f"<Stub {type(self.obj).__name__} in {self.apartment.name} {self.conn.value}>"
-
-
-def stub_for(obj: CoClass) -> Stub:
-    """The object's current stub; a new one after CoDisconnectObject (R17)."""
-    stub: Stub | None = obj.__dict__.get("_com_stub")
-    if stub is not None and stub.conn is Connection.CONNECTED:
-        return stub
-    apt = home_apartment(obj)
-    with _stub_lock:
-        stub = obj.__dict__.get("_com_stub")
-        if stub is None or stub.conn is not Connection.CONNECTED:
-            stub = Stub(obj, apt)
-            obj.__dict__["_com_stub"] = stub
-            apt._stubs[stub.id] = stub
-    return stub
-
-
-# --------------------------------------------------------------------------- proxies
-class _RefBox:
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 1
-
-
-class _NoSuchMethod(COMError, AttributeError):
-    """A method the proxy's interfaces do not declare: E_INVALIDARG (also an AttributeError)."""
-
-
-class Proxy:
-    """A reference to an object in another apartment, bound to the apartment that
-    unmarshalled it (R12). Calls through it are COM calls (R13)."""
-
-    _com_kind_ = "proxy"
-    _com_proxy_ifaces_: tuple[type[Interface], ...] = ()
-
-    def __init__(self, stub: Stub, apartment: Apartment, refs: _RefBox | None = None) -> None:
-        self._stub = stub
-        self._apartment = apartment
-        self._refs = refs or _RefBox()
-
-    def __repr__(self) -> str:
-        names = ",".join(i.__name__ for i in self._com_proxy_ifaces_)
-        return (f"<proxy {names} to {type(self._stub.obj).__name__} in "
-                f"{self._stub.apartment.name!r}, bound to {self._apartment.name!r}>")
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name.startswith("_com"):
-            raise AttributeError(name)
-        others = [i.__name__ for i in self._stub.interfaces if name in i._com_methods_]
-        hint = (f"; QueryInterface({others[0]}) first" if others else "")
-        raise _NoSuchMethod(
-            hr.E_INVALIDARG,
-            f"{'/'.join(i.__name__ for i in self._com_proxy_ifaces_)} declares no method "
-            f"{name!r}{hint}; nothing was sent",
-        )
-
-    def _check_use(self) -> Apartment:
-        w = WHERE.get()
-        current = w.apartment if w is not None else None
-        code = rules.check_proxy_use(current, self._apartment, self._apartment._accepting)
-        if code:
-            raise COMError(code, _use_text(code, self))
-        assert current is not None
-        return current
-
-    def QueryInterface(self, iface: type[Any]) -> Any:
-        """A proxy for another interface of the same object, sharing this one's count
-        (R25); ``ICallFactory`` gives the call factory (R19).
-
-        Raises:
-            COMError: R12's checks; E_NOINTERFACE when the object lacks ``iface``.
-        """
-        self._check_use()
-        iface = _check_interface(iface)
-        if iface is ICallFactory:
-            from .callobj import CallFactory
-
-            self._refs.count += 1
-            return CallFactory(self)
-        if not self._stub.implements(iface):
-            raise COMError(hr.E_NOINTERFACE,
-                           f"{type(self._stub.obj).__name__} does not implement {iface.__name__}")
-        self._refs.count += 1
-        if iface is IUnknown or iface in self._com_proxy_ifaces_:
-            return type(self)(self._stub, self._apartment, self._refs)
-        return proxy_class((iface,))(self._stub, self._apartment, self._refs)
-
-    def AddRef(self) -> int:
-        self._refs.count += 1
-        return self._refs.count
-
-    def Release(self) -> int:
-        """Always allowed (R12)."""
-        self._refs.count = max(0, self._refs.count - 1)
-        return self._refs.count
-
-
-def _use_text(code: int, proxy: Proxy) -> str:
-    if code == hr.CO_E_NOTINITIALIZED:
-        return "a proxy was used from code in no apartment; use it inside an apartment's run()"
-    if code == hr.CO_E_OBJNOTCONNECTED:
-        return (f"the proxy's apartment {proxy._apartment.name!r} has shut down; the proxy is "
-                "dead")
-    w = WHERE.get()
-    where = w.apartment.name if w is not None else "?"
-    return (f"a proxy bound to apartment {proxy._apartment.name!r} was used from {where!r}; "
-            "marshal it (marshal_interface or the GIT) to the apartment that needs it")
-
-
-_proxy_classes: dict[tuple[type[Interface], ...], type[Proxy]] = {}
-
-
-def proxy_class(ifaces: tuple[type[Interface], ...]) -> type[Proxy]:
-    cls = _proxy_classes.get(ifaces)
-    if cls is not None:
-        return cls
-    from .client import sync_call
-
-    ns: dict[str, Any] = {"_com_proxy_ifaces_": ifaces, "__slots__": ()}
-    for iface in reversed(ifaces):
-        for name, spec in iface._com_methods_.items():
-            ns[name] = _proxy_method(spec, sync_call)
-    bases: tuple[type, ...] = (Proxy, *[i for i in ifaces if i is not IUnknown])
-    cls = type("Proxy_" + "_".join(i.__name__ for i in ifaces), bases, ns)
-    _proxy_classes[ifaces] = cls
-    return cls
-
-
-def _proxy_method(spec: MethodSpec, sync_call: Any) -> Any:
-    def method(self: Proxy, *args: Any, **kwargs: Any) -> Any:
-        return sync_call(self, spec, args, kwargs)
-
-    method.__name__ = spec.name
-    method.__qualname__ = f"{spec.interface.__name__}.{spec.name}"
-    method.__doc__ = f"COM call {spec.interface.__name__}.{spec.name}{spec.signature}"
-    return method
 
 
 # --------------------------------------------------------------------------- references (R11)
@@ -368,8 +206,8 @@ def _check_cookie(api: str, cookie: Any) -> None:
 class GlobalInterfaceTable:
     """``rt.git``: interface pointers any apartment can get (R10)."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._rt = runtime
+    def __init__(self, cookies: Iterator[int]) -> None:
+        self._cookies = cookies  # the runtime's: cookies are unique within it
         self._entries: dict[int, tuple[Stub, type[Interface], GitEntry]] = {}
         self._lock = threading.Lock()
 
@@ -384,7 +222,7 @@ class GlobalInterfaceTable:
         iface = _check_interface(iface)
         stub = _target_stub(obj, iface, "RegisterInterfaceInGlobal")
         with self._lock:
-            cookie = next(self._rt._cookies)
+            cookie = next(self._cookies)
             self._entries[cookie] = (stub, iface, GitEntry())
         return cookie
 

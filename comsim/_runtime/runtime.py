@@ -43,6 +43,8 @@ from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .futures import call_in_loop
 from .hooks import HOOKS
 from .loop import ApartmentLoop
+from .objref import GlobalInterfaceTable
+from .vtloop import VirtualTimeLoop
 
 #: how often the deterministic pump lets everything else that is ready run before it delivers
 #: the next message: a seeded source of interleavings beside the choice of message
@@ -196,9 +198,7 @@ class Runtime:
         self._faults: list[tuple[str, str | None, Any, float]] = []
         self._background: list[asyncio.Task[Any]] = []
         self._rng = random.Random(seed)
-        from .objref import GlobalInterfaceTable
-
-        self.git = GlobalInterfaceTable(self)
+        self.git = GlobalInterfaceTable(self._cookies)
 
     # ---------------------------------------------------------------- context manager
     async def __aenter__(self) -> Runtime:
@@ -208,8 +208,6 @@ class Runtime:
         loop = asyncio.get_running_loop()
         self._host_loop = loop
         if self.deterministic:
-            from ..testing._loop import VirtualTimeLoop
-
             if not isinstance(loop, VirtualTimeLoop):
                 raise RuntimeError(
                     "Runtime(deterministic=True) needs comsim's virtual-time loop: run the "

@@ -17,10 +17,6 @@ from .._core.constants import INFINITE, SERVERCALL_ISHANDLED
 from .._core.hresult import COMError
 from .._core.sta import Unit, UnitKind
 from .._core.stub import Connection, after_disconnect
-from .._objects import (
-    ICallFactory,
-    async_interface,
-)
 from . import trace
 from .client import ClientCall, Reply, _new_reply, on_reply
 from .context import (
@@ -29,11 +25,15 @@ from .context import (
 )
 from .events import ManualResetEvent
 from .futures import resume
+from .objects import (
+    ICallFactory,
+    async_interface,
+)
+from .stubs import Stub
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
-    from .objref import Stub
 
 
 _scope_class: type[anyio.CancelScope] | None = None

@@ -1,54 +1,12 @@
-"""``VirtualTimeLoop``: an asyncio loop whose clock jumps when nothing is ready to run."""
+"""``wait_all_tasks_blocked``, and the virtual-time loop the deterministic runtime runs on."""
 
 from __future__ import annotations
 
 import asyncio
-import selectors
-from typing import Any
 
-from .._runtime.loop import BusyLoopSelector
+from .._runtime.vtloop import VirtualTimeLoop, all_tasks_blocked
 
-
-class _VirtualSelector(BusyLoopSelector):
-    """An apartment loop's selector (it polls lazily while callbacks are ready) that never
-    blocks while a timer is pending: it moves the clock instead."""
-
-    def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
-        super().__init__(real)
-        self._loop = loop
-
-    def select(self, timeout: float | None = None
-               ) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is None or timeout <= 0:
-            # nothing scheduled: wait for real (another thread may post); or callbacks are
-            # ready: poll now and then
-            return super().select(timeout)
-        self._turns = 0
-        events = self._real.select(0)
-        if events:
-            return events
-        loop = self._loop
-        scheduled = loop._scheduled  # type: ignore[attr-defined]
-        target = scheduled[0]._when if scheduled else loop._vtime + timeout
-        if target > loop._vtime:
-            loop._vtime = target
-        return events
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop in virtual time: ``time()`` starts at 0 and advances only when nothing is
-    ready to run, jumping straight to the next deadline. Real I/O and thread wake-ups still work;
-    a loop with nothing scheduled at all waits for them for real."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._vtime = 0.0
-        real: Any = self._selector  # type: ignore[has-type]
-        self._selector = _VirtualSelector(real, self)
-        self._clock_resolution = 1e-9
-
-    def time(self) -> float:
-        return self._vtime
+__all__ = ["VirtualTimeLoop", "wait_all_tasks_blocked"]
 
 
 async def wait_all_tasks_blocked() -> None:
@@ -65,5 +23,5 @@ async def wait_all_tasks_blocked() -> None:
                            "(comsim.testing.run, or the deterministic runtime's tests)")
     while True:
         await asyncio.sleep(0)
-        if not loop._ready:  # type: ignore[attr-defined]
+        if all_tasks_blocked(loop):
             return

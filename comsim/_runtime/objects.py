@@ -7,15 +7,15 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._core import hresult as hr
-from ._core import rules
-from ._core.check import BadArgumentType, BadArgumentValue
-from ._core.hresult import COMError
-from ._core.iface import MethodSpec, collect_methods
-from ._runtime.context import WHERE
+from .._core import hresult as hr
+from .._core import rules
+from .._core.check import BadArgumentType, BadArgumentValue
+from .._core.hresult import COMError
+from .._core.iface import MethodSpec, collect_methods
+from .context import WHERE
 
 if TYPE_CHECKING:
-    from ._runtime.apartment import Apartment
+    from .apartment import Apartment
 
 T = TypeVar("T")
 
