@@ -41,7 +41,7 @@ from .boundary import call_hook
 from .context import WHERE, Where
 from .futures import settle
 from .hooks import HOOKS
-from .loop import ApartmentLoop
+from .transport import Transport
 
 #: the classes of the modules above this one, named here for the reader: a call is a
 #: ``client.ClientCall``, a stub a ``stubs.Stub``, the runtime a ``runtime.Runtime``
@@ -82,6 +82,7 @@ class Apartment:
         self.name = name
         self.type = kind
         self._rt = runtime
+        self._transport: Transport = runtime._transport
         #: the STA's simulated thread id (R31); the MTA gives each unit its own
         self.thread_id = thread_id
         self._sched: StaScheduler | None = StaScheduler() if kind.is_sta else None
@@ -101,6 +102,7 @@ class Apartment:
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         #: a new future of the loop (``loop.create_future`` without its Python frame)
         self._new_future: Callable[[], asyncio.Future[Any]] = None  # type: ignore[assignment]
+        #: the threaded transport wakes the loop with it to take in the inbox
         self._wake: Callable[[], Any] = None  # type: ignore[assignment]
         self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
         self._thread: threading.Thread | None = None
@@ -115,16 +117,11 @@ class Apartment:
         return f"<Apartment {self.name!r} {self.type.value} {state}>"
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The apartment runs on ``loop``, which runs on the calling thread."""
+        """The apartment runs on ``loop``, which runs on the calling thread (the transport's
+        ``start`` calls this)."""
         self._loop = loop
         self._ident = threading.get_ident()
         self._new_future = functools.partial(asyncio.Future, loop=loop)
-        #: wake the loop from another thread to take in the inbox
-        if isinstance(loop, ApartmentLoop):
-            self._wake = loop.waker(self._drain, self._ctx0)
-        else:
-            self._wake = functools.partial(loop.call_soon_threadsafe, self._drain,
-                                           context=self._ctx0)
 
     @property
     def alive(self) -> bool:
@@ -133,56 +130,9 @@ class Apartment:
 
     # ------------------------------------------------------------------ transport
     def _post(self, fn: Callable[..., Any], *args: Any) -> bool:
-        """Deliver ``fn(*args)`` in this apartment's loop. False if it no longer takes messages.
-
-        Threaded runtime: a message from another thread goes into the apartment's inbox (a
-        deque: appends and pops need no lock), then the loop is woken to take it in. No message
-        is taken once shutdown has begun (R18): a message that went in while shutdown began is
-        taken back, unless the teardown, which takes in the inbox first (``_begin_teardown``),
-        has it already. No lock is held across the wake-up: the woken thread would run straight
-        into it, and on one core that costs two more thread switches per message.
-
-        Messages to one apartment are taken in in the order they entered its inbox. As in COM,
-        nothing orders them against other channels (an event's ``Signal``, a ``run`` result).
-        A message that wakes a task (a request for an idle server task, a reply for its caller)
-        lets that task go on in the turn that takes the message in (``futures.resume``).
-        """
-        rt = self._rt
-        if rt._det is not None:
-            return rt._det.post(self, fn, args)
-        if not self._accepting:
-            return False
-        if threading.get_ident() == self._ident:
-            # from the loop's own thread: the message runs in a later turn of this loop, which
-            # lasts until the teardown (itself run here) has ended; its handler sees `_closing`
-            self._loop.call_soon(fn, *args, context=self._ctx0)
-            return True
-        message = (fn, args)
-        inbox = self._inbox
-        inbox.append(message)
-        if not self._accepting:  # shutdown began meanwhile
-            try:
-                inbox.remove(message)
-            except ValueError:
-                return True  # the teardown has taken it in
-            return False
-        try:
-            self._wake()
-        except RuntimeError:
-            pass  # the loop has closed: its teardown took the message in
-        return True
-
-    def _drain(self) -> None:
-        """Take in the messages of the inbox, in the order they were posted (each post wakes
-        the loop once; a wake-up may find its message taken in by an earlier one)."""
-        inbox = self._inbox
-        while inbox:
-            fn, args = inbox.popleft()
-            try:
-                fn(*args)
-            except BaseException as exc:  # a bug in comsim: report it, and take in the rest
-                self._loop.call_exception_handler(
-                    {"message": f"comsim: message {fn!r} failed in {self!r}", "exception": exc})
+        """Deliver ``fn(*args)`` in this apartment's loop, through the runtime's transport
+        (``transport``). False if it no longer takes messages (R18)."""
+        return self._transport.post(self, fn, args)
 
     def _spawn(self, coro: Any, payload: tuple[ClientCall, Unit | None] | _Job
                ) -> asyncio.Task[Any]:
@@ -492,10 +442,7 @@ class Apartment:
                 return
             self._closed_waiters.append((loop, done))
         if first:
-            if rt._det is not None:
-                self._loop.call_soon(self._begin_teardown, context=self._ctx0)
-            else:
-                self._loop.call_soon_threadsafe(self._begin_teardown, context=self._ctx0)
+            self._transport.run_soon(self, self._begin_teardown)
         w = WHERE.get()
         if w is not None and w.apartment is self:
             return  # shutting down from inside: the teardown cancels this very task
@@ -504,7 +451,7 @@ class Apartment:
             self._thread.join()
 
     def _begin_teardown(self) -> None:
-        self._drain()  # what was posted before shutdown began is taken in (R18)
+        self._transport.take_in(self)  # what was posted before shutdown began (R18)
         self._closing = True
         self._teardown_task = self._loop.create_task(self._teardown(),
                                                       context=contextvars.Context())
@@ -533,5 +480,4 @@ class Apartment:
             waiters, self._closed_waiters = self._closed_waiters, []
         for loop, fut in waiters:
             self._rt._send_to_loop(loop, settle, fut, None)
-        if self._thread is not None:
-            self._loop.stop()
+        self._transport.stop(self)

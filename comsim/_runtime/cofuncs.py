@@ -17,7 +17,7 @@ from .context import (
     outside_thread_id,
     runtime_with_thread,
 )
-from .futures import call_in_loop, settle
+from .futures import settle
 
 if TYPE_CHECKING:
     pass
@@ -97,12 +97,14 @@ async def CoCancelCall(thread_id: int, seconds: float) -> int:
     loop = asyncio.get_running_loop()
     result: asyncio.Future[Any] = loop.create_future()
 
+    to_loop = rt._transport.to_loop  # the answer goes back through the transport
+
     def begin() -> None:
         r = start_cancel(call, timeout)
         if isinstance(r, int):
-            call_in_loop(loop, settle, result, r)
+            to_loop(loop, settle, (result, r))
         else:
-            r.add_done_callback(lambda f: call_in_loop(loop, settle, result, f.result()))
+            r.add_done_callback(lambda f: to_loop(loop, settle, (result, f.result())))
 
     if not client._post(begin):
         return hr.RPC_E_CALL_COMPLETE

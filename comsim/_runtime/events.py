@@ -13,6 +13,7 @@ from .._core.hresult import COMError
 from . import futures
 from .context import (
     WHERE,
+    current_runtime,
 )
 from .futures import call_in_loop
 from .objects import (
@@ -55,8 +56,16 @@ class _Event(ISynchronize):
         """Set the event, waking waiters (one, for an auto-reset event)."""
         with self._lock:
             wake = self._state.signal()
-        for loop, fut in wake:
-            call_in_loop(loop, _wake_future, fut, self)
+        for loop, fut, apartment, transport in wake:
+            # through the transport (the seed and latency govern it): to the waiter's
+            # apartment, or to its loop when it waits outside any
+            if apartment is not None:
+                if transport.signal(apartment, _wake_future, (fut, self)):
+                    continue
+            elif transport is not None:
+                transport.to_loop(loop, _wake_future, (fut, self))
+                continue
+            call_in_loop(loop, _wake_future, fut, self)  # no runtime, or the apartment is gone
         return hr.S_OK
 
     def Reset(self) -> int:
@@ -85,9 +94,11 @@ class _Event(ISynchronize):
             if timeout == 0:
                 return hr.RPC_S_CALLPENDING
             fut: asyncio.Future[Any] = loop.create_future()
-            entry = (loop, fut)
+            w = WHERE.get()
+            rt = w.runtime if w is not None else current_runtime()
+            entry = (loop, fut, w.apartment if w is not None else None,
+                     rt._transport if rt is not None else None)
             self._state.add_waiter(entry)
-        w = WHERE.get()
         try:
             if w is not None:
                 ok = await w.apartment.com_wait(fut, timeout=timeout)

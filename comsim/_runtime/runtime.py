@@ -1,10 +1,8 @@
-"""``Runtime``: one simulated process; its apartments, ids and the two ways to move messages.
+"""``Runtime``: one simulated process; its apartments, ids, fault injection, and the transport
+that moves its messages (``transport``: threaded or deterministic).
 
-Threaded (default): every STA and the MTA is an OS thread running its own asyncio loop
-(``loop.ApartmentLoop``); a message goes into the target apartment's inbox and wakes its loop
-(``Apartment._post``). Deterministic: every apartment lives on the
-caller's loop (a ``comsim.testing.VirtualTimeLoop``) and a seeded pump picks which pending
-message is delivered next.
+This module is also the composition root: it binds the layers that message each other
+(``hooks``).
 """
 
 from __future__ import annotations
@@ -12,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-import math
 import os
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,96 +27,19 @@ from .._core.check import (
     check_name,
     check_probability,
     check_seconds,
-    is_number,
 )
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.rules import CancelCounter
-from . import client, server, trace
+from . import client, server
 from .apartment import Apartment
-from .boundary import call_hook
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
-from .futures import call_in_loop
+from .deterministic import DeterministicTransport
 from .hooks import HOOKS
-from .loop import ApartmentLoop
 from .objref import GlobalInterfaceTable
+from .threaded import ThreadedTransport
+from .transport import Transport
 from .vtloop import VirtualTimeLoop
-
-#: how often the deterministic pump lets everything else that is ready run before it delivers
-#: the next message: a seeded source of interleavings beside the choice of message
-DEFER_PROBABILITY = 0.25
-
-
-class _Pump:
-    """The deterministic runtime's message delivery: a seeded choice among pending messages."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int | None) -> None:
-        self.loop = loop
-        self.rng = random.Random(seed)
-        self.pending: list[tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...]]] = []
-        self.scheduled = False
-        self.ctx = contextvars.Context()  # the pump's own callbacks
-        self.host_ctx = contextvars.Context()  # messages to code outside any apartment
-        #: per-apartment-pair latency: (sender name or None, target name) -> seconds or callable
-        self.latency: dict[tuple[str | None, str | None], Any] = {}
-
-    def post(self, apt: Apartment | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-        if apt is not None and not apt._accepting:
-            return False
-        ctx = apt._ctx0 if apt is not None else self.host_ctx
-        delay = self._delay(apt)
-        if delay:
-            self.loop.call_later(delay, self._enqueue, ctx, fn, args, context=self.ctx)
-        else:
-            self._enqueue(ctx, fn, args)
-        return True
-
-    def _delay(self, target: Apartment | None) -> float:
-        if not self.latency:
-            return 0.0
-        from .context import WHERE
-
-        w = WHERE.get()
-        src = w.apartment.name if w is not None else None
-        dst = target.name if target is not None else None
-        spec = self.latency.get((src, dst), self.latency.get((None, dst),
-                                                             self.latency.get((None, None))))
-        if spec is None:
-            return 0.0
-        if not callable(spec):
-            return float(spec)
-        # the user's latency function: a failure or a bad value is traced, and means no delay
-        delay = call_hook("latency.error", {"target": dst}, 0.0, spec, self.rng)
-        if is_number(delay) and 0 <= delay < math.inf:
-            return float(delay)
-        trace.emit("latency.error", target=dst, exc=f"bad delay {delay!r}")
-        return 0.0
-
-    def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
-                 args: tuple[Any, ...]) -> None:
-        self.pending.append((ctx, fn, args))
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self._deliver, context=self.ctx)
-
-    def _deliver(self) -> None:
-        self.scheduled = False
-        if not self.pending:
-            return
-        # sometimes let everything else that is ready run first: a seeded interleaving
-        if self.rng.random() < DEFER_PROBABILITY:
-            self.scheduled = True
-            self.loop.call_soon(self._deliver, context=self.ctx)
-            return
-        n = len(self.pending)
-        ctx, fn, args = self.pending.pop(self.rng.randrange(n) if n > 1 else 0)
-        try:
-            ctx.run(fn, *args)
-        finally:
-            if self.pending and not self.scheduled:
-                self.scheduled = True
-                self.loop.call_soon(self._deliver, context=self.ctx)
-
 
 # the composition root: the layers that message each other, bound once (``hooks``)
 HOOKS.on_request = server.on_request
@@ -128,14 +47,6 @@ HOOKS.on_cancel = server.on_cancel
 HOOKS.dispatch = server.dispatch
 HOOKS.answer = server.reply_now
 HOOKS.cancel_outgoing = client.cancel_outgoing
-
-
-def _new_apartment_loop() -> asyncio.AbstractEventLoop:
-    """A threaded apartment's loop (``ApartmentLoop``). On Windows, the platform's default
-    loop (a proactor, which has no selector to wrap)."""
-    if sys.platform == "win32":  # pragma: no cover - tests run on Linux
-        return asyncio.new_event_loop()
-    return ApartmentLoop()
 
 
 def _check_options(deterministic: object, seed: object, cpu: object) -> None:
@@ -178,7 +89,9 @@ class Runtime:
         #: the cross-core wake-up, which dominates call latency on many machines.
         self.cpu = cpu
         self._lock = threading.Lock()
-        self._det: _Pump | None = None
+        #: moves every message (``transport``); the threaded one until a deterministic
+        #: runtime is entered on its virtual-time loop
+        self._transport: Transport = ThreadedTransport(cpu)
         self._closing = False
         self._entered = False
         self._apartments: dict[str, Apartment] = {}
@@ -213,9 +126,10 @@ class Runtime:
                     "Runtime(deterministic=True) needs comsim's virtual-time loop: run the "
                     "program with comsim.testing.run(main)"
                 )
-            self._det = _Pump(loop, self.seed)
-            self._rng = self._det.rng
-            self._now = loop.time
+            det = DeterministicTransport(loop, self.seed)
+            self._transport = det
+            self._rng = det.rng
+            self._now = det.now
         self._t0 = self._now()
         self._mta = await self._create("MTA", ApartmentType.MTA)
         self._token = OUTER_RUNTIME.set(self)
@@ -282,57 +196,12 @@ class Runtime:
         tid = self._new_thread_id() if kind.is_sta else 0
         apt = Apartment(self, name, kind, tid)
         self._apartments[name] = apt
-        if self._det is not None:
-            apt._attach(self._det.loop)
-        else:
-            self._start_thread(apt)
+        try:
+            self._transport.start(apt)
+        except BaseException:
+            del self._apartments[name]
+            raise
         return apt
-
-    def _start_thread(self, apt: Apartment) -> None:
-        ready = threading.Event()
-        failed: list[BaseException] = []
-
-        def main() -> None:
-            try:
-                if self.cpu is not None and hasattr(os, "sched_setaffinity"):
-                    os.sched_setaffinity(0, {self.cpu})  # this thread only
-                loop = _new_apartment_loop()
-                asyncio.set_event_loop(loop)
-                apt._attach(loop)
-            except BaseException as exc:  # the apartment cannot start: the creator is told
-                failed.append(exc)
-                return
-            finally:
-                ready.set()
-            try:
-                while True:
-                    try:
-                        loop.run_forever()
-                        break  # stopped by the teardown
-                    except BaseException as exc:  # last resort: nothing ends the loop early
-                        loop.call_exception_handler({
-                            "message": f"comsim: {exc!r} escaped into {apt!r}'s loop",
-                            "exception": exc})
-            finally:
-                try:
-                    pending = asyncio.all_tasks(loop)
-                    for t in pending:
-                        t.cancel()
-                    if pending:
-                        loop.run_until_complete(asyncio.wait(pending))
-                    loop.run_until_complete(loop.shutdown_asyncgens())
-                finally:
-                    asyncio.set_event_loop(None)
-                    loop.close()
-
-        thread = threading.Thread(target=main, name=f"comsim-{apt.name}", daemon=True)
-        apt._thread = thread
-        thread.start()
-        ready.wait()
-        if failed:
-            thread.join()
-            del self._apartments[apt.name]
-            raise failed[0]
 
     # ---------------------------------------------------------------- ids and time
 
@@ -342,11 +211,9 @@ class Runtime:
     # ---------------------------------------------------------------- moving things
     def _send_to_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
                       *args: Any) -> None:
-        """Run ``fn(*args)`` on ``loop`` (any thread); dropped if that loop is closed."""
-        if self._det is not None and loop is self._det.loop:
-            self._det.post(None, fn, args)
-        else:
-            call_in_loop(loop, fn, *args)
+        """Run ``fn(*args)`` on ``loop`` (any thread), through the transport; dropped if that
+        loop is closed."""
+        self._transport.to_loop(loop, fn, args)
 
     # ---------------------------------------------------------------- fault injection
     def set_latency(self, seconds: float | Callable[[random.Random], float], *,
@@ -362,14 +229,15 @@ class Runtime:
                 function that raises or gives a bad delay is traced (``latency.error``) and
                 delays nothing.
         """
-        if self._det is None:
+        transport = self._transport
+        if not isinstance(transport, DeterministicTransport):
             raise RuntimeError("latency injection needs Runtime(deterministic=True)")
         if not callable(seconds):
             check_seconds("set_latency", "seconds", seconds)
         for what, name in (("source", source), ("target", target)):
             if name is not None:
                 check_name("set_latency", what, name)
-        self._det.latency[(source, target)] = seconds
+        transport.latency[(source, target)] = seconds
 
     def inject_fault(self, method: str, error: int | BaseException, *,
                      apartment: str | None = None, probability: float = 1.0) -> None:

@@ -1,0 +1,163 @@
+"""The threaded transport: every apartment is an OS thread running its own loop.
+
+A message from another thread goes into the target apartment's inbox (a deque: appends and
+pops need no lock), then the loop is woken to take it in. No message is taken once shutdown has
+begun (R18): a message that went in while shutdown began is taken back, unless the teardown,
+which takes in the inbox first (``take_in``), has it already. No lock is held across the
+wake-up: the woken thread would run straight into it, and on one core that costs two more
+thread switches per message.
+
+Messages to one apartment are taken in in the order they entered its inbox. As in COM, nothing
+orders them against other channels (an event's ``Signal``, a ``run`` result). A message that
+wakes a task (a request for an idle server task, a reply for its caller) lets that task go on
+in the turn that takes the message in (``futures.resume``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .futures import call_in_loop
+from .loop import ApartmentLoop
+
+
+def _new_apartment_loop() -> asyncio.AbstractEventLoop:
+    """A threaded apartment's loop (``ApartmentLoop``). On Windows, the platform's default
+    loop (a proactor, which has no selector to wrap)."""
+    if sys.platform == "win32":  # pragma: no cover - tests run on Linux
+        return asyncio.new_event_loop()
+    return ApartmentLoop()
+
+
+def _drain(apt: Any) -> None:
+    """Take in the messages of ``apt``'s inbox, in the order they were posted (each post wakes
+    the loop once; a wake-up may find its message taken in by an earlier one)."""
+    inbox = apt._inbox
+    while inbox:
+        fn, args = inbox.popleft()
+        try:
+            fn(*args)
+        except BaseException as exc:  # a bug in comsim: report it, and take in the rest
+            apt._loop.call_exception_handler(
+                {"message": f"comsim: message {fn!r} failed in {apt!r}", "exception": exc})
+
+
+class ThreadedTransport:
+    """``transport.Transport`` over threads. ``cpu``: on Linux, every apartment thread runs on
+    that one CPU."""
+
+    deterministic = False
+
+    def __init__(self, cpu: int | None = None) -> None:
+        self.cpu = cpu
+        self.now: Callable[[], float] = time.monotonic
+
+    # ------------------------------------------------------------------ apartments
+    def start(self, apartment: Any) -> None:
+        """Start ``apartment``'s thread and wait until its loop runs.
+
+        Raises:
+            Whatever stopped the thread from starting its loop (``OSError`` for a CPU the
+            process may not use, say), at once: nothing is left running.
+        """
+        ready = threading.Event()
+        failed: list[BaseException] = []
+        cpu = self.cpu
+
+        def main() -> None:
+            try:
+                if cpu is not None and hasattr(os, "sched_setaffinity"):
+                    os.sched_setaffinity(0, {cpu})  # this thread only
+                loop = _new_apartment_loop()
+                asyncio.set_event_loop(loop)
+                apartment._attach(loop)
+                if isinstance(loop, ApartmentLoop):
+                    apartment._wake = loop.waker(functools.partial(_drain, apartment),
+                                                 apartment._ctx0)
+                else:
+                    apartment._wake = functools.partial(
+                        loop.call_soon_threadsafe, _drain, apartment, context=apartment._ctx0)
+            except BaseException as exc:  # the apartment cannot start: the creator is told
+                failed.append(exc)
+                return
+            finally:
+                ready.set()
+            _run(loop, apartment)
+
+        thread = threading.Thread(target=main, name=f"comsim-{apartment.name}", daemon=True)
+        apartment._thread = thread
+        thread.start()
+        ready.wait()
+        if failed:
+            thread.join()
+            raise failed[0]
+
+    def post(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+        if not apt._accepting:
+            return False
+        if threading.get_ident() == apt._ident:
+            # from the loop's own thread: the message runs in a later turn of this loop, which
+            # lasts until the teardown (itself run here) has ended; its handler sees `_closing`
+            apt._loop.call_soon(fn, *args, context=apt._ctx0)
+            return True
+        message = (fn, args)
+        inbox = apt._inbox
+        inbox.append(message)
+        if not apt._accepting:  # shutdown began meanwhile
+            try:
+                inbox.remove(message)
+            except ValueError:
+                return True  # the teardown has taken it in
+            return False
+        try:
+            apt._wake()
+        except RuntimeError:
+            pass  # the loop has closed: its teardown took the message in
+        return True
+
+    def signal(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+        return self.post(apt, fn, args)
+
+    def to_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
+                args: tuple[Any, ...]) -> None:
+        call_in_loop(loop, fn, *args)
+
+    def run_soon(self, apartment: Any, fn: Callable[[], Any]) -> None:
+        apartment._loop.call_soon_threadsafe(fn, context=apartment._ctx0)
+
+    def take_in(self, apartment: Any) -> None:
+        _drain(apartment)
+
+    def stop(self, apartment: Any) -> None:
+        apartment._loop.stop()
+
+
+def _run(loop: asyncio.AbstractEventLoop, apartment: Any) -> None:
+    """Run an apartment's loop until its teardown stops it, then close it."""
+    try:
+        while True:
+            try:
+                loop.run_forever()
+                break  # stopped by the teardown
+            except BaseException as exc:  # last resort: nothing ends the loop early
+                loop.call_exception_handler({
+                    "message": f"comsim: {exc!r} escaped into {apartment!r}'s loop",
+                    "exception": exc})
+    finally:
+        try:
+            pending = asyncio.all_tasks(loop)
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
