@@ -438,17 +438,21 @@ class Apartment:
         with rt._lock:
             first = self._accepting
             self._accepting = False
-            if self._closed:
-                return
-            self._closed_waiters.append((loop, done))
+            closed = self._closed
+            if not closed:
+                self._closed_waiters.append((loop, done))
         if first:
             self._transport.run_soon(self, self._begin_teardown)
         w = WHERE.get()
         if w is not None and w.apartment is self:
             return  # shutting down from inside: the teardown cancels this very task
-        await done
-        if self._thread is not None:
-            self._thread.join()
+        if not closed:
+            await done
+        # joined even when the teardown ended before this call (an apartment that shut itself
+        # down): its thread may still be closing its loop (R18: no thread left behind)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def _begin_teardown(self) -> None:
         self._transport.take_in(self)  # what was posted before shutdown began (R18)

@@ -204,17 +204,8 @@ def _trace_dropped(call: ClientCall, reply: Reply, why: str) -> None:
 def _ended(call: ClientCall, cancelled: bool) -> None:
     """The call has ended: signal the call object's event, then ``outer.Signal()`` (R23,
     R24), then wake whoever waits for the call (also if a signal or the trace raised)."""
-    if call.grace_handle is not None:
-        call.grace_handle.cancel()
-        call.grace_handle = None
     try:
-        cws = call.cancel_waiters
-        if cws is not None:
-            call.cancel_waiters = None
-            status = hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE
-            for fut in cws:
-                if not fut.done():
-                    fut.set_result(status)
+        _end_grace(call, hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE)
         if cancelled:
             with call.client._rt._lock:
                 assert call.report is not None  # a call ends cancelled only after start_cancel
@@ -386,6 +377,22 @@ def _abandon(call: ClientCall) -> None:
         start_cancel(call, 0.0)
     else:  # not cancellable, or the caller's apartment is shutting down (R18: abandoned)
         call.machine.step(Input.RELEASE)
+        # a Cancel or CoCancelCall waiting out its grace period learns that the call has
+        # ended: it will get no reply now (R18: nothing hangs)
+        _end_grace(call, hr.RPC_E_CALL_COMPLETE)
+
+
+def _end_grace(call: ClientCall, status: int) -> None:
+    """End the grace period of a cancel in progress: its waiters get ``status``."""
+    if call.grace_handle is not None:
+        call.grace_handle.cancel()
+        call.grace_handle = None
+    cws = call.cancel_waiters
+    if cws is not None:
+        call.cancel_waiters = None
+        for fut in cws:
+            if not fut.done():
+                fut.set_result(status)
 
 
 async def _retry(apt: Apartment, call: ClientCall) -> bool:

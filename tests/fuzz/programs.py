@@ -1,0 +1,1002 @@
+"""Random COM programs for comsim: a generator, an interpreter for both runtimes and the
+invariants every program must keep.
+
+A program is plain data drawn from ``random.Random(seed)``: 2-4 STAs and the MTA, one server
+object (``Node``) in each, with a cancel policy per apartment ("interrupt" or "cooperative",
+R30), a message filter on some STAs that rejects some incoming calls and retries or gives up
+(R16), ``CoEnableCallCancellation`` on some STA threads (R31), maybe an STA shut down at a
+chosen moment (R18), and a few client units (``Apartment.run``, R2), each a list of actions:
+
+- a synchronous call (R13), sometimes under ``anyio.move_on_after`` (task cancellation, R32);
+- an asynchronous call (R19-R22): ``CreateCall(AsyncINode[, outer])``, ``Begin_Op``, sometimes
+  a second ``Begin_Op`` that must fail with ``RPC_E_CALL_PENDING`` (R21), sometimes
+  ``ICancelMethodCalls.Cancel(t)`` (R27, R28), then ``Finish_Op`` (sometimes under a cancel
+  scope, R32) or ``Release`` without ``Finish_`` (R25);
+- ``CoCancelCall(thread of an STA, t)`` (R31);
+- a sleep.
+
+Each call carries a server plan that ``Node.Op`` interprets in the server apartment: sleeps
+(simulated work; virtual time on the deterministic runtime), shielded sleeps, ``CoTestCancel``
+polls (R30), nested synchronous calls to other apartments, calls back into the caller
+included (re-entrancy, R2, R15), ``CoDisconnectObject`` of itself (R17), and raising
+``COMError(hr)`` or a plain exception (R14). A nested call's failure may be re-raised to the
+caller (propagated) or swallowed.
+
+Every call, top level or nested, has an op id; the interpreter logs each op's outcome once.
+From the program alone the checker derives which outcomes COM-RULES allows for each op (see
+``_analyse``), and checks: exactly one outcome per op that started, every top-level op of a
+unit that ended normally started, values are the server's, HRESULTs are allowed ones,
+second ``Begin_`` gives ``RPC_E_CALL_PENDING``, ``Cancel`` gives S_OK (then ``Finish_`` fails
+with ``RPC_E_CALL_CANCELED``) or ``RPC_E_CALL_COMPLETE``, ``outer.Signal()`` exactly once per
+finished call and on the caller's apartment (R24), no hang (a virtual-time bound inside and a
+real-time watchdog outside), no ``comsim-*`` thread and no task left after the runtime, and on
+the deterministic runtime the same seed gives the same trace and outcomes.
+
+``run_program(seed, runtime)`` runs one program; ``check_many(seeds, runtime)`` many;
+``describe(program)`` prints one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+import comsim
+from comsim import hresult as hr
+from comsim.testing import VirtualTimeLoop, capture_trace
+
+APP_CODE = -2147220991  # 0x80040201, an application's own failure code
+APP_ERRORS = (hr.E_FAIL, hr.E_INVALIDARG, APP_CODE)
+SLEEPS = (0.0, 0.0, 0.001, 0.003, 0.01, 0.02)
+GONE = frozenset({hr.RPC_E_DISCONNECTED, hr.CO_E_OBJNOTCONNECTED})
+#: a program's bound: virtual seconds (deterministic) / real seconds (threaded), inside it
+VIRTUAL_LIMIT = 300.0
+REAL_LIMIT = 6.0
+#: the watchdog outside: real seconds after which a program's loop is stopped
+WATCHDOG = {"deterministic": 6.0, "threaded": 12.0}
+
+
+def expected(op: int) -> int:
+    """What the server's Op returns for tag ``op``."""
+    return op * 3 + 1
+
+
+# =========================================================================== the program
+@dataclass
+class CallSpec:
+    """One call: a unit's, or one a server method makes (nested, ``parent`` set)."""
+
+    op: int
+    kind: str  # "sync" | "async"
+    caller: int  # apartment index of the calling code
+    target: int
+    plan: list[tuple[Any, ...]]  # server steps; nested calls as ("call", CallSpec, propagate)
+    parent: int | None = None
+    unit: int | None = None
+    scope: float | None = None  # sync: move_on_after around the call; async: around Finish_
+    cancel: float | None = None  # async: Cancel(t) before Finish_
+    cancel_delay: float = 0.0
+    release: bool = False  # async: Release without Finish_
+    second_begin: str | None = None  # "after_begin" | "after_cancel"
+    outer: bool = False
+    # --- derived by _analyse
+    told: bool = False  # the server may learn of a cancel (CoTestCancel, interrupt)
+    allowed: set[int] = field(default_factory=set)  # failure HRESULTs allowed
+    may_cancelled: bool = False  # the calling task may be cancelled (CancelledError)
+    propagated_canceled: bool = False  # RPC_E_CALL_CANCELED may come from a nested call
+    orphan: bool = False  # an ancestor's caller may stop waiting: the runtime's exit (R18)
+    #                       may then meet this call in flight, or before it starts
+
+    def wire(self) -> list[tuple[Any, ...]]:
+        """The plan as plain tuples, as it travels in the call (R11)."""
+        out: list[tuple[Any, ...]] = []
+        for step in self.plan:
+            if step[0] == "call":
+                child, propagate = step[1], step[2]
+                out.append(("call", child.op, child.target, child.wire(), propagate))
+            else:
+                out.append(step)
+        return out
+
+
+@dataclass
+class UnitSpec:
+    index: int
+    apt: int
+    enable: bool  # MTA unit: CoEnableCallCancellation first
+    #: ("call", CallSpec) | ("sleep", t) | ("cocancel", op, sta, seconds, delay)
+    actions: list[tuple[Any, ...]]
+    delay: float = 0.0  # the unit is sent to its apartment this late
+    deadline: float | None = None  # its caller cancels Apartment.run after this long (R32)
+
+
+@dataclass
+class Program:
+    seed: int
+    n_sta: int
+    policies: list[str]  # per apartment index; the MTA is index n_sta
+    filters: dict[int, tuple[float, tuple[int, ...]]]  # sta -> (reject probability, retry answers)
+    enabled: set[int]  # STAs whose thread called CoEnableCallCancellation
+    units: list[UnitSpec]
+    shutdown: tuple[int, float] | None
+    calls: dict[int, CallSpec]
+    cocancels: dict[int, int]  # op -> target sta
+    disconnects: set[int]  # apartments whose object may CoDisconnectObject itself
+    dying: set[int] = field(default_factory=set)  # STAs that may shut down (R18)
+
+    @property
+    def mta(self) -> int:
+        return self.n_sta
+
+    def name(self, i: int) -> str:
+        return "MTA" if i == self.n_sta else f"s{i}"
+
+
+def generate(seed: int, *, cancellation: bool = True) -> Program:
+    """A random program from ``seed``. ``cancellation=False`` leaves out every cancel (scopes,
+    Cancel, CoCancelCall); shutdowns and disconnects stay."""
+    rng = random.Random(seed)
+    n_sta = rng.randint(2, 4)
+    n_apt = n_sta + 1
+    policies = [rng.choice(("interrupt", "cooperative")) for _ in range(n_apt)]
+    filters: dict[int, tuple[float, tuple[int, ...]]] = {}
+    for s in range(n_sta):
+        if rng.random() < 0.35:
+            retry = rng.choice(((-1,), (0,), (0, 150), (-1, 0), (100, 250), (-1, 120)))
+            filters[s] = (rng.choice((0.0, 0.3, 0.5)), retry)
+    enabled = {s for s in range(n_sta) if cancellation and rng.random() < 0.6}
+    shutdown = None
+    if rng.random() < 0.25:
+        shutdown = (rng.randrange(n_sta), rng.choice((0.0, 0.002, 0.01, 0.03)))
+    calls: dict[int, CallSpec] = {}
+    cocancels: dict[int, int] = {}
+    disconnects: set[int] = set()
+    dying: set[int] = {shutdown[0]} if shutdown is not None else set()
+    counter = iter(range(1, 10_000))
+
+    def plan_for(server: int, depth: int, caller: int, unit: int, parent: int
+                 ) -> list[tuple[Any, ...]]:
+        plan: list[tuple[Any, ...]] = []
+        for _ in range(rng.choice((0, 1, 1, 2, 3))):
+            r = rng.random()
+            if r < 0.3:
+                plan.append(("sleep", rng.choice(SLEEPS)))
+            elif r < 0.42:
+                plan.append(("shield", rng.choice(SLEEPS)))
+            elif r < 0.6:
+                plan.append(("poll", rng.randint(1, 4), rng.choice((0.0, 0.001, 0.005))))
+            elif r < 0.64:
+                disconnects.add(server)
+                plan.append(("disconnect",))
+            elif r < 0.655 and server != n_sta:
+                dying.add(server)
+                plan.append(("shutdown_self",))  # R18: from inside, in a server method
+            elif depth < 2:
+                # a nested call: often back into the apartment that called us (re-entrancy)
+                others = [a for a in range(n_apt) if a != server]
+                target = caller if (caller != server and rng.random() < 0.5) else rng.choice(
+                    others)
+                child = CallSpec(next(counter), "sync", server, target, [], parent=parent,
+                                 unit=unit)
+                calls[child.op] = child
+                child.plan = plan_for(target, depth + 1, server, unit, child.op)
+                plan.append(("call", child, rng.random() < 0.5))
+            else:
+                plan.append(("sleep", rng.choice(SLEEPS)))
+        r = rng.random()
+        if r < 0.1:
+            plan.append(("raise_com", rng.choice(APP_ERRORS)))
+        elif r < 0.16:
+            plan.append(("raise_exc",))
+        return plan
+
+    units: list[UnitSpec] = []
+    for u in range(rng.randint(2, 6)):
+        apt = rng.randrange(n_apt)
+        unit = UnitSpec(u, apt, apt == n_sta and cancellation and rng.random() < 0.5, [])
+        if rng.random() < 0.3:
+            unit.delay = rng.choice((0.0005, 0.002, 0.01))
+        if cancellation and rng.random() < 0.15:
+            unit.deadline = rng.choice((0.0, 0.001, 0.005, 0.02))
+        for _ in range(rng.randint(1, 4)):
+            r = rng.random()
+            if r < 0.1:
+                unit.actions.append(("sleep", rng.choice(SLEEPS)))
+                continue
+            if r < 0.22 and cancellation:
+                op = next(counter)
+                cocancels[op] = rng.randrange(n_sta)
+                unit.actions.append(("cocancel", op, cocancels[op],
+                                     rng.choice((0, 0, 0.005, 0.05, -1)),
+                                     rng.choice((0.0, 0.001, 0.005))))
+                continue
+            target = rng.choice([a for a in range(n_apt) if a != apt])
+            kind = "sync" if r < 0.6 else "async"
+            spec = CallSpec(next(counter), kind, apt, target, [], unit=u)
+            calls[spec.op] = spec
+            spec.plan = plan_for(target, 0, apt, u, spec.op)
+            if kind == "sync":
+                if cancellation and rng.random() < 0.3:
+                    spec.scope = rng.choice((0.0005, 0.002, 0.008, 0.03))
+            else:
+                spec.outer = rng.random() < 0.5
+                spec.second_begin = rng.choice((None, None, "after_begin", "after_cancel"))
+                if cancellation and rng.random() < 0.45:
+                    spec.cancel = rng.choice((0, 0, 0.002, 0.02, -1))
+                    spec.cancel_delay = rng.choice((0.0, 0.0, 0.001, 0.004))
+                if rng.random() < 0.15:
+                    spec.release = True
+                elif cancellation and rng.random() < 0.25:
+                    spec.scope = rng.choice((0.0005, 0.002, 0.008, 0.03))
+            unit.actions.append(("call", spec))
+        units.append(unit)
+    prog = Program(seed, n_sta, policies, filters, enabled, units, shutdown, calls, cocancels,
+                   disconnects, dying)
+    _analyse(prog)
+    return prog
+
+
+def _analyse(prog: Program) -> None:
+    """Derive, for every call, what COM-RULES allows as its outcome."""
+    mta = prog.mta
+    dying = prog.dying
+    units = {u.index: u for u in prog.units}
+    cocancel_targets = set(prog.cocancels.values())
+
+    def cancellable(c: CallSpec) -> bool:  # R31: by the caller thread's count
+        if c.caller == mta:
+            return c.parent is None and c.unit is not None and units[c.unit].enable
+        return c.caller in prog.enabled
+
+    def cocancel_hit(c: CallSpec) -> bool:  # R31: CoCancelCall may find it on its thread
+        return (c.kind == "sync" and c.caller != mta and c.caller in prog.enabled
+                and c.caller in cocancel_targets)
+
+    def rejecting(c: CallSpec) -> bool:  # R16
+        if c.kind != "sync" or c.target == mta:
+            return False
+        flt = prog.filters.get(c.target)
+        if flt is None or flt[0] == 0:
+            return False
+        mine = prog.filters.get(c.caller) if c.caller != mta else None
+        return mine is None or -1 in mine[1]
+
+    def abandonable(c: CallSpec) -> bool:
+        """Its caller may stop waiting while its server runs on (R25, R28, R31, R32, R18)."""
+        return (c.release or c.cancel is not None or c.scope is not None or cocancel_hit(c)
+                or c.may_cancelled or c.caller in dying)
+
+    def visit(c: CallSpec, parent: CallSpec | None) -> None:
+        c.orphan = parent is not None and (parent.orphan or abandonable(parent))
+        if parent is None:
+            if c.kind == "sync":
+                c.told = (c.scope is not None and cancellable(c)) or cocancel_hit(c)
+            else:
+                c.told = c.cancel is not None or c.scope is not None
+            deadline = c.unit is not None and units[c.unit].deadline is not None
+            c.may_cancelled = c.scope is not None or c.caller in dying or deadline
+            c.told = c.told or (deadline and (c.kind == "async" or cancellable(c)))
+        else:
+            interrupted = parent.told and prog.policies[parent.target] == "interrupt"
+            c.told = (interrupted and cancellable(c)) or cocancel_hit(c)
+            c.may_cancelled = interrupted or parent.target in dying or c.orphan
+        allowed: set[int] = set()
+        for step in c.plan:
+            if step[0] == "call":
+                visit(step[1], c)
+                if step[2]:
+                    allowed |= step[1].allowed
+                    c.propagated_canceled |= hr.RPC_E_CALL_CANCELED in step[1].allowed
+            elif step[0] == "raise_com":
+                allowed.add(step[1])
+            elif step[0] == "raise_exc":
+                allowed.add(hr.RPC_E_SERVERFAULT)  # R14
+        if cocancel_hit(c) or c.cancel is not None:
+            # R28, R31: the cancelled call fails with RPC_E_CALL_CANCELED. (A caller whose task
+            # is cancelled gets CancelledError instead, R32; the server's late answer to a
+            # cancel, a cooperative server's RPC_E_CALL_CANCELED included, is dropped.)
+            allowed.add(hr.RPC_E_CALL_CANCELED)
+        if rejecting(c):
+            allowed.add(hr.RPC_E_CALL_REJECTED)  # R16: the caller gave up
+        if dying or c.target in prog.disconnects or c.orphan:
+            allowed |= GONE  # R17, R18
+        c.allowed = allowed
+
+    for u in prog.units:
+        for a in u.actions:
+            if a[0] == "call":
+                visit(a[1], None)
+
+
+def describe(prog: Program) -> str:
+    """The program, readable."""
+    lines = [f"program seed={prog.seed}: {prog.n_sta} STAs + MTA",
+             "  policies: " + ", ".join(f"{prog.name(i)}={p}"
+                                        for i, p in enumerate(prog.policies))]
+    for s, (p, retry) in prog.filters.items():
+        lines.append(f"  filter on s{s}: rejects p={p}, RetryRejectedCall answers {retry}")
+    if prog.enabled:
+        lines.append("  CoEnableCallCancellation on " + ", ".join(f"s{s}" for s in
+                                                                  sorted(prog.enabled)))
+    if prog.shutdown:
+        lines.append(f"  shutdown s{prog.shutdown[0]} after {prog.shutdown[1]} s")
+    if prog.dying:
+        lines.append("  may shut down: " + ", ".join(f"s{s}" for s in sorted(prog.dying)))
+
+    def call_text(c: CallSpec, indent: str) -> list[str]:
+        opts = []
+        for k in ("scope", "cancel", "cancel_delay", "release", "second_begin", "outer"):
+            v = getattr(c, k)
+            if v not in (None, False, 0.0) or (k == "cancel" and v == 0):
+                opts.append(f"{k}={v}")
+        head = (f"{indent}op {c.op}: {c.kind} {prog.name(c.caller)} -> {prog.name(c.target)}"
+                f" {' '.join(opts)}  [allowed {sorted(hr.name(h) for h in c.allowed)}"
+                f"{', cancelled' if c.may_cancelled else ''}]")
+        out = [head]
+        for step in c.plan:
+            if step[0] == "call":
+                out.append(f"{indent}  call (propagate={step[2]}):")
+                out.extend(call_text(step[1], indent + "    "))
+            else:
+                out.append(f"{indent}  {step}")
+        return out
+
+    for u in prog.units:
+        extra = " (CoEnableCallCancellation)" if u.enable else ""
+        if u.delay:
+            extra += f" sent after {u.delay} s"
+        if u.deadline is not None:
+            extra += f" run() cancelled after {u.deadline} s"
+        lines.append(f"  unit {u.index} in {prog.name(u.apt)}{extra}:")
+        for a in u.actions:
+            if a[0] == "call":
+                lines.extend(call_text(a[1], "    "))
+            else:
+                lines.append(f"    {a}")
+    return "\n".join(lines)
+
+
+# =========================================================================== the interpreter
+class INode(comsim.Interface):
+    async def Op(self, plan: list[Any], tag: int) -> int: ...
+
+
+AsyncINode = comsim.async_interface(INode)
+
+
+class Node(comsim.CoClass, INode):
+    cancel_policy = "interrupt"
+
+    def __init__(self, ctx: Context, index: int) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.index = index
+        self.peers: dict[int, Any] = {}
+
+    async def Op(self, plan: list[Any], tag: int) -> int:
+        return await self.ctx.serve(self, plan, tag)
+
+
+class CoopNode(Node):
+    cancel_policy = "cooperative"
+
+
+class Filter(comsim.IMessageFilter):
+    """Rejects incoming synchronous calls with a probability; retries as scripted."""
+
+    def __init__(self, seed: int, reject: float, retry: tuple[int, ...]) -> None:
+        self.rng = random.Random(seed)
+        self.reject = reject
+        self.retry = retry
+
+    def HandleInComingCall(self, call_type: int, caller_thread: int, tick_count: int,
+                           interface_info: Any) -> int:
+        if self.reject and self.rng.random() < self.reject:
+            return self.rng.choice((comsim.SERVERCALL_REJECTED, comsim.SERVERCALL_RETRYLATER))
+        return comsim.SERVERCALL_ISHANDLED
+
+    def RetryRejectedCall(self, callee_thread: int, tick_count: int, reject_type: int) -> int:
+        return self.rng.choice(self.retry)
+
+    def MessagePending(self, callee_thread: int, tick_count: int, pending_type: int) -> int:
+        return comsim.PENDINGMSG_WAITDEFPROCESS
+
+
+class Outer:
+    """An ``outer`` for CreateCall: counts ``Signal()`` and where it ran (R24)."""
+
+    def __init__(self, ctx: Context, op: int, apt: str) -> None:
+        self.ctx = ctx
+        self.op = op
+        self.apt = apt
+        self.count = 0
+
+    def Signal(self) -> None:
+        self.count += 1
+        cur = comsim.current_apartment()
+        if cur is None or cur.name != self.apt:
+            self.ctx.violation(f"op {self.op}: outer.Signal() ran in "
+                               f"{cur.name if cur else None}, not the caller {self.apt} (R24)")
+
+
+class Context:
+    """The log of one program run (shared by reference by every apartment)."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+        self.outcomes: dict[int, list[tuple[Any, ...]]] = {}
+        self.started: set[int] = set()
+        self.units: dict[int, tuple[Any, ...]] = {}
+        self.violations: list[str] = []
+        self.cancel_hr: dict[int, int] = {}
+        self.outers: dict[int, Outer] = {}
+        self.begun: set[int] = set()
+        self.scoped_out: set[int] = set()  # Finish_ ended by its cancel scope
+        self.finished: set[int] = set()  # Finish_ returned or raised a COMError
+        self.cancel_interrupted: set[int] = set()  # the task awaiting Cancel was cancelled
+        self.thread_ids: dict[int, int] = {}
+        self.proxies: dict[int, dict[int, Any]] = {}
+        self.cocancel_ok: list[int] = []  # target STAs of CoCancelCall that gave S_OK
+
+    def violation(self, text: str) -> None:
+        self.violations.append(text)
+
+    def record(self, op: int, outcome: tuple[Any, ...]) -> None:
+        self.outcomes.setdefault(op, []).append(outcome)
+
+    # ------------------------------------------------------------- the server side
+    async def serve(self, node: Node, plan: list[Any], tag: int) -> int:
+        for step in plan:
+            kind = step[0]
+            if kind == "sleep":
+                await anyio.sleep(step[1])
+            elif kind == "shield":
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(step[1])
+            elif kind == "poll":
+                for _ in range(step[1]):
+                    status = comsim.CoTestCancel()  # R30
+                    if status == hr.RPC_E_CALL_CANCELED:
+                        raise comsim.COMError(hr.RPC_E_CALL_CANCELED, "told to cancel")
+                    if status != hr.RPC_S_CALLPENDING:
+                        self.violation(f"op {tag}: CoTestCancel in a server method gave "
+                                       f"{hr.name(status)} (R30)")
+                    await anyio.sleep(step[2])
+            elif kind == "disconnect":
+                comsim.CoDisconnectObject(node)  # R17
+            elif kind == "shutdown_self":
+                apt = comsim.current_apartment()
+                assert apt is not None
+                await apt.shutdown()  # R18: from inside; the teardown cancels this task
+                await anyio.sleep(0)
+            elif kind == "raise_com":
+                raise comsim.COMError(step[1], "the plan says so")
+            elif kind == "raise_exc":
+                raise ValueError("the plan says so")
+            elif kind == "call":
+                _, op, target, subplan, propagate = step
+                err = await self.sync_call(node.peers[target], op, subplan)
+                if propagate and err is not None:
+                    raise comsim.COMError(err, f"nested op {op} failed")
+        return expected(tag)
+
+    # ------------------------------------------------------------- the client side
+    async def sync_call(self, proxy: Any, op: int, plan: list[Any]) -> int | None:
+        """A synchronous call, logged; gives the failure HRESULT or None."""
+        self.started.add(op)
+        try:
+            value = await proxy.Op(plan, op)
+        except comsim.COMError as exc:
+            self.record(op, ("hr", exc.hresult))
+            return exc.hresult
+        except asyncio.CancelledError:
+            self.record(op, ("cancelled",))
+            raise
+        except Exception as exc:
+            self.record(op, ("exc", repr(exc)))
+            return None
+        self.record(op, ("value", value))
+        return None
+
+    async def async_call(self, spec: CallSpec, proxy: Any, apt_name: str) -> None:
+        op = spec.op
+        self.started.add(op)
+        try:
+            await self._async_call(spec, proxy, apt_name)
+        except asyncio.CancelledError:
+            if op not in self.outcomes:
+                self.record(op, ("cancelled",))
+            raise
+        except comsim.COMError as exc:  # from Cancel: e.g. the caller's apartment shut down
+            self.record(op, ("hr", exc.hresult))
+        except Exception as exc:
+            self.record(op, ("exc", repr(exc)))
+
+    async def _async_call(self, spec: CallSpec, proxy: Any, apt_name: str) -> None:
+        op = spec.op
+        call = None
+        try:
+            factory = proxy.QueryInterface(comsim.ICallFactory)
+            if spec.outer:
+                outer = self.outers[op] = Outer(self, op, apt_name)
+                call = factory.CreateCall(AsyncINode, outer)
+            else:
+                call = factory.CreateCall(AsyncINode)
+            factory.Release()
+            call.Begin_Op(spec.wire(), op)  # R20
+        except comsim.COMError as exc:
+            self.record(op, ("begin_hr", exc.hresult))
+            if call is not None:
+                call.Release()
+            return
+        self.begun.add(op)
+        if spec.second_begin == "after_begin":
+            self.second_begin(call, spec)
+        if spec.cancel is not None:
+            if spec.cancel_delay:
+                await anyio.sleep(spec.cancel_delay)
+            cancel = call.QueryInterface(comsim.ICancelMethodCalls)  # R27
+            try:
+                status = await cancel.Cancel(spec.cancel)
+            except asyncio.CancelledError:
+                self.cancel_interrupted.add(op)  # R32: the call ends cancelled at once
+                raise
+            finally:
+                cancel.Release()
+            self.cancel_hr[op] = status
+            if status not in (hr.S_OK, hr.RPC_E_CALL_COMPLETE):
+                self.violation(f"op {op}: the only Cancel({spec.cancel}) gave "
+                               f"{hr.name(status)} (R28)")
+        if spec.second_begin == "after_cancel":
+            self.second_begin(call, spec)
+        if spec.release:
+            left = call.Release()  # R25
+            self.record(op, ("released",))
+            if left != 0:
+                self.violation(f"op {op}: Release of the only reference gave {left} (R25)")
+            return
+        if spec.scope is None:
+            await self.finish(call, op)
+        else:
+            with anyio.move_on_after(spec.scope) as scope:
+                await self.finish(call, op)
+            if scope.cancelled_caught and self.outcomes.get(op) == [("cancelled",)]:
+                self.scoped_out.add(op)
+                # R32: Finish_'s clean-up was done: no call in progress any more (R22)
+                try:
+                    await call.Finish_Op()
+                except comsim.COMError as exc:
+                    if exc.hresult != hr.RPC_E_CALL_COMPLETE and not self.dead(spec, exc):
+                        self.violation(f"op {op}: Finish_ after a cancelled Finish_ gave "
+                                       f"{hr.name(exc.hresult)}, not RPC_E_CALL_COMPLETE "
+                                       "(R22, R32)")
+                else:
+                    self.violation(f"op {op}: Finish_ after a cancelled Finish_ returned "
+                                   "(R22, R32)")
+        call.Release()
+
+    async def finish(self, call: Any, op: int) -> None:
+        try:
+            value = await call.Finish_Op()  # R22
+        except comsim.COMError as exc:
+            self.finished.add(op)
+            self.record(op, ("hr", exc.hresult))
+            return
+        except asyncio.CancelledError:
+            self.record(op, ("cancelled",))
+            raise
+        self.finished.add(op)
+        self.record(op, ("value", value))
+
+    def dead(self, spec: CallSpec, exc: comsim.COMError) -> bool:
+        """R12 comes first: a call object on a proxy whose apartment (the caller's) has shut
+        down gives CO_E_OBJNOTCONNECTED to every use."""
+        return exc.hresult == hr.CO_E_OBJNOTCONNECTED and spec.caller in self.prog.dying
+
+    def second_begin(self, call: Any, spec: CallSpec) -> None:
+        op = spec.op
+        try:
+            call.Begin_Op([], op)
+        except comsim.COMError as exc:
+            if exc.hresult != hr.RPC_E_CALL_PENDING and not self.dead(spec, exc):
+                self.violation(f"op {op}: a second Begin_ gave {hr.name(exc.hresult)}, not "
+                               "RPC_E_CALL_PENDING (R21)")
+        else:
+            self.violation(f"op {op}: a second Begin_ before Finish_ was accepted (R21)")
+
+    async def cocancel(self, op: int, sta: int, seconds: float, delay: float) -> None:
+        if delay:
+            await anyio.sleep(delay)
+        self.started.add(op)
+        try:
+            status = await comsim.CoCancelCall(self.thread_ids[sta], seconds)  # R31
+        except comsim.COMError as exc:
+            self.record(op, ("hr", exc.hresult))
+            return
+        except asyncio.CancelledError:
+            self.record(op, ("cancelled",))
+            raise
+        except Exception as exc:
+            self.record(op, ("exc", repr(exc)))
+            return
+        self.record(op, ("status", status))
+        if status == hr.S_OK:
+            self.cocancel_ok.append(sta)
+
+    async def client(self, unit: UnitSpec, apt_name: str) -> None:
+        """A client unit: its actions in order; every op's outcome is logged, none stops it."""
+        if unit.enable:
+            comsim.CoEnableCallCancellation()
+        proxies = self.proxies[unit.apt]
+        for action in unit.actions:
+            if action[0] == "sleep":
+                await anyio.sleep(action[1])
+            elif action[0] == "cocancel":
+                await self.cocancel(*action[1:])
+            else:
+                spec: CallSpec = action[1]
+                if spec.kind == "async":
+                    await self.async_call(spec, proxies[spec.target], apt_name)
+                elif spec.scope is None:
+                    await self.sync_call(proxies[spec.target], spec.op, spec.wire())
+                else:
+                    with anyio.move_on_after(spec.scope):  # R32
+                        await self.sync_call(proxies[spec.target], spec.op, spec.wire())
+
+
+# =========================================================================== running
+@dataclass
+class Report:
+    seed: int
+    runtime: str
+    violations: list[str] = field(default_factory=list)
+    hang: str | None = None
+    replay: str | None = None  # a same-seed replay difference (deterministic)
+    ops: int = 0
+    seconds: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and self.hang is None and self.replay is None
+
+    def __str__(self) -> str:
+        head = f"seed {self.seed} [{self.runtime}]"
+        if self.ok:
+            return f"{head}: ok ({self.ops} ops)"
+        parts = [f"{head}:"]
+        if self.hang:
+            parts.append(f"  HANG: {self.hang}")
+        if self.replay:
+            parts.append(f"  REPLAY: {self.replay}")
+        parts.extend(f"  {v}" for v in self.violations)
+        return "\n".join(parts)
+
+
+_ABANDONED: list[Any] = []  # loops of hung programs: kept, never closed
+
+
+async def _program(rt: comsim.Runtime, prog: Program, ctx: Context, det: bool) -> None:
+    apts = [await rt.create_sta(prog.name(i)) for i in range(prog.n_sta)] + [rt.mta]
+
+    async def setup(i: int) -> tuple[int, Any, Node]:
+        if i in prog.filters:
+            p, retry = prog.filters[i]
+            comsim.CoRegisterMessageFilter(Filter(prog.seed * 31 + i, p, retry))
+        if i in prog.enabled:
+            comsim.CoEnableCallCancellation()
+        cls = CoopNode if prog.policies[i] == "cooperative" else Node
+        node = cls(ctx, i)
+        return (comsim.current_thread_id(),
+                comsim.marshal_interface(node, INode, flags=comsim.MSHLFLAGS.TABLESTRONG), node)
+
+    streams: dict[int, Any] = {}
+    nodes: dict[int, Node] = {}
+    for i, apt in enumerate(apts):
+        tid, streams[i], nodes[i] = await apt.run(setup, i)
+        ctx.thread_ids[i] = tid
+
+    async def bind(i: int) -> None:
+        ctx.proxies[i] = {j: comsim.unmarshal_interface(s) for j, s in streams.items() if j != i}
+        nodes[i].peers = ctx.proxies[i]
+
+    for i, apt in enumerate(apts):
+        await apt.run(bind, i)
+
+    async def unit(u: UnitSpec) -> None:
+        apt = apts[u.apt]
+        if u.delay:
+            await anyio.sleep(u.delay)  # sent later: it may queue behind running units
+        try:
+            if u.deadline is None:
+                await apt.run(ctx.client, u, apt.name)
+            else:
+                with anyio.move_on_after(u.deadline) as scope:  # R32: cancels the unit
+                    await apt.run(ctx.client, u, apt.name)
+                if scope.cancelled_caught:
+                    ctx.units[u.index] = ("cancelled",)
+                    return
+        except comsim.COMError as exc:
+            ctx.units[u.index] = ("hr", exc.hresult)
+        except Exception as exc:
+            ctx.units[u.index] = ("exc", repr(exc))
+        else:
+            ctx.units[u.index] = ("ok",)
+
+    async def shutdown_later(sta: int, delay: float) -> None:
+        await anyio.sleep(delay)  # a fault at a chosen moment, not a wait for other tasks
+        await apts[sta].shutdown()
+
+    async with anyio.create_task_group() as tg:
+        if prog.shutdown is not None:
+            if det:
+                rt.schedule_shutdown(apts[prog.shutdown[0]], prog.shutdown[1])
+            else:
+                tg.start_soon(shutdown_later, *prog.shutdown)
+        for u in prog.units:
+            tg.start_soon(unit, u)
+
+
+async def _main(prog: Program, ctx: Context, det: bool, capture: bool) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    cm = capture_trace() if capture else contextlib.nullcontext(events)
+    with cm as captured:
+        try:
+            with anyio.fail_after(VIRTUAL_LIMIT if det else REAL_LIMIT):
+                async with comsim.Runtime(deterministic=det, seed=prog.seed) as rt:
+                    await _program(rt, prog, ctx, det)
+        except TimeoutError:
+            ctx.violation(f"HANG: not done after {VIRTUAL_LIMIT if det else REAL_LIMIT} "
+                          f"{'virtual' if det else 'real'} seconds")
+        # R18: nothing of comsim is left once the runtime has exited
+        me = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if left:
+            ctx.violation(f"tasks left after the runtime exited: {left!r}"[:600])
+    return list(captured)
+
+
+def _execute(prog: Program, runtime: str, capture: bool
+             ) -> tuple[Context, list[dict[str, Any]], str | None, list[str]]:
+    """Run ``prog`` once on a fresh loop, with a watchdog. Gives (log, trace, hang, threads
+    left)."""
+    det = runtime == "deterministic"
+    ctx = Context(prog)
+    before = set(threading.enumerate())
+    loop: asyncio.AbstractEventLoop = VirtualTimeLoop() if det else asyncio.new_event_loop()
+    done = threading.Event()
+    fired = threading.Event()
+    limit = WATCHDOG[runtime]
+
+    def watchdog() -> None:
+        if not done.wait(limit):
+            fired.set()
+            loop.call_soon_threadsafe(loop.stop)
+
+    threading.Thread(target=watchdog, name="fuzz-watchdog", daemon=True).start()
+    task = loop.create_task(_main(prog, ctx, det, capture))
+    events: list[dict[str, Any]] = []
+    hang = None
+    try:
+        events = loop.run_until_complete(task)
+    except RuntimeError as exc:
+        if not fired.is_set():
+            raise
+        hang = (f"no end after {limit} s of real time"
+                + (f" (virtual time {loop.time():.3f})" if det else "") + f": {exc}")
+    finally:
+        done.set()
+    if hang is not None:
+        _ABANDONED.append((loop, task))  # its tasks may still spin: never closed
+        return ctx, events, hang, []
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    threads = [t.name for t in threading.enumerate()
+               if t not in before and t.name.startswith("comsim-")]
+    return ctx, events, None, threads
+
+
+def _norm(events: list[dict[str, Any]]) -> list[tuple[tuple[str, str], ...]]:
+    return [tuple(sorted((k, repr(v)) for k, v in e.items())) for e in events]
+
+
+def run_program(seed: int, runtime: str = "threaded", *, cancellation: bool = True,
+                replay: bool = True) -> Report:
+    """Generate the program of ``seed`` and run it on ``runtime`` ("threaded" or
+    "deterministic"); on the deterministic runtime run it twice and compare (``replay``)."""
+    if runtime not in WATCHDOG:
+        raise ValueError(f"runtime must be 'threaded' or 'deterministic', not {runtime!r}")
+    prog = generate(seed, cancellation=cancellation)
+    report = Report(seed, runtime)
+    t0 = time.perf_counter()
+    det = runtime == "deterministic"
+    ctx, events, hang, threads = _execute(prog, runtime, capture=det and replay)
+    report.ops = len(ctx.started)
+    timed_out = [v for v in ctx.violations if v.startswith("HANG")]
+    if hang is None and timed_out:
+        hang = timed_out[0][len("HANG: "):]
+        ctx.violations.remove(timed_out[0])
+        # what the hang left undone, in brief: units and ops without an outcome, tasks left
+        left = [v for v in check(prog, ctx) if "no outcome" in v or "tasks left" in v]
+        report.hang = "\n    ".join([hang, *left])
+    elif hang is None:
+        report.violations.extend(check(prog, ctx))
+        if threads:
+            report.violations.append(f"comsim threads alive after the runtime exited: "
+                                     f"{threads} (R18)")
+        if det and replay:
+            ctx2, events2, hang2, _ = _execute(prog, runtime, capture=True)
+            if hang2 is not None:
+                report.replay = f"the replay hung: {hang2}"
+            else:
+                report.replay = _replay_diff(ctx, events, ctx2, events2)
+    else:
+        report.hang = "\n    ".join([hang, *ctx.violations])
+    for outs in ctx.outcomes.values():
+        for o in outs:
+            key = o[0] if o[0] not in ("hr", "begin_hr", "status") else f"{o[0]}:{hr.name(o[1])}"
+            report.outcomes[key] = report.outcomes.get(key, 0) + 1
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _replay_diff(ctx: Context, events: list[dict[str, Any]], ctx2: Context,
+                 events2: list[dict[str, Any]]) -> str | None:
+    a, b = _norm(events), _norm(events2)
+    if a != b:
+        i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                 min(len(a), len(b)))
+        first = events[i] if i < len(events) else None
+        second = events2[i] if i < len(events2) else None
+        return (f"traces differ at event {i} of {len(a)}/{len(b)}: {first} vs {second}")
+    if ctx.outcomes != ctx2.outcomes or ctx.units != ctx2.units:
+        return f"same trace, different outcomes: {ctx.outcomes} vs {ctx2.outcomes}"
+    return None
+
+
+def check_many(seeds: Iterable[int], runtime: str = "threaded", *,
+               cancellation: bool = True, replay: bool = True) -> list[Report]:
+    """``run_program`` for each seed (``runtime="both"``: on each runtime in turn)."""
+    runtimes = ("threaded", "deterministic") if runtime == "both" else (runtime,)
+    return [run_program(s, r, cancellation=cancellation, replay=replay)
+            for s in seeds for r in runtimes]
+
+
+# =========================================================================== the checker
+def check(prog: Program, ctx: Context) -> list[str]:
+    """Every invariant of one run; gives the violations."""
+    out = list(ctx.violations)
+    dying = prog.dying
+    aborted = set()
+    for u in prog.units:
+        res = ctx.units.get(u.index)
+        if res is None:
+            out.append(f"unit {u.index} in {prog.name(u.apt)}: no outcome")
+        elif res == ("ok",):
+            pass
+        elif res == ("hr", hr.RPC_E_DISCONNECTED) and u.apt in dying:
+            aborted.add(u.index)  # R18: its apartment shut down
+        elif res == ("cancelled",) and u.deadline is not None:
+            aborted.add(u.index)  # R32: its caller cancelled it
+        else:
+            out.append(f"unit {u.index} in {prog.name(u.apt)} ended with {_fmt(res)}")
+            aborted.add(u.index)
+    for op, sta in prog.cocancels.items():
+        outs = ctx.outcomes.get(op, [])
+        unit = next(u for u in prog.units
+                    if any(a[0] == "cocancel" and a[1] == op for a in u.actions))
+        if _count(out, op, outs, op in ctx.started, unit.index in aborted, True):
+            continue
+        o = outs[0]
+        allowed = ({hr.S_OK, hr.E_NOINTERFACE, hr.RPC_E_CALL_CANCELED, hr.RPC_E_CALL_COMPLETE}
+                   if sta in prog.enabled else {hr.E_NOINTERFACE, hr.CO_E_CANCEL_DISABLED})
+        if o[0] == "status" and o[1] in allowed:
+            continue
+        if o == ("cancelled",) and (unit.apt in dying or unit.deadline is not None):
+            continue
+        out.append(f"op {op}: CoCancelCall(thread of s{sta}) gave {_fmt(o)} (R31; allowed "
+                   f"{sorted(hr.name(h) for h in allowed)})")
+    for op, c in prog.calls.items():
+        outs = ctx.outcomes.get(op, [])
+        if _count(out, op, outs, op in ctx.started, c.unit in aborted, c.parent is None):
+            continue
+        o = outs[0]
+        where = f"op {op} ({c.kind} {prog.name(c.caller)}->{prog.name(c.target)})"
+        if o[0] == "value":
+            if o[1] != expected(op):
+                out.append(f"{where}: value {o[1]!r}, the server returns {expected(op)} (R11)")
+        elif o[0] == "hr":
+            if o[1] not in c.allowed:
+                out.append(f"{where}: {hr.name(o[1])}, allowed "
+                           f"{sorted(hr.name(h) for h in c.allowed)} or the value")
+        elif o[0] == "begin_hr":
+            if o[1] not in c.allowed & GONE:
+                out.append(f"{where}: CreateCall/Begin_ failed with {hr.name(o[1])}")
+        elif o[0] == "cancelled":
+            if not c.may_cancelled:
+                out.append(f"{where}: its caller's task was cancelled, but nothing in the "
+                           "program cancels it (R32)")
+        elif o[0] == "released":
+            if not c.release:
+                out.append(f"{where}: released?")
+        else:
+            out.append(f"{where}: {_fmt(o)} (a plain exception reached the caller)")
+        if c.kind == "async":
+            out.extend(_check_async(prog, ctx, c, o, where))
+    # R31: a CoCancelCall that gave S_OK cancelled a call of that thread
+    for sta in ctx.cocancel_ok:
+        if sta in dying:
+            continue
+        hit = [op for op, c in prog.calls.items()
+               if c.kind == "sync" and c.caller == sta
+               and ctx.outcomes.get(op, [None])[0] in (("hr", hr.RPC_E_CALL_CANCELED),
+                                                       ("cancelled",))]
+        if not hit:
+            out.append(f"CoCancelCall(thread of s{sta}) gave S_OK, but no call of that thread "
+                       "failed with RPC_E_CALL_CANCELED (R31)")
+    return out
+
+
+def _check_async(prog: Program, ctx: Context, c: CallSpec, o: tuple[Any, ...],
+                 where: str) -> list[str]:
+    out = []
+    op = c.op
+    status = ctx.cancel_hr.get(op)
+    gone = o[0] == "hr" and o[1] in GONE and c.caller in prog.dying  # R12: caller shut down
+    if (status == hr.S_OK and o[0] in ("value", "hr") and o != ("hr", hr.RPC_E_CALL_CANCELED)
+            and not gone):
+        out.append(f"{where}: Cancel gave S_OK, then Finish_ gave {_fmt(o)}, not "
+                   "RPC_E_CALL_CANCELED (R28)")
+    if (status == hr.RPC_E_CALL_COMPLETE and o == ("hr", hr.RPC_E_CALL_CANCELED)
+            and not c.propagated_canceled):
+        out.append(f"{where}: Cancel gave RPC_E_CALL_COMPLETE, then Finish_ gave "
+                   "RPC_E_CALL_CANCELED (R28)")
+    outer = ctx.outers.get(op)
+    if outer is not None:
+        n = outer.count
+        if op not in ctx.begun:
+            if n:
+                out.append(f"{where}: outer.Signal() x{n} for a call that never began (R24)")
+        elif op in ctx.finished or op in ctx.scoped_out:
+            if n != 1:
+                out.append(f"{where}: outer.Signal() x{n} for a call that ended (R24)")
+        elif op in ctx.cancel_interrupted and c.caller not in prog.dying:
+            if n != 1:
+                out.append(f"{where}: the task awaiting Cancel was cancelled, which ends the "
+                           f"call cancelled at once (R32), but outer.Signal() x{n} (R24)")
+        elif n > 1:
+            out.append(f"{where}: outer.Signal() x{n} (R24: at most once)")
+    return out
+
+
+def _count(out: list[str], op: int, outs: list[Any], started: bool, aborted: bool,
+           top: bool) -> bool:
+    """Exactly one outcome per started op; True when there is nothing more to check."""
+    if len(outs) > 1:
+        out.append(f"op {op}: {len(outs)} outcomes {outs}")
+        return True
+    if not outs:
+        if started:
+            out.append(f"op {op}: started, but no outcome")
+        elif top and not aborted:
+            out.append(f"op {op}: never ran, though its unit ended normally")
+        return True
+    return False
+
+
+def _fmt(o: tuple[Any, ...] | None) -> str:
+    if o is None:
+        return "nothing"
+    if o[0] in ("hr", "begin_hr", "status"):
+        return f"{o[0]} {hr.name(o[1])}"
+    return " ".join(str(x) for x in o)
