@@ -47,8 +47,7 @@ from comsim._core.sta import StaScheduler, Unit, UnitKind, WaitKind
 from comsim._core.stub import Connection, StubCall
 from comsim._core.stub import Input as StubInput
 from comsim._runtime import trace
-from comsim._runtime.futures import resume
-from comsim._runtime.loop import ApartmentLoop
+from comsim._runtime.loop import ApartmentLoop, resume
 from comsim._runtime.wire import pack
 
 WHERE: contextvars.ContextVar[Any] = contextvars.ContextVar("floor_where", default=None)

@@ -10,17 +10,13 @@ import asyncio
 import collections
 import contextvars
 import functools
-import inspect
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
-
-import anyio
 
 from .._core import hresult as hr
 from .._core import rules
 from .._core import stub as stubcore
-from .._core.check import BadArgumentType
 from .._core.constants import (
     PENDINGMSG_WAITDEFPROCESS,
     ApartmentType,
@@ -34,13 +30,13 @@ from .._core.sta import (
     Unit,
     UnitKind,
     Wait,
-    WaitKind,
 )
-from . import futures
 from .boundary import call_hook
+from .comwait import ComWaits
 from .context import WHERE, Where
 from .futures import settle
 from .hooks import HOOKS
+from .jobs import RunUnits, _Job
 from .transport import Transport
 
 #: the classes of the modules above this one, named here for the reader: a call is a
@@ -51,28 +47,13 @@ Runtime = Any
 
 T = TypeVar("T")
 
+
 #: server tasks kept waiting for calls per apartment; more are started when calls nest or run
 #: concurrently, and end when they find this many idle already
 _MAX_IDLE_SERVER_TASKS = 8
 
 
-class _Job:
-    """One ``Apartment.run`` unit."""
-
-    __slots__ = ("args", "cancelled", "fn", "loop", "task", "unit", "waiter")
-
-    def __init__(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
-                 loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
-        self.fn = fn
-        self.args = args
-        self.loop = loop
-        self.waiter = waiter
-        self.task: asyncio.Task[Any] | None = None
-        self.unit: Unit | None = None
-        self.cancelled = False
-
-
-class Apartment:
+class Apartment(ComWaits, RunUnits):
     """An STA (one simulated thread with one loop) or the MTA.
 
     Use ``Runtime.create_sta`` and ``Runtime.mta``; do not construct apartments directly.
@@ -219,101 +200,12 @@ class Apartment:
         return self._ask_hook(PENDINGMSG_WAITDEFPROCESS, flt.MessagePending, callee, tick,
                               rules.pending_type(nested))
 
-    # ------------------------------------------------------------------ COM waits (R2)
-    async def com_wait(self, fut: asyncio.Future[Any], kind: WaitKind = WaitKind.OTHER,
-                       causality_id: int | None = None, payload: Any = None,
-                       timeout: float | None = None) -> Any:
-        """Wait for ``fut`` as a COM wait: an STA may start queued units meanwhile, and resumes
-        only when this unit is on top again. Returns ``fut``'s result, or False on time-out.
-
-        Cancelling the waiting task still waits until the unit is on top (R32), then raises.
-        """
-        w = self._wait_begins(WHERE.get(), kind, causality_id, payload)
-        if w is None:
-            return await futures.wait(fut, timeout)
-        handle = None
-        if timeout is not None:
-            handle = self._loop.call_later(timeout, settle, fut, False)
-        cancelled: BaseException | None = None
-        result: Any = False
-        try:
-            result = await fut
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-        finally:
-            if handle is not None:
-                handle.cancel()
-        if not self._wait_ready(w):
-            cancelled = await self._wait_for_top(w, cancelled)
-        if cancelled is not None:
-            raise cancelled
-        return result
-
-    # com_wait in three synchronous-first pieces, so that a synchronous call (the hot path)
-    # need not make a coroutine for its wait:
-    def _wait_begins(self, where: Where | None, kind: WaitKind, causality_id: int | None,
-                     payload: Any) -> Wait | None:
-        """A COM wait begins: an STA may start queued units meanwhile (R2). None: the waiter
-        is no unit of this STA (the MTA, or code outside), so it simply waits."""
-        sched = self._sched
-        if sched is None or where is None or where.apartment is not self:
-            return None
-        unit = where.unit
-        if unit is None or unit not in sched.stack:
-            return None
-        w, actions = sched.begin_wait(unit, kind, causality_id, payload)
-        if actions:
-            self._apply(actions)
-        return w
-
-    def _wait_ready(self, w: Wait) -> bool:
-        """What ``w`` waited for has happened; True if its unit may go on at once (it is on
-        top), False if it must first wait for the units above it to end (``_wait_for_top``)."""
-        sched = self._sched
-        assert sched is not None
-        actions = sched.wait_ready(w)
-        if actions:
-            self._apply(actions)
-        return w.ended
-
-    async def _wait_for_top(self, w: Wait, cancelled: BaseException | None
-                            ) -> BaseException | None:
-        """Wait until ``w``'s unit is on top again (R2), and give back the cancellation to
-        raise then: the one that came during the wait (R32: still resume only on top, shielded
-        from an anyio scope's re-cancels), or one that comes meanwhile."""
-        if cancelled is None:
-            return await self._await_gate(w)
-        with anyio.CancelScope(shield=True):
-            await self._await_gate(w)
-        return cancelled
-
     def _keeps_serving(self, task: asyncio.Task[Any]) -> bool:
         """Whether a server task that has finished a call waits for the next one: not once the
         apartment shuts down, when enough wait already, or while a cancel is pending on it."""
         return not (self._closing or len(self._idle) >= _MAX_IDLE_SERVER_TASKS
                     or task.cancelling())
 
-    async def _await_gate(self, w: Wait) -> BaseException | None:
-        """Wait until ``w``'s unit is on top again (R2). A cancellation meanwhile is kept and
-        given back (the caller raises it once the unit is on top), except at shutdown.
-
-        Once a cancellation has come, the rest of the wait is shielded: an anyio scope that
-        expired re-cancels its task at every loop turn, and waiting on unshielded would spin
-        (and freeze virtual time) until the units above have ended."""
-        caught: BaseException | None = None
-        while not w.ended:
-            w.gate = self._loop.create_future()
-            try:
-                if caught is None:
-                    await w.gate
-                else:
-                    with anyio.CancelScope(shield=True):
-                        await w.gate
-            except asyncio.CancelledError as exc:
-                if self._closing:
-                    raise
-                caught = exc
-        return caught
 
     def new_future(self) -> asyncio.Future[Any]:
         return self._new_future()
@@ -325,92 +217,6 @@ class Apartment:
         else:
             job: _Job = unit.payload
             job.task = self._spawn(self._run_job(job, unit), job)
-
-    # ------------------------------------------------------------------ Apartment.run
-    async def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``async_fn(*args)`` as a unit inside this apartment (R2) and give its result.
-
-        Arguments and result pass by reference. From inside this apartment the function runs
-        directly. Cancelling the caller cancels the unit and waits for it to end.
-
-        Raises:
-            COMError(RPC_E_DISCONNECTED): the apartment has shut down (R18).
-            COMError(E_INVALIDARG), also a TypeError: ``async_fn`` is not callable.
-            Whatever ``async_fn`` raises.
-        """
-        if not callable(async_fn):
-            raise BadArgumentType(f"{self.name}.run({async_fn!r}, ...): pass a function "
-                                  "(async or plain) to run in the apartment")
-        w = WHERE.get()
-        if rules.runs_directly(w.apartment if w is not None else None, self):
-            direct = async_fn(*args)
-            return await direct if inspect.isawaitable(direct) else direct
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
-        job = _Job(async_fn, args, loop, waiter)
-        if not self._post(self._on_run, job):
-            raise self._gone_error()
-        try:
-            ok, value = await asyncio.shield(waiter)  # the waiter must outlive our cancel
-            value_t: T = value
-        except asyncio.CancelledError:
-            job.cancelled = True
-            self._post(self._cancel_job, job)
-            # wait for the unit to end; shielded, so that an anyio scope does not re-cancel
-            # us in a busy loop (which would also freeze virtual time)
-            with anyio.CancelScope(shield=True):
-                while not waiter.done():
-                    try:
-                        await asyncio.shield(waiter)
-                    except asyncio.CancelledError:
-                        continue
-            raise
-        if ok:
-            return value_t
-        raise value
-
-    def _gone_error(self) -> COMError:
-        return COMError(hr.RPC_E_DISCONNECTED,
-                        f"apartment {self.name!r} has shut down; nothing more runs in it")
-
-    def _on_run(self, job: _Job) -> None:
-        if self._closing:
-            self._settle_job(job, False, self._gone_error())
-            return
-        if self._sched is None:
-            job.task = self._spawn(self._run_job(job, None), job)
-        else:
-            job.unit = Unit(UnitKind.RUN, job)
-            self._apply(self._sched.arrive(job.unit))
-
-    def _cancel_job(self, job: _Job) -> None:
-        if job.task is not None:
-            job.task.cancel()
-        elif job.unit is not None and self._sched is not None and self._sched.withdraw(job.unit):
-            self._settle_job(job, False, asyncio.CancelledError())
-
-    async def _run_job(self, job: _Job, unit: Unit | None) -> None:
-        rt = self._rt
-        tid = self.thread_id if self._sched is not None else rt._new_thread_id()
-        WHERE.set(Where(rt, self, unit, None, None, tid))
-        try:
-            if job.cancelled:
-                raise asyncio.CancelledError
-            result = job.fn(*job.args)
-            if inspect.isawaitable(result):  # a plain function runs in the apartment too
-                result = await result
-            outcome: tuple[bool, Any] = (True, result)
-        except asyncio.CancelledError as exc:
-            outcome = (False, self._gone_error() if self._closing else exc)
-        except BaseException as exc:
-            outcome = (False, exc)
-        finally:
-            self._end_unit(unit)
-            self._done()
-        self._settle_job(job, *outcome)
-
-    def _settle_job(self, job: _Job, ok: bool, value: Any) -> None:
-        self._rt._send_to_loop(job.loop, settle, job.waiter, (ok, value))
 
     # ------------------------------------------------------------------ message filters
     def _set_filter(self, flt: Any) -> Any:

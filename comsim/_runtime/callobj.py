@@ -12,15 +12,8 @@ from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.check import BadArgumentType
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
-from .client import (
-    ClientCall,
-    Proxy,
-    _await_cancel,
-    _check_proxy,
-    _outcome,
-    _send,
-    start_cancel,
-)
+from .cancel import _await_cancel, start_cancel
+from .client import _check_proxy, _outcome
 from .events import ManualResetEvent
 from .objects import (
     ICallFactory,
@@ -31,6 +24,7 @@ from .objects import (
     _check_interface,
     is_async_interface,
 )
+from .record import ClientCall, Proxy, _send
 from .wire import pack
 
 if TYPE_CHECKING:

@@ -1,302 +1,30 @@
-"""The client side of a call: the call record, sending, replies, cancel, synchronous calls
-(R13, R16, R21-R22, R28, R31, R32).
-
-Every decision is a step of the core's tables (``_core.callobj``, ``_core.stub``); this module
-moves the messages those steps ask for and waits where they say.
+"""Synchronous calls through a proxy, client side (R12, R13, R16, R31, R32): checks, the
+request, the COM wait for the reply, rejection retries, abandoning a call, the outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from .._core import hresult as hr
 from .._core import rules
-from .._core.callobj import CallMachine, Effect, Input, State, begun
+from .._core.callobj import Effect, Input, State, begun
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.sta import WaitKind
-from .._core.stub import CancelReport, Connection, StubCall
-from .._core.stub import Effect as StubEffect
-from .._core.stub import Input as StubInput
+from .._core.stub import Connection
 from . import trace
-from .boundary import call_hook
+from .cancel import start_cancel
 from .context import (
     WHERE,
     Where,
 )
-from .futures import resume
-from .hooks import HOOKS
-from .stubs import Stub
+from .record import ClientCall, Proxy, Reply, _end_grace, _send, on_reply
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
-
-
-class Proxy(Protocol):
-    """What a call needs of a proxy (``proxy.Proxy``, which sits above this module)."""
-
-    _stub: Stub
-    _apartment: Apartment
-
-    def _check_use(self) -> Apartment: ...
-
-    def QueryInterface(self, iface: type[Any]) -> Any: ...
-
-    def AddRef(self) -> int: ...
-
-    def Release(self) -> int: ...
-
-
-class CallObject(Protocol):
-    """What a reply needs of the call object that owns the call (``callobj.CallObject``,
-    which sits above this module)."""
-
-    _call: ClientCall | None
-    _event: Any
-    _outer: Any
-
-
-class Reply(NamedTuple):
-    """A reply message: an HRESULT and, on success, the packed result."""
-
-    hresult: int
-    value: Any = None
-    text: str | None = None
-    exc: BaseException | None = None
-    reject: int | None = None  # SERVERCALL_REJECTED / _RETRYLATER (R16)
-
-
-#: ``Reply`` from a tuple of its five fields, without a Python ``__new__`` (the hot path's)
-_new_reply: Callable[[tuple[Any, ...]], Reply] = functools.partial(tuple.__new__, Reply)
-
-
-#: where a new request stands on the server side (the core's initial stage)
-_WAITING: Final = StubCall().stage
-
-
-class ClientCall(StubCall):
-    """One call from ``Begin_`` (or the start of a synchronous call) to its end.
-
-    It is also the server side's record of the request (a ``StubCall``: ``stage`` and
-    ``step`` are where the request stands, R28/R29); ``machine`` is the client's call-object
-    state (R21-R28).
-    """
-
-    __slots__ = (
-        "args",
-        "caller_thread",
-        "cancel_waiters",
-        "cancellable",
-        "causality_id",
-        "client",
-        "grace_handle",
-        "id",
-        "machine",
-        "method",
-        "owner",
-        "rejected",
-        "reply",
-        "report",
-        "scope",
-        "sent_at",
-        "server",
-        "server_cancelled",
-        "spec",
-        "stub",
-        "sync",
-        "tracing",
-        "waiters",
-    )
-
-    def __init__(self, where: Where, stub: Stub, spec: MethodSpec, args: Any,
-                 machine: CallMachine, sync: bool, owner: CallObject | None = None) -> None:
-        rt = where.runtime
-        self.id = rt._new_call_id()
-        # R15: a call made while handling an incoming call carries its causality id
-        self.causality_id = (where.causality_id if where.causality_id is not None
-                             else rt._new_causality_id())
-        self.spec = spec
-        self.method = spec.name
-        self.stub = stub
-        self.server: Apartment = stub.apartment
-        self.client: Apartment = where.apartment
-        self.args = args
-        self.machine = machine
-        self.stage = _WAITING
-        self.report: CancelReport | None = None  # made by start_cancel: cancels are rare
-        self.reply: Reply | None = None
-        self.waiters: list[asyncio.Future[Any]] = []
-        self.cancel_waiters: list[asyncio.Future[Any]] | None = None
-        self.sync = sync
-        self.cancellable = rt._cancel_counts.enabled(where.thread_id)
-        self.caller_thread = where.thread_id
-        self.sent_at = rt._now()
-        self.scope: anyio.CancelScope | None = None
-        self.server_cancelled = False
-        self.owner = owner
-        self.rejected: int | None = None
-        self.grace_handle: asyncio.TimerHandle | None = None
-        self.tracing = trace.enabled()  # asked once per call: no logging work otherwise
-
-    def __repr__(self) -> str:
-        return (f"<call #{self.id} {self.spec.interface.__name__}.{self.method} "
-                f"{self.client.name}->{self.server.name} {self.machine.state.value}>")
-
-    def fields(self) -> dict[str, Any]:
-        rt = self.client._rt
-        return {"call_id": self.id, "causality_id": self.causality_id, "method": self.method,
-                "client": self.client.name, "server": self.server.name,
-                "t": rt._now() - rt._t0}
-
-
-def _send(call: ClientCall) -> None:
-    if call.tracing:
-        trace.emit("call.sent", **call.fields())
-    if not call.server._post(HOOKS.on_request, call.server, call):
-        # the server apartment has gone (R18): the answer comes back at once
-        on_reply(call, Reply(hr.RPC_E_DISCONNECTED,
-                             text=f"apartment {call.server.name!r} has shut down"))
-
-
-def _wake(call: ClientCall, value: Any) -> None:
-    """Wake the tasks that wait for ``call`` (in this loop turn where ``resume`` can)."""
-    waiters, call.waiters = call.waiters, []
-    for fut in waiters:
-        resume(fut, value)
-
-
-# --------------------------------------------------------------------------- replies
-def on_reply(call: ClientCall, reply: Reply) -> None:
-    """A reply message is taken in by the client apartment (never a unit: R2)."""
-    machine = call.machine
-    owner = call.owner
-    if owner is not None and owner._call is not call:
-        _trace_dropped(call, reply, "call object began another call")
-        return
-    rejected = reply.reject is not None
-    if rejected and machine.state is State.PENDING:
-        call.rejected = reply.reject
-        _wake(call, "rejected")
-        return
-    effect = machine.step(Input.REPLY_CANCELED if rules.is_cancel_reply(reply.hresult, rejected)
-                          else Input.REPLY)[0]
-    if effect is Effect.COMPLETE:
-        call.reply = reply
-        _ended(call, False)
-    elif effect is Effect.COMPLETE_CANCELLED:
-        _ended(call, cancelled=True)
-    elif effect is Effect.DROP:
-        _trace_dropped(call, reply, machine.state.value)
-
-
-def _trace_dropped(call: ClientCall, reply: Reply, why: str) -> None:
-    if call.tracing or trace.enabled():
-        trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult, reason=why)
-
-
-def _ended(call: ClientCall, cancelled: bool) -> None:
-    """The call has ended: signal the call object's event, then ``outer.Signal()`` (R23,
-    R24), then wake whoever waits for the call (also if a signal or the trace raised)."""
-    try:
-        _end_grace(call, hr.S_OK if cancelled else hr.RPC_E_CALL_COMPLETE)
-        if cancelled:
-            with call.client._rt._lock:
-                assert call.report is not None  # a call ends cancelled only after start_cancel
-                due = call.report.note_client_ended()
-            if due is not None and call.tracing:
-                trace.emit("call.cancelled", **call.fields(), hresult=hr.RPC_E_CALL_CANCELED,
-                           stage=due)
-        owner = call.owner
-        if owner is not None:
-            owner._event.Signal()
-            outer = owner._outer
-            if outer is not None:
-                _signal_outer(call, outer)
-    finally:
-        # last: a waiter may go on at once (``resume``), and must find all of the above done
-        _wake(call, True)
-
-
-def _signal_outer(call: ClientCall, outer: Any) -> None:
-    """R24: ``outer.Signal()`` once, on the client's loop, with the client apartment current."""
-
-    def run() -> None:
-        WHERE.set(call.client._home)
-        call_hook("call.signal_failed", call.fields(), None, outer.Signal)
-
-    contextvars.Context().run(run)
-
-
-# --------------------------------------------------------------------------- cancel (R28)
-def start_cancel(call: ClientCall, timeout: float | None) -> Any:
-    """Cancel ``call`` on its client's loop. Gives an HRESULT, or a future that resolves to one
-    when the grace period ends (S_OK) or the call completes meanwhile (RPC_E_CALL_COMPLETE)."""
-    rt = call.client._rt
-    machine = call.machine
-    with rt._lock:
-        if call.report is None:
-            call.report = CancelReport()
-        if machine.state is State.PENDING:
-            claim = call.step(StubInput.CANCEL)
-            inp = Input.CANCEL_QUEUED if claim is StubEffect.DROPPED_QUEUED else Input.CANCEL
-        else:
-            inp = Input.CANCEL
-        effect, _state, code = machine.step(inp)
-    if effect is Effect.STATUS or effect is Effect.NOTHING:
-        return code
-    if call.tracing:
-        trace.emit("call.cancel_requested", **call.fields())
-    if effect is Effect.COMPLETE_CANCELLED:  # never dispatched (R29 `queued`)
-        with rt._lock:
-            call.report.note_stage("queued")  # made above, under the same lock
-        _ended(call, cancelled=True)
-        return hr.S_OK
-    # TELL_SERVER: the server learns at once (R30); the call waits up to `timeout`
-    call.server._post(HOOKS.on_cancel, call.server, call)
-    if timeout == 0:
-        return grace_expired(call)
-    loop = call.client._loop
-    fut = loop.create_future()
-    if call.cancel_waiters is None:
-        call.cancel_waiters = []
-    call.cancel_waiters.append(fut)
-    if timeout is not None:
-        call.grace_handle = loop.call_later(timeout, grace_expired, call)
-    return fut
-
-
-def cancel_outgoing(call: ClientCall) -> None:
-    """R16: MessagePending answered PENDINGMSG_CANCELCALL: the call is cancelled as
-    ``Cancel(0)`` would."""
-    start_cancel(call, 0.0)
-
-
-def grace_expired(call: ClientCall) -> int:
-    call.grace_handle = None
-    effect, _state, code = call.machine.step(Input.GRACE_EXPIRED)
-    if effect is Effect.COMPLETE_CANCELLED:
-        _ended(call, cancelled=True)
-        return hr.S_OK
-    return code if code is not None else hr.S_OK
-
-
-async def _await_cancel(apt: Apartment, call: ClientCall, pending: Any) -> int:
-    """Wait out Cancel's grace period (a COM wait). Cancelling the waiter ends the call
-    cancelled at once (R32)."""
-    if isinstance(pending, int):
-        return pending
-    try:
-        return int(await apt.com_wait(pending))
-    except asyncio.CancelledError:
-        grace_expired(call)
-        raise
 
 
 # --------------------------------------------------------------------------- sync calls
@@ -380,19 +108,6 @@ def _abandon(call: ClientCall) -> None:
         # a Cancel or CoCancelCall waiting out its grace period learns that the call has
         # ended: it will get no reply now (R18: nothing hangs)
         _end_grace(call, hr.RPC_E_CALL_COMPLETE)
-
-
-def _end_grace(call: ClientCall, status: int) -> None:
-    """End the grace period of a cancel in progress: its waiters get ``status``."""
-    if call.grace_handle is not None:
-        call.grace_handle.cancel()
-        call.grace_handle = None
-    cws = call.cancel_waiters
-    if cws is not None:
-        call.cancel_waiters = None
-        for fut in cws:
-            if not fut.done():
-                fut.set_result(status)
 
 
 async def _retry(apt: Apartment, call: ClientCall) -> bool:

@@ -10,7 +10,7 @@ from .._core import rules
 from .._core.callobj import State
 from .._core.check import BadArgumentType
 from .._core.hresult import COMError
-from .client import ClientCall, _await_cancel, start_cancel
+from .cancel import _await_cancel, start_cancel
 from .context import (
     WHERE,
     current_runtime,
@@ -18,6 +18,7 @@ from .context import (
     runtime_with_thread,
 )
 from .futures import settle
+from .record import ClientCall
 
 if TYPE_CHECKING:
     pass

@@ -1,5 +1,10 @@
 """The threaded runtime's apartment loops: lazy polls while busy, one read per wake-up, and a
-wake-up that makes no handle per message."""
+wake-up that makes no handle per message; and ``resume``, a hand-off that costs one loop turn.
+
+With ``vtloop``, this is one of the two modules that touch asyncio's private internals (the
+loop's self-pipe, a future's callbacks, 3.11's current-task dict); each use falls back to the
+public path where the internal is missing.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import asyncio
 import contextvars
 import functools
 import selectors
+import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ApartmentLoop", "BusyLoopSelector"]
+__all__ = ["ApartmentLoop", "BusyLoopSelector", "resume"]
 
 
 class BusyLoopSelector(selectors.BaseSelector):
@@ -89,3 +95,36 @@ class ApartmentLoop(asyncio.SelectorEventLoop):
                 pass
 
         return wake
+
+
+#: the task running on a loop, or None: ``asyncio.current_task(loop)``. On Python 3.11 that is
+#: a Python function reading a dict, which is read here directly; from 3.12 it is C code.
+_current_task: Any = asyncio.current_task
+if sys.version_info < (3, 12) and isinstance(getattr(asyncio.tasks, "_current_tasks", None),
+                                             dict):
+    _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+
+
+def resume(fut: asyncio.Future[Any], value: Any) -> None:
+    """Set ``fut``'s result unless it is already done, and let the task that awaits it go on
+    in this turn of the loop when that is safe.
+
+    asyncio's ``set_result`` schedules the waiting task's next step for the loop's next turn.
+    Called from a plain loop callback (no task is running on this loop: a message being taken
+    in, a timer), the one task that awaits ``fut`` takes that step here and now instead, as
+    Python 3.12's eager tasks do for a task's first step: a hand-off into an apartment costs
+    one loop turn, not two. Everything else is plain ``set_result``: inside a running task,
+    with no waiter or several, or a waiter that is not a task.
+    """
+    cbs = getattr(fut, "_callbacks", None)  # (callback, context) pairs; None when empty
+    if cbs is None or len(cbs) != 1 or _current_task(fut.get_loop()) is not None:
+        if not fut.done():
+            fut.set_result(value)
+        return
+    step, ctx = cbs[0]
+    fut.remove_done_callback(step)
+    fut.set_result(value)  # a future with a callback is not done yet
+    try:
+        ctx.run(step, fut)
+    except RuntimeError:  # its context is entered already, or a task runs after all
+        fut.get_loop().call_soon(step, fut, context=ctx)

@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio._backends._asyncio  # noqa: F401 - loaded now, not inside the first call
-
 from .._core import hresult as hr
 from .._core import rules
 from .._core.check import (
@@ -31,7 +29,7 @@ from .._core.check import (
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.rules import CancelCounter
-from . import client, server
+from . import cancel, server
 from .apartment import Apartment
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .deterministic import DeterministicTransport
@@ -46,7 +44,7 @@ HOOKS.on_request = server.on_request
 HOOKS.on_cancel = server.on_cancel
 HOOKS.dispatch = server.dispatch
 HOOKS.answer = server.reply_now
-HOOKS.cancel_outgoing = client.cancel_outgoing
+HOOKS.cancel_outgoing = cancel.cancel_outgoing
 
 
 def _check_options(deterministic: object, seed: object, cpu: object) -> None:

@@ -18,17 +18,17 @@ from .._core.hresult import COMError
 from .._core.sta import Unit, UnitKind
 from .._core.stub import Connection, after_disconnect
 from . import trace
-from .client import ClientCall, Reply, _new_reply, on_reply
 from .context import (
     WHERE,
     new_where,
 )
 from .events import ManualResetEvent
-from .futures import resume
+from .loop import resume
 from .objects import (
     ICallFactory,
     async_interface,
 )
+from .record import ClientCall, Reply, _new_reply, on_reply
 from .stubs import Stub
 from .wire import pack, unpack
 

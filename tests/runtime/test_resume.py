@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from comsim._runtime.futures import resume
+from comsim._runtime.loop import resume
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.threaded_only]
 

@@ -1,0 +1,84 @@
+"""Cancelling a call, client side (R28, R16's CANCELCALL, R31): the cancel decided against the
+server's stage, sent, and its grace period waited out."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .._core import hresult as hr
+from .._core.callobj import Effect, Input, State
+from .._core.stub import CancelReport
+from .._core.stub import Effect as StubEffect
+from .._core.stub import Input as StubInput
+from . import trace
+from .hooks import HOOKS
+from .record import ClientCall, _ended
+
+if TYPE_CHECKING:
+    from .apartment import Apartment
+
+
+# --------------------------------------------------------------------------- cancel (R28)
+def start_cancel(call: ClientCall, timeout: float | None) -> Any:
+    """Cancel ``call`` on its client's loop. Gives an HRESULT, or a future that resolves to one
+    when the grace period ends (S_OK) or the call completes meanwhile (RPC_E_CALL_COMPLETE)."""
+    rt = call.client._rt
+    machine = call.machine
+    with rt._lock:
+        if call.report is None:
+            call.report = CancelReport()
+        if machine.state is State.PENDING:
+            claim = call.step(StubInput.CANCEL)
+            inp = Input.CANCEL_QUEUED if claim is StubEffect.DROPPED_QUEUED else Input.CANCEL
+        else:
+            inp = Input.CANCEL
+        effect, _state, code = machine.step(inp)
+    if effect is Effect.STATUS or effect is Effect.NOTHING:
+        return code
+    if call.tracing:
+        trace.emit("call.cancel_requested", **call.fields())
+    if effect is Effect.COMPLETE_CANCELLED:  # never dispatched (R29 `queued`)
+        with rt._lock:
+            call.report.note_stage("queued")  # made above, under the same lock
+        _ended(call, cancelled=True)
+        return hr.S_OK
+    # TELL_SERVER: the server learns at once (R30); the call waits up to `timeout`
+    call.server._post(HOOKS.on_cancel, call.server, call)
+    if timeout == 0:
+        return grace_expired(call)
+    loop = call.client._loop
+    fut = loop.create_future()
+    if call.cancel_waiters is None:
+        call.cancel_waiters = []
+    call.cancel_waiters.append(fut)
+    if timeout is not None:
+        call.grace_handle = loop.call_later(timeout, grace_expired, call)
+    return fut
+
+
+def cancel_outgoing(call: ClientCall) -> None:
+    """R16: MessagePending answered PENDINGMSG_CANCELCALL: the call is cancelled as
+    ``Cancel(0)`` would."""
+    start_cancel(call, 0.0)
+
+
+def grace_expired(call: ClientCall) -> int:
+    call.grace_handle = None
+    effect, _state, code = call.machine.step(Input.GRACE_EXPIRED)
+    if effect is Effect.COMPLETE_CANCELLED:
+        _ended(call, cancelled=True)
+        return hr.S_OK
+    return code if code is not None else hr.S_OK
+
+
+async def _await_cancel(apt: Apartment, call: ClientCall, pending: Any) -> int:
+    """Wait out Cancel's grace period (a COM wait). Cancelling the waiter ends the call
+    cancelled at once (R32)."""
+    if isinstance(pending, int):
+        return pending
+    try:
+        return int(await apt.com_wait(pending))
+    except asyncio.CancelledError:
+        grace_expired(call)
+        raise

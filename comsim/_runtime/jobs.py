@@ -1,0 +1,150 @@
+"""``Apartment.run``: work submitted to an apartment as a unit (R2); arguments and result pass
+by reference; cancelling the caller cancels the unit and waits for it to end (R32)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+
+from .._core import hresult as hr
+from .._core import rules
+from .._core.check import BadArgumentType
+from .._core.hresult import COMError
+from .._core.sta import (
+    StaScheduler,
+    Unit,
+    UnitKind,
+)
+from .context import WHERE, Where
+from .futures import settle
+
+#: the runtime (``runtime.Runtime``, a module above this one)
+Runtime = Any
+
+T = TypeVar("T")
+
+
+class _Job:
+    """One ``Apartment.run`` unit."""
+
+    __slots__ = ("args", "cancelled", "fn", "loop", "task", "unit", "waiter")
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                 loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.args = args
+        self.loop = loop
+        self.waiter = waiter
+        self.task: asyncio.Task[Any] | None = None
+        self.unit: Unit | None = None
+        self.cancelled = False
+
+
+
+class RunUnits:
+    """The ``run`` part of ``apartment.Apartment`` (a mixin)."""
+
+    # what the apartment (``apartment.Apartment``) has, for the type checker
+    name: str
+    thread_id: int
+    _rt: Runtime
+    _loop: asyncio.AbstractEventLoop
+    _sched: StaScheduler | None
+    _closing: bool
+
+    _post: Callable[..., bool]
+    _apply: Callable[[list[Any]], None]
+    _end_unit: Callable[[Unit | None], None]
+    _done: Callable[[], None]
+    _spawn: Callable[[Any, Any], asyncio.Task[Any]]
+
+    # ------------------------------------------------------------------ Apartment.run
+    async def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``async_fn(*args)`` as a unit inside this apartment (R2) and give its result.
+
+        Arguments and result pass by reference. From inside this apartment the function runs
+        directly. Cancelling the caller cancels the unit and waits for it to end.
+
+        Raises:
+            COMError(RPC_E_DISCONNECTED): the apartment has shut down (R18).
+            COMError(E_INVALIDARG), also a TypeError: ``async_fn`` is not callable.
+            Whatever ``async_fn`` raises.
+        """
+        if not callable(async_fn):
+            raise BadArgumentType(f"{self.name}.run({async_fn!r}, ...): pass a function "
+                                  "(async or plain) to run in the apartment")
+        w = WHERE.get()
+        if rules.runs_directly(w.apartment if w is not None else None, self):
+            direct = async_fn(*args)
+            return await direct if inspect.isawaitable(direct) else direct
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        job = _Job(async_fn, args, loop, waiter)
+        if not self._post(self._on_run, job):
+            raise self._gone_error()
+        try:
+            ok, value = await asyncio.shield(waiter)  # the waiter must outlive our cancel
+            value_t: T = value
+        except asyncio.CancelledError:
+            job.cancelled = True
+            self._post(self._cancel_job, job)
+            # wait for the unit to end; shielded, so that an anyio scope does not re-cancel
+            # us in a busy loop (which would also freeze virtual time)
+            with anyio.CancelScope(shield=True):
+                while not waiter.done():
+                    try:
+                        await asyncio.shield(waiter)
+                    except asyncio.CancelledError:
+                        continue
+            raise
+        if ok:
+            return value_t
+        raise value
+
+    def _gone_error(self) -> COMError:
+        return COMError(hr.RPC_E_DISCONNECTED,
+                        f"apartment {self.name!r} has shut down; nothing more runs in it")
+
+    def _on_run(self, job: _Job) -> None:
+        if self._closing:
+            self._settle_job(job, False, self._gone_error())
+            return
+        if self._sched is None:
+            job.task = self._spawn(self._run_job(job, None), job)
+        else:
+            job.unit = Unit(UnitKind.RUN, job)
+            self._apply(self._sched.arrive(job.unit))
+
+    def _cancel_job(self, job: _Job) -> None:
+        if job.task is not None:
+            job.task.cancel()
+        elif job.unit is not None and self._sched is not None and self._sched.withdraw(job.unit):
+            self._settle_job(job, False, asyncio.CancelledError())
+
+    async def _run_job(self, job: _Job, unit: Unit | None) -> None:
+        rt = self._rt
+        tid = self.thread_id if self._sched is not None else rt._new_thread_id()
+        WHERE.set(Where(rt, self, unit, None, None, tid))
+        try:
+            if job.cancelled:
+                raise asyncio.CancelledError
+            result = job.fn(*job.args)
+            if inspect.isawaitable(result):  # a plain function runs in the apartment too
+                result = await result
+            outcome: tuple[bool, Any] = (True, result)
+        except asyncio.CancelledError as exc:
+            outcome = (False, self._gone_error() if self._closing else exc)
+        except BaseException as exc:
+            outcome = (False, exc)
+        finally:
+            self._end_unit(unit)
+            self._done()
+        self._settle_job(job, *outcome)
+
+    def _settle_job(self, job: _Job, ok: bool, value: Any) -> None:
+        self._rt._send_to_loop(job.loop, settle, job.waiter, (ok, value))
+
