@@ -79,6 +79,8 @@ class Apartment(ComWaits, RunUnits):
         #: running tasks, each with the call or job it was made for (``_never_ran``)
         self._tasks: dict[asyncio.Task[Any], Any] = {}
         self._stubs: dict[int, Stub] = {}
+        #: what ends with the apartment's teardown, by key (``_teardown``)
+        self._at_close: dict[Any, Callable[[], None]] = {}
         self._filter: Any = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         #: a new future of the loop (``loop.create_future`` without its Python frame)
@@ -285,6 +287,11 @@ class Apartment(ComWaits, RunUnits):
                 t.cancel()
             await asyncio.wait(tasks)
         self._tasks.clear()
+        # what must end with the apartment: the grace periods of its calls' cancels, whose
+        # replies it no longer takes in (a CoCancelCall from elsewhere waits on them)
+        while self._at_close:
+            _key, fn = self._at_close.popitem()
+            fn()
         with self._rt._lock:
             self._closed = True
             waiters, self._closed_waiters = self._closed_waiters, []

@@ -4,6 +4,7 @@ server's stage, sent, and its grace period waited out."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .._core import hresult as hr
@@ -13,7 +14,7 @@ from .._core.stub import Effect as StubEffect
 from .._core.stub import Input as StubInput
 from . import trace
 from .hooks import HOOKS
-from .record import ClientCall, _ended
+from .record import ClientCall, _end_grace, _ended
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -51,6 +52,9 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
     fut = loop.create_future()
     if call.cancel_waiters is None:
         call.cancel_waiters = []
+        # the grace period ends with the caller's apartment, which takes no reply after (R18)
+        call.client._at_close[call] = functools.partial(_end_grace, call,
+                                                        hr.RPC_E_CALL_COMPLETE)
     call.cancel_waiters.append(fut)
     if timeout is not None:
         call.grace_handle = loop.call_later(timeout, grace_expired, call)

@@ -235,6 +235,7 @@ def _end_grace(call: ClientCall, status: int) -> None:
     cws = call.cancel_waiters
     if cws is not None:
         call.cancel_waiters = None
+        call.client._at_close.pop(call, None)
         for fut in cws:
             if not fut.done():
                 fut.set_result(status)

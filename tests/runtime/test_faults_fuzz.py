@@ -31,7 +31,8 @@ class Slow(comsim.CoClass, ISlow):
         return "done"
 
 
-async def _cocancelcall_while_caller_shuts_down(rt: comsim.Runtime, grace: float) -> Any:
+async def _cocancelcall_while_caller_shuts_down(rt: comsim.Runtime, grace: float,
+                                                gave_up: bool = False) -> Any:
     a, b = await rt.create_sta("a"), await rt.create_sta("b")
 
     async def serve() -> Any:
@@ -48,7 +49,15 @@ async def _cocancelcall_while_caller_shuts_down(rt: comsim.Runtime, grace: float
     results: dict[str, Any] = {}
 
     async def client() -> None:
-        await comsim.unmarshal_interface(stream).Work(1.0, entered)
+        proxy = comsim.unmarshal_interface(stream)
+        if not gave_up:
+            await proxy.Work(1.0, entered)
+            return
+        # the caller gives up first (R32: the call is cancelled as Cancel(0), and the cancel
+        # that CoCancelCall sent still waits for its reply)
+        with anyio.move_on_after(0.1):
+            await proxy.Work(1.0, entered)
+        results["client"] = "gave up"
 
     async def call() -> None:
         try:
@@ -66,8 +75,10 @@ async def _cocancelcall_while_caller_shuts_down(rt: comsim.Runtime, grace: float
         tg.start_soon(call)
         assert await entered.Wait(0, comsim.INFINITE) == hr.S_OK
         tg.start_soon(cancel)
-        await anyio.sleep(0.05)  # CoCancelCall is in its grace period: the server ignores it
-        await a.shutdown()  # the caller's apartment goes (R18)
+        # CoCancelCall is in its grace period (the server ignores it), and the caller has given
+        # up if it does: then the caller's apartment goes (R18)
+        await anyio.sleep(0.3 if gave_up else 0.05)
+        await a.shutdown()
     return results
 
 
@@ -103,3 +114,14 @@ def test_fuzz_sta_that_shut_itself_down_leaves_no_thread() -> None:  # R18
     # 1 run in 100 before the fix
     left = [asyncio.run(main()) for _ in range(400)]
     assert left == [0] * 400
+
+
+@pytest.mark.parametrize("kind", ["threaded", "deterministic"])
+def test_fuzz_cocancelcall_returns_when_callers_apartment_shuts_down_after_caller_gave_up(
+        kind: str) -> None:
+    # R18, R31, R32 (fuzz seed 384): the caller's own cancel came after CoCancelCall's, so no
+    # abandoning ends the grace period; the apartment's teardown does
+    results = _run_guarded(
+        kind, lambda rt: _cocancelcall_while_caller_shuts_down(rt, -1, gave_up=True))
+    assert results["client"] == "gave up"
+    assert results["CoCancelCall"] == hr.RPC_E_CALL_COMPLETE
