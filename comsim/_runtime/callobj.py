@@ -12,6 +12,7 @@ from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.check import BadArgumentType
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
+from .._core.refcount import RefCount
 from .cancel import _await_cancel, start_cancel
 from .client import _check_proxy, _outcome
 from .events import ManualResetEvent
@@ -98,7 +99,7 @@ class CallObject:
         self._call: ClientCall | None = None
         self._event = ManualResetEvent()
         self._outer = outer
-        self._refs = 1
+        self._refs = RefCount(revives=False)  # released, it stays so (R25)
 
     def __repr__(self) -> str:
         return (f"<call object {self._async_iface.__name__} on {self._proxy!r} "
@@ -174,7 +175,7 @@ class CallObject:
             COMError(CO_E_OBJNOTCONNECTED): the call object's count has reached 0 (released).
         """
         iface = _check_interface(iface)
-        if self._refs <= 0:
+        if self._refs.count <= 0:
             raise COMError(hr.CO_E_OBJNOTCONNECTED,
                            f"QueryInterface({iface.__name__}) on a call object whose last "
                            "reference was released; create a new one with CreateCall")
@@ -191,19 +192,16 @@ class CallObject:
 
     def AddRef(self) -> int:
         """One more reference; 0 once released (the count does not come back, R25)."""
-        if self._refs <= 0:
-            return 0
-        self._refs += 1
-        return self._refs
+        return self._refs.add()
 
     def Release(self) -> int:
         """The last Release without Finish_ does not cancel: the reply is dropped (R25)."""
-        if self._refs <= 0:
+        refs = self._refs
+        if refs.count <= 0:
             return 0
-        self._refs -= 1
-        if self._refs == 0:
+        if refs.release() == 0:
             self._machine.step(Input.RELEASE)
-        return self._refs
+        return refs.count
 
 
 _call_object_classes: dict[type[Interface], type[CallObject]] = {}

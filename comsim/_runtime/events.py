@@ -10,6 +10,7 @@ from .._core import hresult as hr
 from .._core import rules
 from .._core.event import EventState
 from .._core.hresult import COMError
+from .._core.refcount import RefCount
 from . import futures
 from .context import (
     WHERE,
@@ -47,7 +48,7 @@ class _Event(ISynchronize):
     def __init__(self, auto_reset: bool) -> None:
         self._state = EventState(auto_reset)
         self._lock = _EVENTS_LOCK  # events are free-threaded; no lock is made per event
-        self._refs = 1
+        self._refs = RefCount()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'set' if self._state.is_set else 'clear'}>"
@@ -117,12 +118,10 @@ class _Event(ISynchronize):
         raise COMError(hr.E_NOINTERFACE, f"{type(self).__name__} has no {iface.__name__}")
 
     def AddRef(self) -> int:
-        self._refs += 1
-        return self._refs
+        return self._refs.add()
 
     def Release(self) -> int:
-        self._refs = max(0, self._refs - 1)
-        return self._refs
+        return self._refs.release()
 
     def __reduce__(self) -> Any:  # pragma: no cover - passed by reference, never pickled
         raise TypeError("events pass by reference")

@@ -12,6 +12,7 @@ from .._core import rules
 from .._core.check import BadArgumentType, BadArgumentValue
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec, collect_methods
+from .._core.refcount import RefCount
 from .context import WHERE
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class CoClass:
             except ValueError as exc:
                 raise BadArgumentValue(f"{cls.__name__}.cancel_policy: {exc}") from None
     _com_apartment: Apartment
-    _com_refs: int
+    _com_refs: RefCount
 
     def __init__(self) -> None:
         w = WHERE.get()
@@ -112,7 +113,7 @@ class CoClass:
                 "inside one (e.g. `await sta.run(make_object)`)",
             )
         self._com_apartment = w.apartment
-        self._com_refs = 1
+        self._com_refs = RefCount()
 
     def QueryInterface(self, iface: type[T]) -> T:
         """This object as ``iface`` (it is its own interface pointer), one reference added.
@@ -129,13 +130,20 @@ class CoClass:
             f"{type(self).__name__} does not implement {iface_t.__name__}",
         )
 
+    def _refs(self) -> RefCount:
+        # (a subclass whose __init__ did not call super().__init__ has none yet)
+        refs: RefCount | None = self.__dict__.get("_com_refs")
+        if refs is None:
+            refs = self._com_refs = RefCount()
+        return refs
+
     def AddRef(self) -> int:
-        self._com_refs = getattr(self, "_com_refs", 1) + 1
-        return self._com_refs
+        """One more reference (R25): the new count."""
+        return self._refs().add()
 
     def Release(self) -> int:
-        self._com_refs = max(0, getattr(self, "_com_refs", 1) - 1)
-        return self._com_refs
+        """One reference less, never below 0 (R25): the new count."""
+        return self._refs().release()
 
 
 def home_apartment(obj: CoClass) -> Apartment:

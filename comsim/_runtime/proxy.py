@@ -9,6 +9,7 @@ from .._core import hresult as hr
 from .._core import rules
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
+from .._core.refcount import RefCount
 from .callobj import CallFactory
 from .client import sync_call
 from .context import WHERE
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- proxies
-class _RefBox:
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 1
-
-
 class _NoSuchMethod(COMError, AttributeError):
     """A method the proxy's interfaces do not declare: E_INVALIDARG (also an AttributeError)."""
 
@@ -43,10 +37,10 @@ class Proxy:
     _com_kind_ = "proxy"
     _com_proxy_ifaces_: tuple[type[Interface], ...] = ()
 
-    def __init__(self, stub: Stub, apartment: Apartment, refs: _RefBox | None = None) -> None:
+    def __init__(self, stub: Stub, apartment: Apartment, refs: RefCount | None = None) -> None:
         self._stub = stub
         self._apartment = apartment
-        self._refs = refs or _RefBox()
+        self._refs = refs or RefCount()  # one count for every interface of it (R25)
 
     def __repr__(self) -> str:
         names = ",".join(i.__name__ for i in self._com_proxy_ifaces_)
@@ -83,24 +77,23 @@ class Proxy:
         self._check_use()
         iface = _check_interface(iface)
         if iface is ICallFactory:
-            self._refs.count += 1
+            self._refs.add()
             return CallFactory(self)
         if not self._stub.implements(iface):
             raise COMError(hr.E_NOINTERFACE,
                            f"{type(self._stub.obj).__name__} does not implement {iface.__name__}")
-        self._refs.count += 1
+        self._refs.add()
         if iface is IUnknown or iface in self._com_proxy_ifaces_:
             return type(self)(self._stub, self._apartment, self._refs)
         return proxy_class((iface,))(self._stub, self._apartment, self._refs)
 
     def AddRef(self) -> int:
-        self._refs.count += 1
+        self._refs.add()
         return self._refs.count
 
     def Release(self) -> int:
         """Always allowed (R12)."""
-        self._refs.count = max(0, self._refs.count - 1)
-        return self._refs.count
+        return self._refs.release()
 
 
 def _use_text(code: int, proxy: Proxy) -> str:
