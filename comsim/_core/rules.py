@@ -182,11 +182,6 @@ def reply_code(exc: BaseException | None) -> int:
     return hr.RPC_E_SERVERFAULT
 
 
-def is_cancel_reply(code: int, rejected: bool) -> bool:
-    """R28: a reply that ends a cancelling call cancelled (a rejection counts: it never ran)."""
-    return code == hr.RPC_E_CALL_CANCELED or rejected
-
-
 CANCEL_POLICIES = ("interrupt", "cooperative")
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .._core import decide, rules
 from .._core import hresult as hr
-from .._core import rules
 from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.check import BadArgumentType
+from .._core.decide import Reaction, Waiter
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.refcount import RefCount
@@ -154,10 +155,11 @@ class CallObject:
                 await apt.com_wait(fut)
             except asyncio.CancelledError:
                 # R32: cancel as Cancel(0) and still clean up, so the call object is ready
-                start_cancel(call, 0.0)
-                self._machine.step(Input.FINISH)
-                self._event.Reset()
-                call.reply = None
+                if decide.waiter_cancelled(Waiter.FINISH) is Reaction.CANCEL_THEN_FINISH:
+                    start_cancel(call, 0.0)
+                    self._machine.step(Input.FINISH)
+                    self._event.Reset()
+                    call.reply = None
                 raise
         if effect is Effect.REFUSE:
             raise COMError(code or hr.E_FAIL,

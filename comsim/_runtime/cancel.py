@@ -7,11 +7,11 @@ import asyncio
 import functools
 from typing import TYPE_CHECKING, Any
 
+from .._core import decide
 from .._core import hresult as hr
-from .._core.callobj import Effect, Input, State
+from .._core.callobj import Effect, Input
+from .._core.decide import Reaction, Waiter
 from .._core.stub import CancelReport
-from .._core.stub import Effect as StubEffect
-from .._core.stub import Input as StubInput
 from . import trace
 from .hooks import HOOKS
 from .record import ClientCall, _end_grace, _ended
@@ -29,12 +29,7 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
     with rt._lock:
         if call.report is None:
             call.report = CancelReport()
-        if machine.state is State.PENDING:
-            claim = call.step(StubInput.CANCEL)
-            inp = Input.CANCEL_QUEUED if claim is StubEffect.DROPPED_QUEUED else Input.CANCEL
-        else:
-            inp = Input.CANCEL
-        effect, _state, code = machine.step(inp)
+        effect, _state, code = decide.cancel(machine, call)
     if effect is Effect.STATUS or effect is Effect.NOTHING:
         return code
     if call.tracing:
@@ -84,5 +79,6 @@ async def _await_cancel(apt: Apartment, call: ClientCall, pending: Any) -> int:
     try:
         return int(await apt.com_wait(pending))
     except asyncio.CancelledError:
-        grace_expired(call)
+        if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
+            grace_expired(call)
         raise

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .._core import decide, rules
 from .._core import hresult as hr
-from .._core import rules
 from .._core.callobj import Effect, Input, State, begun
+from .._core.decide import Reaction, Waiter
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
+from .._core.messages import Reply
 from .._core.sta import WaitKind
 from .._core.stub import Connection
 from . import trace
@@ -20,7 +22,7 @@ from .context import (
     WHERE,
     Where,
 )
-from .record import ClientCall, Proxy, Reply, _end_grace, _send, on_reply
+from .record import ClientCall, Proxy, _end_grace, _send, on_reply
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
@@ -99,11 +101,12 @@ def _abandon(call: ClientCall) -> None:
     """R32: the waiting task was cancelled. A cancellable call is cancelled as Cancel(0);
     otherwise, or when the caller's apartment is shutting down (R18), the server runs on and
     its reply is dropped."""
-    if call.machine.ended:
-        return
-    if call.cancellable and not call.client._closing:
+    reaction = decide.waiter_cancelled(Waiter.SYNC_CALL, ended=call.machine.ended,
+                                       cancellable=call.cancellable,
+                                       closing=call.client._closing)
+    if reaction is Reaction.CANCEL:
         start_cancel(call, 0.0)
-    else:  # not cancellable, or the caller's apartment is shutting down (R18: abandoned)
+    elif reaction is Reaction.ABANDON:  # not cancellable, or the caller's apartment is going
         call.machine.step(Input.RELEASE)
         # a Cancel or CoCancelCall waiting out its grace period learns that the call has
         # ended: it will get no reply now (R18: nothing hangs)

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 
+from .._core import decide
 from .._core import hresult as hr
-from .._core import rules
-from .._core.callobj import CallMachine, Effect, Input, State
+from .._core.callobj import CallMachine, Effect
+from .._core.decide import ReplyKind
 from .._core.iface import MethodSpec
+from .._core.messages import Reply
 from .._core.stub import CancelReport, StubCall
 from . import trace
 from .boundary import call_hook
@@ -54,20 +54,6 @@ class CallObject(Protocol):
     _call: ClientCall | None
     _event: Any
     _outer: Any
-
-
-class Reply(NamedTuple):
-    """A reply message: an HRESULT and, on success, the packed result."""
-
-    hresult: int
-    value: Any = None
-    text: str | None = None
-    exc: BaseException | None = None
-    reject: int | None = None  # SERVERCALL_REJECTED / _RETRYLATER (R16)
-
-
-#: ``Reply`` from a tuple of its five fields, without a Python ``__new__`` (the hot path's)
-_new_reply: Callable[[tuple[Any, ...]], Reply] = functools.partial(tuple.__new__, Reply)
 
 
 #: where a new request stands on the server side (the core's initial stage)
@@ -174,12 +160,11 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
         _trace_dropped(call, reply, "call object began another call")
         return
     rejected = reply.reject is not None
-    if rejected and machine.state is State.PENDING:
+    if rejected and decide.reply_kind(machine, rejected) is ReplyKind.RETRY:
         call.rejected = reply.reject
         _wake(call, "rejected")
         return
-    effect = machine.step(Input.REPLY_CANCELED if rules.is_cancel_reply(reply.hresult, rejected)
-                          else Input.REPLY)[0]
+    effect = machine.step(decide.reply_input(reply.hresult, rejected))[0]
     if effect is Effect.COMPLETE:
         call.reply = reply
         _ended(call, False)

@@ -15,6 +15,7 @@ from .._core import rules
 from .._core import stub as stubcore
 from .._core.constants import INFINITE, SERVERCALL_ISHANDLED
 from .._core.hresult import COMError
+from .._core.messages import Reply, new_reply
 from .._core.sta import Unit, UnitKind
 from .._core.stub import Connection, after_disconnect
 from . import trace
@@ -28,7 +29,7 @@ from .objects import (
     ICallFactory,
     async_interface,
 )
-from .record import ClientCall, Reply, _new_reply, on_reply
+from .record import ClientCall, on_reply
 from .stubs import Stub
 from .wire import pack, unpack
 
@@ -102,7 +103,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             result = fn(*args)
                             if type(result) is _Coroutine or inspect.isawaitable(result):
                                 result = await result
-                            reply = _new_reply((hr.S_OK, pack(result, call.spec.result_label),
+                            reply = new_reply((hr.S_OK, pack(result, call.spec.result_label),
                                                 None, None, None))
                     except asyncio.CancelledError as exc:
                         # only a client's cancel (R30) cancels the scope, and only the
