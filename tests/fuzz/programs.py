@@ -214,8 +214,13 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
             if r < 0.22 and cancellation:
                 op = next(counter)
                 cocancels[op] = rng.randrange(n_sta)
-                unit.actions.append(("cocancel", op, cocancels[op],
-                                     rng.choice((0, 0, 0.005, 0.05, -1)),
+                grace = rng.choice((0, 0, 0.005, 0.05, -1))
+                if grace == -1 and apt != n_sta:
+                    # no limit only from the MTA: an STA waiting with no limit for a call that
+                    # its own thread serves nested below the wait deadlocks, as R2 says it
+                    # would in COM (fuzz seed 693, threaded)
+                    grace = 0.05
+                unit.actions.append(("cocancel", op, cocancels[op], grace,
                                      rng.choice((0.0, 0.001, 0.005))))
                 continue
             target = rng.choice([a for a in range(n_apt) if a != apt])
