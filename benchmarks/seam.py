@@ -35,9 +35,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import comsim  # noqa: E402
-import comsim.testing  # noqa: E402
-from benchmarks.latency import (  # noqa: E402
+import comsim
+import comsim.testing
+from benchmarks.latency import (
     ICalc,
     baseline_one_loop,
     baseline_two_loops,
@@ -118,8 +118,12 @@ def raw_throughput(calls: int) -> float:
         async def method(fut: asyncio.Future[int], a: int, b: int) -> None:
             loop.call_soon_threadsafe(fut.set_result, a + b)
 
+        tasks: set[asyncio.Task[None]] = set()
+
         def handle(fut: asyncio.Future[int], a: int, b: int) -> None:
-            server_loop.create_task(method(fut, a, b))
+            task = server_loop.create_task(method(fut, a, b))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
         async def call() -> int:
             fut = loop.create_future()
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in range(args.rounds):
         first_ours = r % 2 == 0
 
-        def pair(ours: Any, base: Any) -> tuple[Any, Any]:
+        def pair(ours: Any, base: Any, first_ours: bool = first_ours) -> tuple[Any, Any]:
             if first_ours:
                 a = ours()
                 return a, base()
