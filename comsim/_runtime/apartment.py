@@ -87,6 +87,7 @@ class Apartment(ComWaits, RunUnits):
         self._new_future: Callable[[], asyncio.Future[Any]] = None  # type: ignore[assignment]
         #: the threaded transport wakes the loop with it to take in the inbox
         self._wake: Callable[[], Any] = None  # type: ignore[assignment]
+        self._woken = False  # a wake-up is on its way (the threaded transport's)
         self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
         self._thread: threading.Thread | None = None
         self._teardown_task: asyncio.Task[None] | None = None

@@ -81,6 +81,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                         trace.emit("call.dispatched", **call.fields())
                     obj = stub.obj
                     reply: Reply | None = None
+                    propagating = False  # an exception ends the scope or the task
                     try:
                         if rt._faults:
                             fault = rt._fault_for(call.method, apt)
@@ -120,8 +121,10 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                 "the server method was interrupted"
                                 if code == hr.RPC_E_CALL_CANCELED
                                 else f"apartment {apt.name!r} shut down"))
+                            propagating = True
                             raise  # ends the scope (an interrupt) or the task (shutdown)
                     except GeneratorExit:
+                        propagating = True
                         raise  # the coroutine is being closed: nothing more runs
                     except BaseException as exc:  # the fault boundary (``boundary``)
                         reply = _fault_reply(obj, call, exc)
@@ -134,13 +137,20 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                           text="the server task ended abnormally")
                         # R17: the stub is what it will be once the caller has the reply
                         send_reply(apt, call, reply)
-                        apt._end_unit(unit)
+                        if propagating:
+                            apt._end_unit(unit)
                     if call.server_cancelled and scope.cancel_called:
+                        apt._end_unit(unit)
                         break  # told to cancel, but the method returned: the scope is spent
-                    if not apt._keeps_serving(task):
+                    keep = apt._keeps_serving(task)
+                    if keep:
+                        # idle before the unit ends: a queued call that its end starts comes to
+                        # this very task, with no loop turn and no task switch
+                        slot = new_slot()
+                        idle.append(slot)
+                    apt._end_unit(unit)
+                    if not keep:
                         return
-                    slot = new_slot()
-                    idle.append(slot)
                     try:
                         call, unit = await slot
                     except asyncio.CancelledError:

@@ -7,6 +7,9 @@ which takes in the inbox first (``take_in``), has it already. No lock is held ac
 wake-up: the woken thread would run straight into it, and on one core that costs two more
 thread switches per message.
 
+A burst of messages costs one wake-up: a message posted while a wake-up is on its way (the
+apartment's ``_woken``, cleared as the drain begins) is taken in by that wake-up's drain.
+
 Messages to one apartment are taken in in the order they entered its inbox. As in COM, nothing
 orders them against other channels (an event's ``Signal``, a ``run`` result). A message that
 wakes a task (a request for an idle server task, a reply for its caller) lets that task go on
@@ -39,6 +42,7 @@ def _new_apartment_loop() -> asyncio.AbstractEventLoop:
 def _drain(apt: Any) -> None:
     """Take in the messages of ``apt``'s inbox, in the order they were posted (each post wakes
     the loop once; a wake-up may find its message taken in by an earlier one)."""
+    apt._woken = False  # before the first read: a message posted from now on wakes again
     inbox = apt._inbox
     while inbox:
         fn, args = inbox.popleft()
@@ -116,6 +120,9 @@ class ThreadedTransport:
             except ValueError:
                 return True  # the teardown has taken it in
             return False
+        if apt._woken:
+            return True  # a wake-up is on its way: its drain takes this message in too
+        apt._woken = True
         try:
             apt._wake()
         except RuntimeError:
