@@ -7,9 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..helpers import ROOT
 
 
 def test_comsim_bench_prints_every_row_with_its_baseline() -> None:

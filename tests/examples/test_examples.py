@@ -8,12 +8,10 @@ One test runs every example as a script; one makes sure no example goes untested
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import inspect
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -22,23 +20,13 @@ import pytest
 import comsim
 from comsim import hresult
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES_DIR = ROOT / "examples"
+from ..helpers import EXAMPLES_DIR, ROOT, load_example
 
 
 def load(name: str) -> ModuleType:
-    """Import examples/<name>.py from its path (examples/ is not a package)."""
-    path = EXAMPLES_DIR / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"comsim_example_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # so that pickling (R11) can find its classes
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[spec.name]
-        raise
-    return module
+    """Import examples/<name>.py from its path (examples/ is not a package), registered in
+    ``sys.modules`` so that pickling (R11) can find its classes."""
+    return load_example(name)
 
 
 def run_main(name: str) -> Any:

@@ -16,6 +16,8 @@ import comsim
 import comsim.testing
 from comsim import ApartmentType, hresult
 
+from ..helpers import IPing
+
 INFINITE = comsim.INFINITE
 
 
@@ -80,10 +82,6 @@ def release_block(box: dict[str, Any]) -> None:
     """Let ``Gate.Block`` go on, from any thread (posted to the Block's own loop)."""
     loop, fut = box["release"]
     loop.call_soon_threadsafe(_settle, fut)
-
-
-class IPing(comsim.Interface):
-    async def Ping(self) -> str: ...
 
 
 class Pinger(comsim.CoClass, IPing):

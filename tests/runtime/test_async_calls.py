@@ -13,6 +13,9 @@ import pytest
 import comsim
 from comsim import hresult as H
 
+from .. import helpers
+from ..helpers import AsyncISum, ISum
+
 INFINITE = comsim.INFINITE
 
 
@@ -33,13 +36,8 @@ class IPoke(comsim.Interface):
     async def Poke(self) -> int: ...
 
 
-class ISum(comsim.Interface):
-    async def Add(self, a: int, b: int) -> int: ...
-
-
 AsyncICalc = comsim.async_interface(ICalc)
 AsyncIOther = comsim.async_interface(IOther)
-AsyncISum = comsim.async_interface(ISum)
 
 
 # --------------------------------------------------------------------------- objects
@@ -173,23 +171,12 @@ def poll_now(sync: Any) -> int:
 
 
 async def setup(rt: comsim.Runtime, make_obj: Any = Calc, iface: Any = ICalc) -> Any:
-    server = await rt.create_sta("server")
-    client = await rt.create_sta("client")
-
-    async def make() -> Any:
-        obj = make_obj()
-        return obj, comsim.marshal_interface(obj, iface)
-
-    obj, stream = await server.run(make)
-    return server, client, obj, stream
+    p = await helpers.pair(rt, make_obj, iface, server="server", client="client", proxy=False)
+    return p.server, p.client, p.obj, p.stream
 
 
 def new_call(proxy: Any, async_iface: Any = AsyncICalc, outer: Any = None) -> Any:
-    factory = proxy.QueryInterface(comsim.ICallFactory)
-    call = (factory.CreateCall(async_iface) if outer is None
-            else factory.CreateCall(async_iface, outer=outer))
-    factory.Release()
-    return call
+    return helpers.new_call(proxy, async_iface, outer)
 
 
 # --------------------------------------------------------------------------- R19

@@ -18,6 +18,9 @@ import pytest
 import comsim
 from comsim import hresult as hr
 
+from .. import helpers
+from ..helpers import drain, until_cancelled
+
 INFINITE = comsim.INFINITE
 NO_LIMIT = comsim.RPC_C_CANCEL_INFINITE_TIMEOUT
 
@@ -42,12 +45,6 @@ class IOther(comsim.Interface):
 
 AsyncIWork = comsim.async_interface(IWork)
 AsyncIOther = comsim.async_interface(IOther)
-
-
-async def until_cancelled() -> None:
-    """What a cooperative COM server does: poll CoTestCancel (R30)."""
-    while comsim.CoTestCancel() == hr.RPC_S_CALLPENDING:
-        await anyio.sleep(0.001)
 
 
 class Worker(comsim.CoClass, IWork, IOther):
@@ -160,43 +157,16 @@ class CoopWorker(Worker):
     cancel_policy = "cooperative"
 
 
-async def _noop() -> None:
-    return None
-
-
 async def setup(rt: comsim.Runtime, cls: type[Worker] = Worker) -> tuple[
         comsim.Apartment, comsim.Apartment, Any, list[Any]]:
     """A server STA with one object and a client STA holding a proxy to it."""
-    srv = await rt.create_sta("srv")
-    cli = await rt.create_sta("cli")
     log: list[Any] = []
-
-    async def make() -> Any:
-        return comsim.marshal_interface(cls(log), IWork)
-
-    stream = await srv.run(make)
-
-    async def unmarshal() -> Any:
-        return comsim.unmarshal_interface(stream)
-
-    return srv, cli, await cli.run(unmarshal), log
+    p = await helpers.pair(rt, lambda: cls(log), IWork)
+    return p.server, p.client, p.proxy, log
 
 
 def new_call(proxy: Any, iface: Any = AsyncIWork) -> Any:
-    factory = proxy.QueryInterface(comsim.ICallFactory)
-    call = factory.CreateCall(iface)
-    factory.Release()
-    return call
-
-
-async def drain(rt: comsim.Runtime, *apts: comsim.Apartment) -> None:
-    """Let every message already sent be taken in (use once no unit of `apts` is in a COM
-    wait). Threaded: each loop is FIFO, so a round trip comes after everything posted before.
-    Deterministic: virtual time moves only once nothing is ready, i.e. all was delivered."""
-    for apt in apts:
-        await apt.run(_noop)
-    if rt.deterministic:
-        await anyio.sleep(0.001)
+    return helpers.new_call(proxy, iface)
 
 
 def events_for(events: Any, name: str, method: str) -> list[dict[str, Any]]:

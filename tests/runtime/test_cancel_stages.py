@@ -22,6 +22,9 @@ import pytest
 import comsim
 from comsim import hresult as hr
 
+from .. import helpers
+from ..helpers import drain, noop, shut, until_cancelled
+
 N = 200
 INFINITE = comsim.INFINITE
 
@@ -62,8 +65,7 @@ class Worker(comsim.CoClass, IWork):
         """A cooperative server: polls CoTestCancel (R30) and stops itself."""
         self.log.append(("Poll:before", comsim.CoTestCancel()))
         started.Signal()
-        while comsim.CoTestCancel() == hr.RPC_S_CALLPENDING:
-            await anyio.sleep(0.001)
+        await until_cancelled()
         self.log.append(("Poll:after", comsim.CoTestCancel()))
         raise comsim.COMError(hr.RPC_E_CALL_CANCELED, "stopped on request")
 
@@ -82,10 +84,6 @@ class CoopWorker(Worker):
     cancel_policy = "cooperative"
 
 
-async def _noop() -> None:
-    return None
-
-
 @asynccontextmanager
 async def runtimes(rt: comsim.Runtime, kind: str, i: int) -> AsyncIterator[comsim.Runtime]:
     """Threaded: the fixture's runtime, reused. Deterministic: a fresh runtime seeded with `i`."""
@@ -96,37 +94,11 @@ async def runtimes(rt: comsim.Runtime, kind: str, i: int) -> AsyncIterator[comsi
         yield r
 
 
-async def drain(r: comsim.Runtime, *apts: comsim.Apartment) -> None:
-    """Let every message already sent be taken in. Threaded: each apartment's loop is FIFO, so a
-    round trip through it comes after anything posted to it before. Deterministic: virtual time
-    moves only once nothing is ready, i.e. once every message in flight has been delivered."""
-    for apt in apts:
-        await apt.run(_noop)
-    if r.deterministic:
-        await anyio.sleep(0.001)
-
-
 async def pair(r: comsim.Runtime, i: int, cls: type[Worker]) -> tuple[
         comsim.Apartment, comsim.Apartment, Any, list[Any]]:
-    srv = await r.create_sta(f"srv{i}")
-    cli = await r.create_sta(f"cli{i}")
     log: list[Any] = []
-
-    async def make() -> Any:
-        return comsim.marshal_interface(cls(log), IWork)
-
-    stream = await srv.run(make)
-
-    async def unmarshal() -> Any:
-        return comsim.unmarshal_interface(stream)
-
-    proxy = await cli.run(unmarshal)
-    return srv, cli, proxy, log
-
-
-async def shut(*apts: comsim.Apartment) -> None:
-    for apt in apts:
-        await apt.shutdown()
+    p = await helpers.pair(r, lambda: cls(log), IWork, server=f"srv{i}", client=f"cli{i}")
+    return p.server, p.client, p.proxy, log
 
 
 def cancelled_events(events: Any, call_id: int) -> list[str]:
@@ -364,7 +336,7 @@ async def one_finished_blocked_client(r: comsim.Runtime, i: int, srv: comsim.Apa
         assert await begun.Wait(0, INFINITE) == hr.S_OK
         # the request reached the server before this unit did (FIFO), and this unit starts
         # only after the Quick unit has ended and sent its reply
-        await srv.run(_noop)
+        await srv.run(noop)
         assert ("Quick", i) in log
         wake.set()
         outcome = await task

@@ -12,14 +12,7 @@ import pytest
 import comsim
 from comsim._runtime import trace
 
-
-class ICalc(comsim.Interface):
-    async def Add(self, a: int, b: int) -> int: ...
-
-
-class Calc(comsim.CoClass, ICalc):
-    async def Add(self, a: int, b: int) -> int:
-        return a + b
+from ..helpers import Calc, ICalc
 
 
 @pytest.mark.threaded_only

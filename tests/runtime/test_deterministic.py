@@ -9,9 +9,7 @@ one run are ``deterministic_only`` async tests on the ``rt`` fixture.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,9 +19,10 @@ import comsim
 from comsim import hresult as hr
 from comsim.testing import VirtualTimeLoop, capture_trace, explore, run
 
+from ..helpers import load_example, new_call, pair
+
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[2]
 INFINITE = comsim.INFINITE
 STAGES = {"queued", "running", "finished"}
 
@@ -86,13 +85,6 @@ async def _serve(apt: comsim.Apartment, n: int = 1, cls: type[Calc] = Calc,
         return [comsim.marshal_interface(obj, ICalc) for _ in range(n)]
 
     return await apt.run(make)
-
-
-def _call_object(proxy: Any) -> Any:
-    factory = proxy.QueryInterface(comsim.ICallFactory)
-    call = factory.CreateCall(AsyncICalc)
-    factory.Release()
-    return call
 
 
 async def _outcome(aw: Any) -> Any:
@@ -183,7 +175,7 @@ def _traced_run(seed: int) -> tuple[list[dict[str, Any]], Any]:
                 seen: list[Any] = []
                 for i, p in enumerate(proxies):
                     seen.append(await _outcome(p.Add(i, 10)))  # synchronous (R13)
-                calls = [_call_object(p) for p in proxies + proxies[:1]]
+                calls = [new_call(p, AsyncICalc) for p in proxies + proxies[:1]]
                 for i, call in enumerate(calls):
                     assert call.Begin_Slow(0.001 * (i + 1)) == hr.S_OK
                 await anyio.sleep(delay)
@@ -244,17 +236,8 @@ def test_different_seeds_reach_different_interleavings() -> None:  # API: determ
 
 
 # ============================================================================ explore (R29)
-def _load_example(name: str) -> Any:
-    path = ROOT / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_comsim_example_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_explore_finds_the_three_cancel_stages() -> None:  # R29
-    example = _load_example("explore_cancel_race")
+    example = load_example("explore_cancel_race", prefix="_comsim_example_", register=False)
     log: list[tuple[int | None, Any]] = []
 
     async def recording(rt: comsim.Runtime) -> Any:
@@ -288,11 +271,10 @@ def test_explore_finds_the_three_cancel_stages() -> None:  # R29
 # ============================================================================ fault injection
 async def _pair(rt: comsim.Runtime, cls: type[Calc] = Calc) -> tuple[
         comsim.Apartment, comsim.Apartment, comsim.MarshalStream, list[Any]]:
-    a = await rt.create_sta("a")
-    b = await rt.create_sta("b")
     log: list[Any] = []
-    (stream,) = await _serve(b, 1, cls, log)
-    return a, b, stream, log
+    p = await pair(rt, lambda: cls(log), ICalc, server="b", client="a", client_first=True,
+                   proxy=False)
+    return p.client, p.server, p.stream, log
 
 
 @pytest.mark.asyncio
@@ -438,7 +420,7 @@ async def test_long_grace_and_time_outs_take_no_real_time(rt: comsim.Runtime) ->
 
     async def use() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        call = _call_object(comsim.unmarshal_interface(stream))
+        call = new_call(comsim.unmarshal_interface(stream), AsyncICalc)
         call.Begin_Hold(started, release)
         assert await started.Wait(0, INFINITE) == hr.S_OK
         sync = call.QueryInterface(comsim.ISynchronize)

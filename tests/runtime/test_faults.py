@@ -28,6 +28,8 @@ import comsim
 from comsim import hresult as hr
 from comsim.testing import VirtualTimeLoop
 
+from ..helpers import AsyncISum, ISum, add_via, pair, thread_id
+
 INFINITE = comsim.INFINITE
 INTERRUPTS: dict[str, type[BaseException]] = {
     "SystemExit": SystemExit,
@@ -54,12 +56,7 @@ class IRelay(comsim.Interface):
     async def CallOut(self, target: Any, entered: Any, release: Any) -> str: ...
 
 
-class ISum(comsim.Interface):
-    async def Add(self, a: int, b: int) -> int: ...
-
-
 AsyncIServe = comsim.async_interface(IServe)
-AsyncISum = comsim.async_interface(ISum)
 
 
 # --------------------------------------------------------------------------- values (R11)
@@ -204,34 +201,10 @@ async def _alive() -> str:
     return "alive"
 
 
-async def _thread_id() -> int:
-    return comsim.current_thread_id()
-
-
 async def _pair(rt: comsim.Runtime, flt: Any = None) -> tuple[Any, Any, Server, Any]:
     """STAs 'srv' (a Server, and ``flt`` as its message filter) and 'cli' (a proxy to it)."""
-    srv = await rt.create_sta("srv")
-    cli = await rt.create_sta("cli")
-
-    async def make() -> tuple[Server, Any]:
-        if flt is not None:
-            comsim.CoRegisterMessageFilter(flt)
-        obj = Server()
-        return obj, comsim.marshal_interface(obj, IServe)
-
-    obj, stream = await srv.run(make)
-
-    async def unmarshal() -> Any:
-        return comsim.unmarshal_interface(stream)
-
-    return srv, cli, obj, await cli.run(unmarshal)
-
-
-def _add_via(proxy: Any) -> Callable[[], Awaitable[int]]:
-    async def add() -> int:
-        return await proxy.Add(1, 2)
-
-    return add
+    p = await pair(rt, Server, IServe, message_filter=flt)
+    return p.server, p.client, p.obj, p.proxy
 
 
 async def _com_error(apt: Any, fn: Callable[[], Awaitable[Any]]) -> comsim.COMError:
@@ -449,11 +422,11 @@ async def _interrupt_scenario(rt: comsim.Runtime, source: str,
         assert await cli.run(begin_finish) == 3
         assert outer.calls == 1
     else:  # HandleInComingCall: the call is handled as if SERVERCALL_ISHANDLED
-        assert await cli.run(_add_via(proxy)) == 3
+        assert await cli.run(add_via(proxy)) == 3
         assert flt is not None and flt.calls == 1
     # both apartments survive
     with anyio.fail_after(2):
-        assert await cli.run(_add_via(proxy)) == 3
+        assert await cli.run(add_via(proxy)) == 3
         assert await srv.run(_alive) == "alive"
         assert await cli.run(_alive) == "alive"
 
@@ -542,7 +515,7 @@ async def test_defect5_method_raising_cancelled_error_is_a_server_fault(
     err = await _com_error(cli, raise_cancelled)
     assert err.hresult == hr.RPC_E_SERVERFAULT, err
     assert isinstance(err.__cause__, asyncio.CancelledError), repr(err.__cause__)
-    assert await cli.run(_add_via(proxy)) == 3  # the apartment serves the next call
+    assert await cli.run(add_via(proxy)) == 3  # the apartment serves the next call
 
 
 # --------------------------------------------------------------------------- defect 6
@@ -556,7 +529,7 @@ async def test_defect6_result_that_fails_to_unpickle_is_bad_stub_data(
 
     err = await _com_error(cli, get)
     assert err.hresult == hr.RPC_X_BAD_STUB_DATA, err
-    assert await cli.run(_add_via(proxy)) == 3
+    assert await cli.run(add_via(proxy)) == 3
 
 
 @pytest.mark.asyncio
@@ -570,7 +543,7 @@ async def test_defect6_argument_that_fails_to_unpickle_is_bad_stub_data(
     err = await _com_error(cli, send)
     assert err.hresult == hr.RPC_X_BAD_STUB_DATA, err
     assert obj.echoed == 0  # the method never ran
-    assert await cli.run(_add_via(proxy)) == 3
+    assert await cli.run(add_via(proxy)) == 3
 
 
 # --------------------------------------------------------------------------- defect 7
@@ -649,7 +622,7 @@ async def test_defect9_cocancelcall_from_plain_os_thread(rt: comsim.Runtime) -> 
         except comsim.COMError as exc:
             return hr.name(exc.hresult)
 
-    tid = await cli.run(_thread_id)
+    tid = await cli.run(thread_id)
     t_call = asyncio.ensure_future(cli.run(call))
     out: list[Any] = []
 

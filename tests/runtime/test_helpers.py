@@ -10,6 +10,8 @@ import pytest
 import comsim
 from comsim import hresult
 
+from ..helpers import pair
+
 pytestmark = pytest.mark.asyncio
 
 
@@ -34,14 +36,10 @@ class Work(comsim.CoClass, IWork):
 
 
 async def _setup(rt: comsim.Runtime) -> tuple[comsim.Apartment, Any, list[str]]:
-    ui = await rt.create_sta("ui")
-    worker = await rt.create_sta("worker")
     log: list[str] = []
-
-    async def serve() -> Any:
-        return comsim.marshal_interface(Work(log), IWork)
-
-    return ui, await worker.run(serve), log
+    p = await pair(rt, lambda: Work(log), IWork, server="worker", client="ui", client_first=True,
+                   proxy=False)
+    return p.client, p.stream, log
 
 
 async def test_begin_then_finish_gives_the_result(rt: comsim.Runtime) -> None:  # R22

@@ -14,23 +14,16 @@ import comsim
 import comsim.testing
 from comsim import MSHLFLAGS, hresult
 
+from ..helpers import Calc, ICalc, IPing, serve
+
 
 # --------------------------------------------------------------------------- interfaces
-class ICalc(comsim.Interface):
-    async def Add(self, a: int, b: int) -> int: ...
-
-
 class IOther(comsim.Interface):
     async def Ping(self) -> str: ...
 
 
 class IMissing(comsim.Interface):
     async def Nothing(self) -> None: ...
-
-
-class Calc(comsim.CoClass, ICalc):
-    async def Add(self, a: int, b: int) -> int:
-        return a + b
 
 
 class Both(comsim.CoClass, ICalc, IOther):
@@ -89,15 +82,6 @@ class Store(comsim.CoClass, IStore):
         return {"list": [{"me": self, "back": value}]}
 
 
-async def make_in(apt: comsim.Apartment, cls: type = Calc, iface: type = ICalc,
-                  flags: MSHLFLAGS = MSHLFLAGS.NORMAL) -> tuple[Any, comsim.MarshalStream]:
-    async def make() -> tuple[Any, comsim.MarshalStream]:
-        obj = cls()
-        return obj, comsim.marshal_interface(obj, iface, flags=flags)
-
-    return await apt.run(make)
-
-
 def hr_of(fn: Any, *args: Any) -> int:
     """The HRESULT ``fn(*args)`` fails with (S_OK if it does not)."""
     try:
@@ -121,7 +105,7 @@ async def ahr_of(coro_fn: Any, *args: Any) -> int:
 async def test_marshalling_needs_an_apartment(rt: comsim.Runtime) -> None:
     # R4: marshalling and unmarshalling from code in no apartment fail
     b = await rt.create_sta("b")
-    obj, stream = await make_in(b)
+    obj, stream = await serve(b)
     assert hr_of(comsim.marshal_interface, obj, ICalc) == hresult.CO_E_NOTINITIALIZED
     assert hr_of(comsim.unmarshal_interface, stream) == hresult.CO_E_NOTINITIALIZED
 
@@ -139,7 +123,7 @@ async def test_normal_marshal_unmarshals_once(rt: comsim.Runtime) -> None:
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
     c = await rt.create_sta("c")
-    _obj, stream = await make_in(b)
+    _obj, stream = await serve(b)
 
     async def use() -> tuple[int, int]:
         p = comsim.unmarshal_interface(stream)
@@ -163,7 +147,7 @@ async def test_releasing_normal_marshal_data_frees_it(rt: comsim.Runtime) -> Non
     # R6, R7: released without unmarshalling, the data is gone
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
-    _obj, stream = await make_in(b)
+    _obj, stream = await serve(b)
 
     async def release() -> None:
         comsim.release_marshal_data(stream)
@@ -185,7 +169,7 @@ async def test_table_strong_unmarshals_until_released(rt: comsim.Runtime) -> Non
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
     c = await rt.create_sta("c")
-    obj, stream = await make_in(b, flags=MSHLFLAGS.TABLESTRONG)
+    obj, stream = await serve(b, flags=MSHLFLAGS.TABLESTRONG)
     assert stream.flags is MSHLFLAGS.TABLESTRONG
 
     async def use(n: int) -> list[int]:
@@ -219,7 +203,7 @@ async def test_table_weak_unmarshals_until_released_then_objnotreg(rt: comsim.Ru
     # R7: table-weak data, many times; once released CO_E_OBJNOTREG
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
-    _obj, stream = await make_in(b, flags=MSHLFLAGS.TABLEWEAK)
+    _obj, stream = await serve(b, flags=MSHLFLAGS.TABLEWEAK)
     assert stream.flags is MSHLFLAGS.TABLEWEAK
 
     async def use(n: int) -> list[int]:
@@ -285,7 +269,7 @@ async def test_unmarshal_for_missing_interface_consumes_the_data(rt: comsim.Runt
     # R9: unmarshalling for an interface the object lacks fails and the data is consumed
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
-    _obj, stream = await make_in(b)
+    _obj, stream = await serve(b)
 
     async def use() -> tuple[int, int]:
         first = hr_of(comsim.unmarshal_interface, stream, IOther)
@@ -294,12 +278,12 @@ async def test_unmarshal_for_missing_interface_consumes_the_data(rt: comsim.Runt
     assert await a.run(use) == (hresult.E_NOINTERFACE, hresult.CO_E_OBJNOTCONNECTED)
 
     # at home as well
-    _obj2, stream2 = await make_in(b)
+    _obj2, stream2 = await serve(b)
     assert await b.run(lambda: _consume_twice(stream2)) == (
         hresult.E_NOINTERFACE, hresult.CO_E_OBJNOTCONNECTED)
 
     # and unmarshalling for another interface it does implement is a QueryInterface
-    _both, stream3 = await make_in(b, cls=Both)
+    _both, stream3 = await serve(b, Both)
 
     async def other() -> str:
         return await comsim.unmarshal_interface(stream3, IOther).Ping()
@@ -317,8 +301,8 @@ async def test_query_interface_on_proxy(rt: comsim.Runtime) -> None:
     # R9, R25: QI through a proxy; missing -> E_NOINTERFACE; one shared reference count
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
-    _calc, s_calc = await make_in(b)
-    _both, s_both = await make_in(b, cls=Both)
+    _calc, s_calc = await serve(b)
+    _both, s_both = await serve(b, Both)
 
     async def use() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -456,7 +440,7 @@ async def test_git_from_no_apartment(rt: comsim.Runtime) -> None:
 
 # --------------------------------------------------------------------------- R11
 async def _store_in(apt: comsim.Apartment) -> tuple[Store, comsim.MarshalStream]:
-    return await make_in(apt, cls=Store, iface=IStore, flags=MSHLFLAGS.TABLESTRONG)
+    return await serve(apt, Store, IStore, flags=MSHLFLAGS.TABLESTRONG)
 
 
 @pytest.mark.asyncio
@@ -488,10 +472,6 @@ async def test_arguments_and_results_are_copies(rt: comsim.Runtime) -> None:
     assert store.kept == ["client", "server"]
     assert out["echo equal"] is True
     assert out["echo same"] is False
-
-
-class IPing(comsim.Interface):
-    async def Ping(self) -> str: ...
 
 
 class Pinger(comsim.CoClass, IPing):
@@ -545,7 +525,7 @@ async def test_objects_in_args_to_a_third_apartment(rt: comsim.Runtime) -> None:
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
     c = await rt.create_sta("c")
-    _both, s_both = await make_in(b, cls=Both, flags=MSHLFLAGS.TABLESTRONG)
+    _both, s_both = await serve(b, Both, flags=MSHLFLAGS.TABLESTRONG)
     _store, s_store = await _store_in(c)
 
     async def use() -> Any:
@@ -601,7 +581,7 @@ async def test_arguments_that_do_not_bind_fail_before_sending(rt: comsim.Runtime
     # method -> E_INVALIDARG
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
-    _both, stream = await make_in(b, cls=Both, flags=MSHLFLAGS.TABLESTRONG)
+    _both, stream = await serve(b, Both, flags=MSHLFLAGS.TABLESTRONG)
 
     async def use() -> dict[str, Any]:
         p = comsim.unmarshal_interface(stream)  # as ICalc
@@ -658,7 +638,7 @@ async def test_proxy_use_checks_in_order(rt: comsim.Runtime) -> None:
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
     c = await rt.create_sta("c")
-    _obj, stream = await make_in(b, cls=Both, flags=MSHLFLAGS.TABLESTRONG)
+    _obj, stream = await serve(b, Both, flags=MSHLFLAGS.TABLESTRONG)
 
     async def get() -> Any:
         return comsim.unmarshal_interface(stream)
@@ -708,7 +688,7 @@ async def test_release_on_live_proxy_from_other_apartment(rt: comsim.Runtime) ->
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
     c = await rt.create_sta("c")
-    _obj, stream = await make_in(b)
+    _obj, stream = await serve(b)
 
     async def get() -> tuple[Any, int]:
         p = comsim.unmarshal_interface(stream)

@@ -11,9 +11,8 @@ import pytest
 import comsim
 from comsim import hresult
 
-
-class ICalc(comsim.Interface):
-    async def Add(self, a: int, b: int) -> int: ...
+from ..helpers import ICalc, pair, serve
+from ..helpers import thread_id as tid
 
 
 class IRelay(comsim.Interface):
@@ -81,10 +80,6 @@ class Filter(comsim.IMessageFilter):
         return answer
 
 
-async def tid() -> int:
-    return comsim.current_thread_id()
-
-
 def registrar(flt: Any) -> Callable[[], Any]:
     async def register() -> Any:
         return comsim.CoRegisterMessageFilter(flt)
@@ -95,14 +90,8 @@ def registrar(flt: Any) -> Callable[[], Any]:
 async def calc_server(rt: comsim.Runtime, flt: Filter | None) -> tuple[comsim.Apartment, Any, Any]:
     """An STA 'srv' with a Calc and (optionally) a message filter; gives (srv, obj, stream)."""
     srv = await rt.create_sta("srv")
-
-    async def make() -> tuple[Any, Any]:
-        if flt is not None:
-            comsim.CoRegisterMessageFilter(flt)
-        obj = Calc()
-        return obj, comsim.marshal_interface(obj, ICalc, flags=comsim.MSHLFLAGS.TABLESTRONG)
-
-    obj, stream = await srv.run(make)
+    obj, stream = await serve(srv, Calc, ICalc, flags=comsim.MSHLFLAGS.TABLESTRONG,
+                              message_filter=flt)
     return srv, obj, stream
 
 
@@ -389,13 +378,8 @@ async def test_async_calls_dispatched_whatever_filter_answers(rt: comsim.Runtime
 async def _pending_setup(rt: comsim.Runtime, answer: int) -> dict[str, Any]:
     """STA 'cli' (with a filter answering ``answer``) waits in a call to 'srv' that blocks
     until ``release``; then an Apartment.run unit arrives at 'cli'."""
-    srv = await rt.create_sta("srv")
-    cli = await rt.create_sta("cli")
-
-    async def make() -> Any:
-        return comsim.marshal_interface(Relay(), IRelay)
-
-    stream = await srv.run(make)
+    p = await pair(rt, Relay, IRelay, proxy=False)  # STAs "srv" and "cli"
+    srv, cli, stream = p.server, p.client, p.stream
     srv_thread = await srv.run(tid)
     consulted = comsim.ManualResetEvent()
     cflt = Filter(pending=[answer], on_pending=consulted)

@@ -13,6 +13,8 @@ import pytest
 import comsim
 from comsim import hresult
 
+from ..helpers import add_via, unmarshal
+
 
 class ICalc(comsim.Interface):
     async def Add(self, a: int, b: int) -> int: ...
@@ -64,20 +66,6 @@ def make_in(cls: type[Calc] = Calc) -> Any:
         return obj, comsim.marshal_interface(obj, ICalc, flags=comsim.MSHLFLAGS.TABLESTRONG)
 
     return make
-
-
-def unmarshal(stream: comsim.MarshalStream) -> Any:
-    async def get() -> Any:
-        return comsim.unmarshal_interface(stream)
-
-    return get
-
-
-def add_via(proxy: Any) -> Any:
-    async def add() -> int:
-        return await proxy.Add(1, 2)
-
-    return add
 
 
 async def hresult_of(apt: comsim.Apartment, fn: Any) -> int:

@@ -2,14 +2,7 @@ import pytest
 
 import comsim
 
-
-class ICalc(comsim.Interface):
-    async def Add(self, a: int, b: int) -> int: ...
-
-
-class Calc(comsim.CoClass, ICalc):
-    async def Add(self, a: int, b: int) -> int:
-        return a + b
+from ..helpers import Calc, ICalc
 
 
 @pytest.mark.asyncio
