@@ -259,9 +259,7 @@ class Apartment(ComWaits, RunUnits):
             await done
         # joined even when the teardown ended before this call (an apartment that shut itself
         # down): its thread may still be closing its loop (R18: no thread left behind)
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        self._transport.join(self)
 
     def _begin_teardown(self) -> None:
         self._transport.take_in(self)  # what was posted before shutdown began (R18)

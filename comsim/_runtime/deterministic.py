@@ -82,6 +82,12 @@ class DeterministicTransport:
     def stop(self, apartment: Any) -> None:
         pass  # the loop is the caller's
 
+    def join(self, apartment: Any) -> None:
+        pass  # no thread of its own
+
+    def set_latency(self, key: tuple[str | None, str | None], seconds: Any) -> None:
+        self.latency[key] = seconds
+
     # ------------------------------------------------------------------ the pump
     def _delay(self, target: Any) -> float:
         if not self.latency:

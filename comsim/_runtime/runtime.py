@@ -227,15 +227,12 @@ class Runtime:
                 function that raises or gives a bad delay is traced (``latency.error``) and
                 delays nothing.
         """
-        transport = self._transport
-        if not isinstance(transport, DeterministicTransport):
-            raise RuntimeError("latency injection needs Runtime(deterministic=True)")
         if not callable(seconds):
             check_seconds("set_latency", "seconds", seconds)
         for what, name in (("source", source), ("target", target)):
             if name is not None:
                 check_name("set_latency", what, name)
-        transport.latency[(source, target)] = seconds
+        self._transport.set_latency((source, target), seconds)
 
     def inject_fault(self, method: str, error: int | BaseException, *,
                      apartment: str | None = None, probability: float = 1.0) -> None:

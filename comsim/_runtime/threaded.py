@@ -145,6 +145,14 @@ class ThreadedTransport:
     def stop(self, apartment: Any) -> None:
         apartment._loop.stop()
 
+    def join(self, apartment: Any) -> None:
+        thread = apartment._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def set_latency(self, key: tuple[str | None, str | None], seconds: Any) -> None:
+        raise RuntimeError("latency injection needs Runtime(deterministic=True)")
+
 
 def _run(loop: asyncio.AbstractEventLoop, apartment: Any) -> None:
     """Run an apartment's loop until its teardown stops it, then close it."""

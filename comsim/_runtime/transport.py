@@ -57,5 +57,16 @@ class Transport(Protocol):
     def stop(self, apartment: Any) -> None:
         """``apartment``'s teardown has ended: its loop may stop."""
 
+    def join(self, apartment: Any) -> None:
+        """Wait until ``apartment``'s loop has stopped and closed (its thread has ended), when
+        called from anywhere but that loop (R18: nothing is left behind)."""
+
+    def set_latency(self, key: tuple[str | None, str | None], seconds: Any) -> None:
+        """Delay messages on a channel (``(source, target)`` apartment names, None: any).
+
+        Raises:
+            RuntimeError: the transport cannot delay messages (the threaded one).
+        """
+
     def now(self) -> float:
         """The runtime's clock, in seconds (the virtual-time loop's, when deterministic)."""
