@@ -35,6 +35,13 @@ class Interface:
     _com_is_interface_: ClassVar[bool] = False
     _com_sync_interface_: ClassVar[type[Interface] | None] = None
 
+    if TYPE_CHECKING:  # IUnknown's methods, on every interface (objects, proxies... have them)
+        def QueryInterface(self, iface: type[T]) -> T: ...
+
+        def AddRef(self) -> int: ...
+
+        def Release(self) -> int: ...
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if getattr(cls, "_com_kind_", None) is not None:

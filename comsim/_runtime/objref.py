@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast, overload
 
 from .._core import hresult as hr
 from .._core import rules
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- references (R11)
+T = TypeVar("T")
+
+
 class ObjRef(NamedTuple):
     stub: Stub
     ifaces: tuple[type[Interface], ...]
@@ -127,7 +130,15 @@ def marshal_interface(obj: Any, iface: type[Interface],
     return MarshalStream(MarshalData(flags), stub, iface)
 
 
-def unmarshal_interface(stream: MarshalStream, iface: type[Interface] | None = None) -> Any:
+@overload
+def unmarshal_interface(stream: MarshalStream) -> Any: ...
+
+
+@overload
+def unmarshal_interface(stream: MarshalStream, iface: type[T]) -> T: ...
+
+
+def unmarshal_interface(stream: MarshalStream, iface: type[Any] | None = None) -> Any:
     """A proxy bound to the current apartment, or the object itself at home (R8).
 
     Raises:
@@ -148,7 +159,7 @@ def unmarshal_interface(stream: MarshalStream, iface: type[Interface] | None = N
     return _connect(stub, iface or stream._iface, apt)
 
 
-def _connect(stub: Stub, iface: type[Interface], apt: Apartment) -> Any:
+def _connect(stub: Stub, iface: type[Any], apt: Apartment) -> Any:
     iface = _check_interface(iface)
     code = rules.unmarshal_status(stub.conn is Connection.CONNECTED, stub.apartment._accepting,
                                   stub.implements(iface))
@@ -226,7 +237,7 @@ class GlobalInterfaceTable:
             self._entries[cookie] = (stub, iface, GitEntry())
         return cookie
 
-    def GetInterfaceFromGlobal(self, cookie: int, iface: type[Interface]) -> Any:
+    def GetInterfaceFromGlobal(self, cookie: int, iface: type[T]) -> T:
         """A proxy (or the object at home) for the registered object, as ``iface``.
 
         Raises:
@@ -242,7 +253,7 @@ class GlobalInterfaceTable:
             code = entry[2].get() if entry is not None else hr.E_INVALIDARG
         if code or entry is None:
             raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} is not registered (revoked?)")
-        return _connect(entry[0], iface, apt)
+        return cast(T, _connect(entry[0], iface, apt))
 
     def RevokeInterfaceFromGlobal(self, cookie: int) -> None:
         """Revoke a registration; any apartment may.

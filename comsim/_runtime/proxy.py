@@ -3,7 +3,7 @@ unmarshalled them (R12, R13, R19, R25)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._core import hresult as hr
 from .._core import rules
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- proxies
+T = TypeVar("T")
+
+
 class _NoSuchMethod(COMError, AttributeError):
     """A method the proxy's interfaces do not declare: E_INVALIDARG (also an AttributeError)."""
 
@@ -67,7 +70,7 @@ class Proxy:
         assert current is not None
         return current
 
-    def QueryInterface(self, iface: type[Any]) -> Any:
+    def QueryInterface(self, iface: type[T]) -> T:
         """A proxy for another interface of the same object, sharing this one's count
         (R25); ``ICallFactory`` gives the call factory (R19).
 
@@ -75,21 +78,20 @@ class Proxy:
             COMError: R12's checks; E_NOINTERFACE when the object lacks ``iface``.
         """
         self._check_use()
-        iface = _check_interface(iface)
-        if iface is ICallFactory:
+        wanted = _check_interface(iface)
+        if wanted is ICallFactory:
             self._refs.add()
-            return CallFactory(self)
-        if not self._stub.implements(iface):
-            raise COMError(hr.E_NOINTERFACE,
-                           f"{type(self._stub.obj).__name__} does not implement {iface.__name__}")
+            return cast(T, CallFactory(self))
+        if not self._stub.implements(wanted):
+            raise COMError(hr.E_NOINTERFACE, f"{type(self._stub.obj).__name__} does not "
+                                             f"implement {wanted.__name__}")
         self._refs.add()
-        if iface is IUnknown or iface in self._com_proxy_ifaces_:
-            return type(self)(self._stub, self._apartment, self._refs)
-        return proxy_class((iface,))(self._stub, self._apartment, self._refs)
+        if wanted is IUnknown or wanted in self._com_proxy_ifaces_:
+            return cast(T, type(self)(self._stub, self._apartment, self._refs))
+        return cast(T, proxy_class((wanted,))(self._stub, self._apartment, self._refs))
 
     def AddRef(self) -> int:
-        self._refs.add()
-        return self._refs.count
+        return self._refs.add()
 
     def Release(self) -> int:
         """Always allowed (R12)."""

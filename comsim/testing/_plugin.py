@@ -7,24 +7,50 @@ loop; ask for the ``comsim_runtime`` fixture to get a deterministic ``Runtime`` 
     async def test_race(comsim_runtime):
         ...
 
-``seeds`` runs the test once per seed (default: seed 0). ``--comsim-seed N`` replays one seed.
-A failing test's report says which seed to replay.
+The plugin runs on pytest-asyncio's own mechanisms rather than calling tests itself: a marked
+test (or one that asks for ``comsim_runtime``) is an asyncio test whose loop comes from the
+``pytest_asyncio_loop_factories`` hook, and ``comsim_runtime`` is an async fixture entered on
+that loop. So it behaves the same in pytest-asyncio's strict and auto modes, with anyio's
+plugin loaded, with pytest-xdist (each seed is an item of its own) and with Hypothesis.
+
+- ``seeds=`` runs the test once per seed; without it, ``--comsim-seeds N`` (ini:
+  ``comsim_seeds``) runs ``range(N)``, else seed 0. ``--comsim-seed N`` replays one seed.
+- A failing test's report names its seed and the exact command that replays it.
+- ``--comsim-trace-dir DIR``: a failing test's trace is written there as ``<test id>.mermaid``
+  and ``<test id>.trace.json``, and the report names the files.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
+import json
+import re
+import shlex
+from collections.abc import AsyncIterator, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-_SEED_KEY = pytest.StashKey[int]()
+from .._runtime.vtloop import VirtualTimeLoop
+
+_TRACE_KEY = pytest.StashKey[Any]()
+#: the fixture a test asks for to get a deterministic runtime
+RUNTIME_FIXTURE = "comsim_runtime"
 
 
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("comsim")
     group.addoption("--comsim-seed", action="store", type=int, default=None,
                     help="replay one seed of comsim's deterministic runtime")
+    group.addoption("--comsim-seeds", action="store", type=int, default=None,
+                    help="run comsim tests whose marker gives no seeds under range(N)")
+    group.addoption("--comsim-trace-dir", action="store", default=None,
+                    help="write a failing comsim test's trace there (Mermaid and Chrome JSON)")
+    parser.addini("comsim_seeds", "run comsim tests whose marker gives no seeds under "
+                                  "range(N)", default=None)
 
 
 def pytest_configure(config: Any) -> None:
@@ -35,68 +61,211 @@ def pytest_configure(config: Any) -> None:
     )
 
 
+def _is_comsim_test(node: Any) -> bool:
+    return node.get_closest_marker("comsim") is not None
+
+
+# ------------------------------------------------------------------ collection
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_pycollect_makeitem(collector: Any, name: str, obj: Any) -> Iterator[None]:
+    """A comsim test is an asyncio test: it gets the ``asyncio`` mark before pytest-asyncio
+    looks at it (strict mode would pass it by otherwise), and a test that asks for
+    ``comsim_runtime`` without the mark runs as if marked (seed 0)."""
+    if callable(obj) and _is_async_function(obj):
+        marks = list(getattr(obj, "pytestmark", []))
+        names = {m.name for m in marks}
+        inherited = collector.get_closest_marker("comsim") is not None
+        if "comsim" in names or inherited or RUNTIME_FIXTURE in _argnames(obj):
+            if "comsim" not in names and not inherited:
+                marks.append(pytest.mark.comsim.mark)
+            if "asyncio" not in names and collector.get_closest_marker("asyncio") is None:
+                marks.append(pytest.mark.asyncio.mark)
+            obj.pytestmark = marks
+            if getattr(obj, "hypothesis", None) is not None and RUNTIME_FIXTURE in _argnames(obj):
+                _fresh_runtime_per_example(obj)
+    yield
+
+
+#: the seed of the comsim test running now (for Hypothesis examples, which take no fixture)
+_SEED: contextvars.ContextVar[int] = contextvars.ContextVar("comsim_test_seed", default=0)
+
+
+def _fresh_runtime_per_example(test: Any) -> None:
+    """Under ``@given``, each example gets a fresh deterministic runtime: the inner test enters
+    one for each example and passes it as ``comsim_runtime``."""
+    inner = test.hypothesis.inner_test
+
+    @functools.wraps(inner)
+    async def fresh(*args: Any, **kwargs: Any) -> Any:
+        from .._runtime.runtime import Runtime
+
+        async with Runtime(deterministic=True, seed=_SEED.get()) as rt:
+            kwargs[RUNTIME_FIXTURE] = rt
+            return await inner(*args, **kwargs)
+
+    test.hypothesis.inner_test = fresh
+    # the fixture itself gives such a test nothing (``comsim_runtime``), so Hypothesis's check
+    # against function-scoped fixtures shared by examples does not apply to it
+    from hypothesis import HealthCheck, settings
+
+    current = getattr(test, "_hypothesis_internal_use_settings", None) or settings()
+    test._hypothesis_internal_use_settings = settings(
+        current, suppress_health_check=[*current.suppress_health_check,
+                                        HealthCheck.function_scoped_fixture])
+
+
+def _argnames(obj: Any) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> Any:
+    """comsim tests run on the virtual-time loop; other tests are left to other hooks."""
+    if _is_comsim_test(item):
+        return {"comsim": VirtualTimeLoop}
+    return None
+
+
+def _seeds(config: Any, marker: Any) -> list[int]:
+    forced = config.getoption("--comsim-seed", None)
+    if forced is not None:
+        return [int(forced)]
+    if "seeds" in marker.kwargs:
+        return [int(s) for s in marker.kwargs["seeds"]]
+    n = config.getoption("--comsim-seeds", None)
+    if n is None:
+        ini = config.getini("comsim_seeds")
+        n = int(ini) if ini not in (None, "", []) else None
+    return list(range(int(n))) if n is not None else [0]
+
+
 def pytest_generate_tests(metafunc: Any) -> None:
     marker = metafunc.definition.get_closest_marker("comsim")
     if marker is None:
         return
-    forced = metafunc.config.getoption("--comsim-seed", None)
-    seeds = [forced] if forced is not None else list(marker.kwargs.get("seeds", [0]))
-    if "comsim_seed" in metafunc.fixturenames:
-        metafunc.parametrize("comsim_seed", seeds, ids=[f"seed{s}" for s in seeds])
+    if "comsim_seed" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("comsim_seed")
+    seeds = _seeds(metafunc.config, marker)
+    metafunc.parametrize("comsim_seed", seeds, ids=[f"seed{s}" for s in seeds])
 
 
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """A synchronous test that asks for ``comsim_runtime`` is a usage error, named at once."""
+    for item in items:
+        if RUNTIME_FIXTURE in getattr(item, "fixturenames", ()) and not _is_async(item):
+            item.fixturenames.insert(0, "_comsim_sync_test")  # set up before the runtime
+
+
+def _is_async(item: Any) -> bool:
+    return _is_async_function(getattr(item, "obj", None))
+
+
+def _is_async_function(obj: Any) -> bool:
+    """An ``async def`` test, also under Hypothesis's ``@given`` (its inner test)."""
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", None)
+    return inspect.iscoroutinefunction(inner or obj)
+
+
+@pytest.fixture
+def _comsim_sync_test(request: Any) -> None:
+    pytest.fail(f"{request.node.name}: comsim_runtime needs an async test; write "
+                f"`async def {request.node.originalname}(comsim_runtime): ...`", pytrace=False)
+
+
+# ------------------------------------------------------------------ fixtures
 @pytest.fixture
 def comsim_seed(request: Any) -> int:
-    """The seed of this run (parametrized by ``@pytest.mark.comsim(seeds=...)``)."""
-    forced = request.config.getoption("--comsim-seed", None)
-    return int(getattr(request, "param", forced if forced is not None else 0))
+    """The seed of this run (``@pytest.mark.comsim(seeds=...)``, ``--comsim-seeds``,
+    ``--comsim-seed``)."""
+    return int(getattr(request, "param", 0))
 
 
-@pytest.fixture
-def comsim_runtime(comsim_seed: int) -> Any:
-    """A deterministic ``comsim.Runtime``, started inside the test's virtual-time loop."""
-    return _Placeholder(comsim_seed)
+def _runtime_fixture() -> Any:
+    try:
+        import pytest_asyncio
+    except ImportError:  # pragma: no cover - pytest-asyncio is what runs comsim tests
+        @pytest.fixture(name=RUNTIME_FIXTURE)
+        def missing(comsim_seed: int) -> Any:
+            pytest.fail("comsim_runtime needs pytest-asyncio: pip install pytest-asyncio",
+                        pytrace=False)
+
+        return missing
+
+    @pytest_asyncio.fixture
+    async def comsim_runtime(request: Any, comsim_seed: int) -> AsyncIterator[Any]:
+        """A deterministic ``comsim.Runtime`` under this test's seed, entered on the test's
+        virtual-time loop and left after the test. (Under ``@given`` each example gets its own
+        instead, and this gives None.)"""
+        from .._runtime.runtime import Runtime
+
+        if getattr(getattr(request.node, "obj", None), "hypothesis", None) is not None:
+            yield None
+            return
+        async with Runtime(deterministic=True, seed=comsim_seed) as rt:
+            yield rt
+
+    return comsim_runtime
 
 
-class _Placeholder:
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+comsim_runtime = _runtime_fixture()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: Any) -> Any:
-    if pyfuncitem.get_closest_marker("comsim") is None:
-        return None
-    fn = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(fn):
-        return None
-    from .._runtime.runtime import Runtime
-    from . import run
+# ------------------------------------------------------------------ running and reporting
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: Any) -> Iterator[None]:
+    if not _is_comsim_test(item):
+        yield
+        return
+    token = _SEED.set(_seed_of(item))
+    try:
+        if item.config.getoption("--comsim-trace-dir", None) is None:
+            yield
+            return
+        from ._trace import capture_trace
 
-    names = pyfuncitem._fixtureinfo.argnames
-    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-    seed = int(kwargs.get("comsim_seed", 0))
-    pyfuncitem.stash[_SEED_KEY] = seed
+        with capture_trace() as events:
+            item.stash[_TRACE_KEY] = events
+            yield
+    finally:
+        _SEED.reset(token)
 
-    async def main() -> None:
-        placeholder = kwargs.get("comsim_runtime")
-        if isinstance(placeholder, _Placeholder):
-            async with Runtime(deterministic=True, seed=placeholder.seed) as rt:
-                kwargs["comsim_runtime"] = rt
-                await fn(**kwargs)
-        else:
-            await fn(**kwargs)
 
-    run(main)
-    return True
+def _seed_of(item: Any) -> int:
+    return int(getattr(getattr(item, "callspec", None), "params", {}).get("comsim_seed", 0))
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: Any, call: Any) -> Any:
+def pytest_runtest_makereport(item: Any, call: Any) -> Generator[None, Any, None]:
     outcome = yield
     report = outcome.get_result()
-    if report.failed and _SEED_KEY in item.stash:
-        seed = item.stash[_SEED_KEY]
-        report.sections.append(
-            ("comsim", f"deterministic runtime seed {seed}: replay with --comsim-seed {seed}")
-        )
+    if not report.failed or not _is_comsim_test(item):
+        return
+    seed = _seed_of(item)
+    command = f"pytest {shlex.quote(item.nodeid)} --comsim-seed {seed}"
+    lines = [f"deterministic runtime seed {seed}: replay with --comsim-seed {seed}",
+             f"    {command}"]
+    events = item.stash.get(_TRACE_KEY, None)
+    if events is not None and call.when == "call":
+        lines += _write_trace(item, events)
+    report.sections.append(("comsim", "\n".join(lines)))
+
+
+def _write_trace(item: Any, events: Any) -> list[str]:
+    directory = Path(item.config.getoption("--comsim-trace-dir"))
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^\w.\[\]-]+", "_", item.nodeid).strip("_")
+    written = []
+    to_mermaid = getattr(events, "to_mermaid", None)
+    if to_mermaid is not None:
+        path = directory / f"{stem}.mermaid"
+        path.write_text(to_mermaid())
+        written.append(path)
+    to_chrome = getattr(events, "to_chrome_trace", None)
+    if to_chrome is not None:
+        path = directory / f"{stem}.trace.json"
+        path.write_text(json.dumps(to_chrome()))
+        written.append(path)
+    return [f"trace written to {p}" for p in written]
