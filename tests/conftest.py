@@ -58,5 +58,5 @@ async def kind() -> str:
 @pytest_asyncio.fixture
 async def rt(seed: int) -> AsyncIterator[comsim.Runtime]:
     det = isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
-    async with comsim.Runtime(deterministic=det, seed=seed) as runtime:
+    async with comsim.Runtime(deterministic=det, seed=seed if det else None) as runtime:
         yield runtime

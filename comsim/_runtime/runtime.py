@@ -53,6 +53,10 @@ def _check_options(deterministic: object, seed: object, cpu: object) -> None:
         raise TypeError(f"Runtime(deterministic=...) takes a bool, not {deterministic!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"Runtime(seed=...) takes an int or None, not {seed!r}")
+    if seed is not None and not deterministic:
+        raise BadArgumentValue(f"Runtime(seed={seed}) needs deterministic=True: only the "
+                               "deterministic runtime has a seeded order (the threaded "
+                               "runtime's is the OS's)")
     if cpu is None:
         return
     if isinstance(cpu, bool) or not isinstance(cpu, int):
@@ -75,6 +79,8 @@ class Runtime:
 
     Raises:
         RuntimeError: a deterministic runtime entered on any other loop.
+        TypeError, ValueError (``COMError(E_INVALIDARG)`` too): bad options; a ``seed``
+            without ``deterministic=True``; a ``cpu`` the process may not use.
     """
 
     def __init__(self, *, deterministic: bool = False, seed: int | None = None,

@@ -756,7 +756,7 @@ async def _main(prog: Program, ctx: Context, det: bool, capture: bool) -> list[d
     with cm as captured:
         try:
             with anyio.fail_after(VIRTUAL_LIMIT if det else REAL_LIMIT):
-                async with comsim.Runtime(deterministic=det, seed=prog.seed) as rt:
+                async with comsim.Runtime(deterministic=det, seed=prog.seed if det else None) as rt:
                     await _program(rt, prog, ctx, det)
         except TimeoutError:
             ctx.violation(f"HANG: not done after {VIRTUAL_LIMIT if det else REAL_LIMIT} "

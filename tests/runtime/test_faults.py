@@ -226,7 +226,8 @@ def _run_guarded(kind: str, scenario: Callable[[comsim.Runtime], Awaitable[Any]]
 
     async def main() -> None:
         try:
-            async with comsim.Runtime(deterministic=kind == "deterministic", seed=seed) as rt:
+            async with comsim.Runtime(deterministic=kind == "deterministic",
+                                      seed=seed if kind == "deterministic" else None) as rt:
                 out["value"] = await scenario(rt)
         except BaseException as exc:
             out["error"] = exc
@@ -797,3 +798,10 @@ async def test_defect12_message_pending_type_nested_in_incoming_call(
 async def test_defect12_control_message_pending_type_toplevel_in_run_unit(
         rt: comsim.Runtime) -> None:  # R16
     assert await _pending_types(rt, nested_in_incoming=False) == [comsim.PENDINGTYPE_TOPLEVEL]
+
+
+def test_runtime_seed_without_deterministic_is_an_error() -> None:  # API: the seed's meaning
+    with pytest.raises(ValueError, match="deterministic=True") as exc:
+        comsim.Runtime(seed=7)
+    assert isinstance(exc.value, comsim.COMError) and exc.value.hresult == hr.E_INVALIDARG
+    assert comsim.Runtime(deterministic=True, seed=7).seed == 7

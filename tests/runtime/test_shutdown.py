@@ -399,7 +399,8 @@ async def test_mta_shuts_down_only_with_runtime(rt: comsim.Runtime) -> None:  # 
 
 
 async def _leave_runtime_with_work_in_flight(deterministic: bool) -> None:
-    async with comsim.Runtime(deterministic=deterministic, seed=0) as rt2:
+    seed = 0 if deterministic else None
+    async with comsim.Runtime(deterministic=deterministic, seed=seed) as rt2:
         srv = await rt2.create_sta("leak-srv")
         a = await rt2.create_sta("leak-a")
         _obj, strong = await srv.run(make_in())
