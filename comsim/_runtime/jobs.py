@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import anyio
 
@@ -63,7 +63,13 @@ class RunUnits:
     _spawn: Callable[[Any, Any], asyncio.Task[Any]]
 
     # ------------------------------------------------------------------ Apartment.run
-    async def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    @overload
+    async def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T: ...
+
+    @overload
+    async def run(self, async_fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def run(self, async_fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``async_fn(*args)`` as a unit inside this apartment (R2) and give its result.
 
         Arguments and result pass by reference. From inside this apartment the function runs
@@ -88,7 +94,7 @@ class RunUnits:
             raise self._gone_error()
         try:
             ok, value = await asyncio.shield(waiter)  # the waiter must outlive our cancel
-            value_t: T = value
+            value_t: Any = value
         except asyncio.CancelledError:
             job.cancelled = True
             self._post(self._cancel_job, job)
