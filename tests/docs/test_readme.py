@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,34 @@ def test_first_example_prints_five() -> None:  # R1 R8 R13
                          timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "5"
+
+
+@pytest.mark.parametrize(("index", "expected"), [(0, "5"), (1, "S_OK"), (2, "done")])
+def test_every_program_block_runs_as_printed(index: int, expected: str) -> None:
+    # R19 R20 R27 R28 (the cancel procedure) R22 (begin/finish): each block is complete
+    programs = [b for b in BLOCKS if "asyncio.run(main())" in b]
+    out = subprocess.run([sys.executable, "-c", programs[index]], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
+
+
+def test_every_block_is_a_program_or_a_test_module() -> None:
+    kinds = ["program" if "asyncio.run(main())" in b else
+             "tests" if "@pytest.mark.comsim" in b else "fragment" for b in BLOCKS]
+    assert "fragment" not in kinds, kinds
+    assert kinds.count("program") == 3 and kinds.count("tests") == 1
+
+
+def test_every_block_passes_mypy_strict_with_the_plugin(tmp_path: Path) -> None:
+    api = pytest.importorskip("mypy.api")
+    (tmp_path / "mypy.ini").write_text("[mypy]\nplugins = comsim.mypy\n")
+    for i, block in enumerate(BLOCKS):
+        (tmp_path / f"block{i}.py").write_text(block)
+    out, err, status = api.run(["--strict", "--config-file", str(tmp_path / "mypy.ini"),
+                                "--cache-dir", str(tmp_path / ".mypy_cache"),
+                                *[str(p) for p in sorted(tmp_path.glob("block*.py"))]])
+    assert status == 0, out + err
 
 
 def test_testing_example_passes_under_the_plugin(pytester: pytest.Pytester) -> None:  # R29
