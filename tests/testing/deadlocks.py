@@ -1,0 +1,178 @@
+"""Scenarios that deadlock (or must not), for ``test_deadlock``; module-level functions, so
+that the reports name them plainly (``run call_hang``, not ``test_x.<locals>.client``).
+
+Each scenario puts what the test needs to look at afterwards in ``SEEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+
+import comsim
+
+from ..helpers import pair, serve, unmarshal
+
+SEEN: dict[str, Any] = {}
+
+
+def note_loop() -> None:
+    """For the test's watchdog: the loop to stop should the scenario hang after all."""
+    SEEN["loop"] = asyncio.get_running_loop()
+
+
+class IHang(comsim.Interface):
+    async def Hang(self) -> None: ...
+
+
+AsyncIHang = comsim.async_interface(IHang)
+
+
+class Hanger(comsim.CoClass, IHang):
+    """Its method awaits an ``anyio.Event`` that nobody sets (a non-COM await, R2)."""
+
+    cancel_policy = "cooperative"  # a cancel does not interrupt it (R30)
+
+    async def Hang(self) -> None:
+        SEEN["event"] = event = anyio.Event()
+        try:
+            await event.wait()
+        finally:
+            SEEN["hang ended"] = True  # the cleanup cancelled it
+
+
+async def call_hang(proxy: Any) -> None:
+    await proxy.Hang()
+
+
+async def hang_scenario() -> None:
+    """STA A calls STA B's ``Hang`` synchronously (a COM wait, R2, R13)."""
+    note_loop()
+    async with comsim.Runtime(deterministic=True, seed=0) as rt:
+        p = await pair(rt, Hanger, IHang, server="B", client="A")
+        await p.client.run(call_hang, p.proxy)
+
+
+async def wait_hang(proxy: Any, how: str) -> None:
+    """Begin_Hang, then wait for it: Finish_, ISynchronize.Wait or Cancel's grace (R22, R23,
+    R28), each a COM wait (R2)."""
+    factory = proxy.QueryInterface(comsim.ICallFactory)
+    call = factory.CreateCall(AsyncIHang)
+    call.Begin_Hang()
+    await anyio.sleep(1)  # virtual: the call is dispatched meanwhile
+    if how == "cancel":
+        await call.QueryInterface(comsim.ICancelMethodCalls).Cancel(comsim.INFINITE)
+    elif how == "wait":
+        await call.QueryInterface(comsim.ISynchronize).Wait(0, comsim.INFINITE)
+    await call.Finish_Hang()
+
+
+async def begin_scenario(how: str) -> None:
+    note_loop()
+    async with comsim.Runtime(deterministic=True, seed=0) as rt:
+        p = await pair(rt, Hanger, IHang, server="B", client="A")
+        await p.client.run(wait_hang, p.proxy, how)
+
+
+class IPing(comsim.Interface):
+    async def Ping(self) -> None: ...
+    async def CallBack(self, target: Any) -> None: ...
+
+
+class Pinger(comsim.CoClass, IPing):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pinged = anyio.Event()
+
+    async def Ping(self) -> None:
+        self.pinged.set()
+
+    async def CallBack(self, target: Any) -> None:
+        await target.Ping()
+
+
+async def begin_then_await_ping(proxy: Any, home: Any) -> None:
+    """A's unit starts B's CallBack (Begin_: no wait), then waits by non-COM means for the Ping
+    that B's CallBack makes into A: that call is queued behind this very unit (R2's choice)."""
+    factory = proxy.QueryInterface(comsim.ICallFactory)
+    call = factory.CreateCall(comsim.async_interface(IPing))
+    call.Begin_CallBack(home)
+    SEEN["event"] = home.pinged
+    await home.pinged.wait()
+
+
+async def callback_scenario() -> None:
+    note_loop()
+    async with comsim.Runtime(deterministic=True, seed=0) as rt:
+        a = await rt.create_sta("A")
+        b = await rt.create_sta("B")
+        home, _ = await serve(a, Pinger, IPing)
+        _, stream = await serve(b, Pinger, IPing)
+        proxy = await a.run(unmarshal(stream))
+        await a.run(begin_then_await_ping, proxy, home)
+
+
+class IRelay(comsim.Interface):
+    async def Relay(self) -> str: ...
+
+
+async def in_a() -> str:
+    return "ran in A"
+
+
+class Relay(comsim.CoClass, IRelay):
+    """Its method needs work done in A (``Apartment.run``: a non-COM await, R2)."""
+
+    def __init__(self, home: comsim.Apartment) -> None:
+        super().__init__()
+        self.home = home
+
+    async def Relay(self) -> str:
+        return await self.home.run(in_a)
+
+
+class HoldRunUnits(comsim.IMessageFilter):
+    """R16: no ``Apartment.run`` unit starts while the STA waits in an outgoing call."""
+
+    def HandleInComingCall(self, call_type: int, caller_thread: int, tick_count: int,
+                           info: Any) -> int:
+        return comsim.SERVERCALL_ISHANDLED
+
+    def RetryRejectedCall(self, callee_thread: int, tick_count: int, reject_type: int) -> int:
+        return -1
+
+    def MessagePending(self, callee_thread: int, tick_count: int, pending_type: int) -> int:
+        return comsim.PENDINGMSG_WAITNOPROCESS
+
+
+async def call_relay(proxy: Any) -> str:
+    comsim.CoRegisterMessageFilter(HoldRunUnits())
+    return str(await proxy.Relay())
+
+
+async def cycle_scenario() -> None:
+    """A waits (a COM wait) on a call to B; B's method waits on work only A can run, which A's
+    message filter holds while A waits: A -> B -> A."""
+    note_loop()
+    async with comsim.Runtime(deterministic=True, seed=0) as rt:
+        a = await rt.create_sta("A")
+        b = await rt.create_sta("B")
+        _, stream = await serve(b, lambda: Relay(a), IRelay)
+        proxy = await a.run(unmarshal(stream))
+        await a.run(call_relay, proxy)
+
+
+async def outside_scenario() -> None:
+    """Code in no apartment waits on an event nobody sets."""
+    note_loop()
+    SEEN["event"] = event = anyio.Event()
+    await event.wait()
+
+
+async def forever_scenario() -> None:
+    """``anyio.sleep_forever`` schedules a timer at ``inf``: it never fires."""
+    note_loop()
+    async with comsim.Runtime(deterministic=True, seed=0):
+        await anyio.sleep_forever()
