@@ -11,6 +11,8 @@ from typing import Any
 
 import structlog
 
+from .._core import hresult as _hr
+
 _captures: list[list[dict[str, Any]]] = []
 _logger: Any = None
 
@@ -22,7 +24,12 @@ def enabled() -> bool:
 
 
 def emit(event: str, **fields: Any) -> None:
-    """Send one event to every active capture and, if configured, to structlog."""
+    """Send one event to every active capture and, if configured, to structlog. An event with
+    an ``hresult`` also gets its COM name as ``hresult_name`` (e.g. ``RPC_E_CALL_CANCELED``);
+    callers only reach here when ``enabled()``, so the name costs nothing when nobody listens."""
+    code = fields.get("hresult")
+    if isinstance(code, int) and "hresult_name" not in fields:
+        fields["hresult_name"] = _hr.name(code)
     if _captures:
         record = {"event": event, **fields}
         for sink in list(_captures):

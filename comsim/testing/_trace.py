@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._runtime import trace
+from . import _pictures
 
 
 class Trace(list[dict[str, Any]]):
@@ -22,6 +23,22 @@ class Trace(list[dict[str, Any]]):
 
     def names(self, **match: Any) -> list[str]:
         return [e["event"] for e in self.events(None, **match)]
+
+    def to_text(self) -> str:
+        """A timeline, one line per event: time (ms), apartment, what happened."""
+        return _pictures.to_text(self)
+
+    def to_mermaid(self) -> str:
+        """A Mermaid ``sequenceDiagram``: apartments as participants (in order of first
+        appearance), requests, replies, cancels and dropped replies as arrows, R29's stages
+        as notes over the server."""
+        return _pictures.to_mermaid(self)
+
+    def to_chrome_trace(self) -> dict[str, Any]:
+        """The Trace Event Format (``{"traceEvents": [...], "displayTimeUnit": "ms"}``) for
+        Perfetto and chrome://tracing: a track per apartment, a slice per dispatched call,
+        flow arrows for messages, instants for cancels and drops. ``json.dump`` it."""
+        return _pictures.to_chrome_trace(self)
 
 
 @contextmanager
