@@ -12,17 +12,27 @@ from ..helpers import ROOT
 
 
 def test_comsim_bench_prints_every_row_with_its_baseline() -> None:
-    out = subprocess.run([sys.executable, "-m", "comsim", "bench", "--n", "60", "--json"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "comsim", "bench", "--n", "60", "--rounds", "2",
+                          "--json", "-"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     rows = {"same apartment", "STA->STA", "MTA->STA", "STA->MTA", "STA->STA Begin_/Finish_",
             "STA->STA, Runtime(cpu=N)", "STA->STA Cancel(0)->Finish_", "deterministic STA->STA"}
     if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
         rows.add("STA->STA, STAs on 2 CPUs")  # the two threads placed apart
-    assert set(report) == rows
-    for row in report.values():
+    assert {row["name"] for row in report["rows"]} == rows
+    for row in report["rows"]:
         assert row["p50_us"] > 0 and row["baseline_p50_us"] > 0 and row["ratio_p50"] > 0
+
+
+def test_latency_script_is_comsim_bench() -> None:
+    """benchmarks/latency.py, from a source checkout, runs the packaged benchmark."""
+    out = subprocess.run([sys.executable, "benchmarks/latency.py", "--rows", "same,sta-sta",
+                          "--n", "40", "--rounds", "2"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "same apartment" in out.stdout and "direct await" in out.stdout
+    assert "STA->STA" in out.stdout and "two loops" in out.stdout
 
 
 def test_throughput_scenarios_run_and_replay() -> None:  # R21 R29 R18
