@@ -1,10 +1,11 @@
 """The deterministic transport: every apartment lives on the caller's virtual-time loop.
 
-A seeded pump picks which pending message is delivered next, and sometimes lets everything else
-that is ready run first; per-channel latency (``Runtime.set_latency``) delays messages in
-virtual time. Every message goes through the pump — requests, replies, cancels, ``run`` units
-and results, event signals — so the seed and the latency govern them all, and the same seed
-replays the same trace.
+A pump delivers one pending message per step. A policy (``schedule``: seeded random by
+default, a recorded schedule, PCT) picks which one, or lets everything else that is ready run
+first, and every decision is recorded (``decisions``). Per-channel latency
+(``Runtime.set_latency``) delays messages in virtual time. Every message goes through the pump
+(requests, replies, cancels, ``run`` units and results, event signals), so the seed and the
+latency govern them all, and the same seed replays the same trace.
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ from . import trace
 from .boundary import call_hook
 from .context import WHERE
 from .futures import call_in_loop
-
-#: how often the pump lets everything else that is ready run before it delivers the next
-#: message: a seeded source of interleavings beside the choice of message
-DEFER_PROBABILITY = 0.25
+from .schedule import DEFER, Policy, RandomPolicy, propose
 
 _Message = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...]]
 
@@ -39,6 +37,15 @@ class DeterministicTransport:
         self.rng = random.Random(seed)
         self.now: Callable[[], float] = loop.time
         self.pending: list[_Message] = []
+        #: the receiver of each pending message (an apartment's name; None: code outside)
+        self.targets: list[str | None] = []
+        #: each pending message's ordinal: the n-th message enqueued in this run (the same
+        #: message has the same ordinal in every run with the same decisions up to it)
+        self.ordinals: list[int] = []
+        self.enqueued = 0
+        #: who decides the next delivery (``schedule``), and what was decided so far
+        self.policy: Policy = RandomPolicy()
+        self.decisions: list[int] = []
         self.scheduled = False
         self.ctx = contextvars.Context()  # the pump's own callbacks
         self.host_ctx = contextvars.Context()  # messages to code outside any apartment
@@ -53,17 +60,18 @@ class DeterministicTransport:
         if apt is not None and not apt._accepting:
             return False
         ctx = apt._ctx0 if apt is not None else self.host_ctx
+        target = apt.name if apt is not None else None
         delay = self._delay(apt)
         if delay:
-            self.loop.call_later(delay, self._enqueue, ctx, fn, args, context=self.ctx)
+            self.loop.call_later(delay, self._enqueue, ctx, fn, args, target, context=self.ctx)
         else:
-            self._enqueue(ctx, fn, args)
+            self._enqueue(ctx, fn, args, target)
         return True
 
     def signal(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         if not apt._accepting:
             return False
-        self._enqueue(apt._ctx0, fn, args)
+        self._enqueue(apt._ctx0, fn, args, apt.name)
         return True
 
     def to_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
@@ -109,8 +117,11 @@ class DeterministicTransport:
         return 0.0
 
     def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
-                 args: tuple[Any, ...]) -> None:
+                 args: tuple[Any, ...], target: str | None) -> None:
         self.pending.append((ctx, fn, args))
+        self.targets.append(target)
+        self.ordinals.append(self.enqueued)
+        self.enqueued += 1
         if not self.scheduled:
             self.scheduled = True
             self.loop.call_soon(self._deliver, context=self.ctx)
@@ -119,13 +130,17 @@ class DeterministicTransport:
         self.scheduled = False
         if not self.pending:
             return
-        # sometimes let everything else that is ready run first: a seeded interleaving
-        if self.rng.random() < DEFER_PROBABILITY:
+        # the policy picks a pending message, or lets everything else that is ready run first
+        targets = self.targets
+        decision = self.policy.choose(targets, propose(self.rng, len(targets)))
+        self.decisions.append(decision)
+        if decision == DEFER:
             self.scheduled = True
             self.loop.call_soon(self._deliver, context=self.ctx)
             return
-        n = len(self.pending)
-        ctx, fn, args = self.pending.pop(self.rng.randrange(n) if n > 1 else 0)
+        del self.targets[decision]
+        del self.ordinals[decision]
+        ctx, fn, args = self.pending.pop(decision)
         try:
             ctx.run(fn, *args)
         except BaseException as exc:  # a bug in comsim: report it, and deliver the rest

@@ -35,6 +35,7 @@ from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .deterministic import DeterministicTransport
 from .hooks import HOOKS
 from .objref import GlobalInterfaceTable
+from .schedule import ReplayPolicy, Schedule
 from .threaded import ThreadedTransport
 from .transport import Transport
 from .vtloop import VirtualTimeLoop
@@ -75,19 +76,30 @@ class Runtime:
     thread on CPU 0 (Linux; ignored elsewhere): lower latency, see the README's benchmarks.
     ``Runtime(deterministic=True, seed=N)`` runs every apartment on the caller's loop, which
     must be a ``comsim.testing.VirtualTimeLoop`` (``comsim.testing.run``); the seed picks the
-    order of message delivery.
+    order of message delivery. ``Runtime(deterministic=True, schedule=sched)`` replays a
+    recorded ``Schedule`` exactly (its seed too, unless ``seed`` is given); ``rt.schedule`` is
+    the schedule of the run so far.
 
     Raises:
         RuntimeError: a deterministic runtime entered on any other loop.
-        TypeError, ValueError (``COMError(E_INVALIDARG)`` too): bad options; a ``seed``
-            without ``deterministic=True``; a ``cpu`` the process may not use.
+        TypeError, ValueError (``COMError(E_INVALIDARG)`` too): bad options; a ``seed`` or a
+            ``schedule`` without ``deterministic=True``; a ``cpu`` the process may not use.
     """
 
     def __init__(self, *, deterministic: bool = False, seed: int | None = None,
-                 cpu: int | None = None) -> None:
+                 cpu: int | None = None, schedule: Schedule | None = None) -> None:
         _check_options(deterministic, seed, cpu)
+        if schedule is not None:
+            if not isinstance(schedule, Schedule):
+                raise BadArgumentType(f"Runtime(schedule=...) takes a comsim.testing.Schedule, "
+                                      f"not {schedule!r}")
+            if not deterministic:
+                raise BadArgumentValue("Runtime(schedule=...) needs deterministic=True")
+            if seed is None:
+                seed = schedule.seed
         self.deterministic = deterministic
         self.seed = seed
+        self._replay = schedule
         #: threaded runtime, Linux: run every apartment thread on this one CPU. Python runs one
         #: thread at a time anyway (the GIL), and a hand-off between threads on one core avoids
         #: the cross-core wake-up, which dominates call latency on many machines.
@@ -131,6 +143,8 @@ class Runtime:
                     "program with comsim.testing.run(main)"
                 )
             det = DeterministicTransport(loop, self.seed)
+            if self._replay is not None:
+                det.policy = ReplayPolicy(self._replay.decisions)
             self._transport = det
             self._rng = det.rng
             self._now = det.now
@@ -163,6 +177,22 @@ class Runtime:
                 except ValueError:  # exited in another context
                     OUTER_RUNTIME.set(None)
                 self._token = None
+
+    def _use_policy(self, policy: Any) -> None:
+        """Exploration: ``policy`` (``schedule.Policy``) decides the deterministic pump's
+        deliveries from now on; one with a ``bind`` method is given the transport."""
+        transport: Any = self._transport
+        transport.policy = policy
+        bind = getattr(policy, "bind", None)
+        if bind is not None:
+            bind(transport)
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The deterministic pump's decisions so far, as a ``Schedule`` that replays this run
+        (``Runtime(deterministic=True, schedule=...)``); None on the threaded runtime."""
+        decisions = getattr(self._transport, "decisions", None)
+        return None if decisions is None else Schedule(decisions, self.seed)
 
     # ---------------------------------------------------------------- apartments
     @property

@@ -1,0 +1,168 @@
+"""Schedules: the deterministic pump's decisions, recorded, replayed, and chosen by a strategy.
+
+At each delivery step the pump (``deterministic.DeterministicTransport``) has a list of pending
+messages, oldest first, and a policy decides: deliver message ``k`` (an index into that list),
+or ``DEFER`` (let everything else that is ready run first, then decide again). The default
+decision is 0: the oldest message, no deferral. A ``Schedule`` is the list of decisions one run
+took; replaying it reproduces the run exactly (with the seed, for the runtime's other seeded
+choices: probabilistic faults, latency functions). A decision that no longer fits (an index
+past the pending list, after a schedule was edited by shrinking) falls back to the default, and
+so does every step past the end of the list.
+
+Policies: ``RandomPolicy`` (the seeded pump of old: defer with probability 1/4, else a uniform
+choice), ``ReplayPolicy``, ``PCTPolicy`` (probabilistic concurrency testing for messages:
+apartments get random priorities; the oldest pending message to the highest-priority receiver
+goes next; ``depth - 1`` change points each lower the priority of the receiver at that step).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any, Protocol
+
+#: a decision: let everything else that is ready run first
+DEFER = -1
+#: the default decision: the oldest pending message, no deferral
+OLDEST = 0
+#: how often the random pump defers
+DEFER_PROBABILITY = 0.25
+FORMAT = "comsim-schedule"
+VERSION = 1
+
+
+class Policy(Protocol):
+    """Chooses the next delivery: ``targets`` are the receivers (apartment names, None for
+    code outside any apartment) of the pending messages, oldest first; ``proposal`` is the
+    seeded random pump's choice (``propose``), drawn at every step whatever the policy, so that
+    the runtime's other seeded choices (faults, latency functions) see the same random stream
+    under every policy: a replayed run draws what the recorded one drew."""
+
+    def choose(self, targets: Sequence[str | None], proposal: int) -> int: ...
+
+
+def propose(rng: random.Random, n: int) -> int:
+    """The seeded random pump's choice among ``n`` pending messages: ``DEFER`` with
+    probability ``DEFER_PROBABILITY``, else a uniform index."""
+    if rng.random() < DEFER_PROBABILITY:
+        return DEFER
+    return rng.randrange(n) if n > 1 else 0
+
+
+class RandomPolicy:
+    """The seeded pump: its proposal."""
+
+    def choose(self, targets: Sequence[str | None], proposal: int) -> int:
+        return proposal
+
+
+class ReplayPolicy:
+    """Takes recorded decisions in order; one that does not fit, and every step past the end,
+    is the default."""
+
+    def __init__(self, decisions: Sequence[int]) -> None:
+        self.decisions = decisions
+        self.step = 0
+
+    def choose(self, targets: Sequence[str | None], proposal: int) -> int:
+        i = self.step
+        self.step = i + 1
+        if i < len(self.decisions):
+            d = self.decisions[i]
+            if d == DEFER or 0 <= d < len(targets):
+                return d
+        return OLDEST
+
+
+class PCTPolicy:
+    """PCT for messages (Burckhardt et al., 2010; PCTCP, 2018): receivers get distinct random
+    priorities when first seen; the oldest pending message to the highest-priority receiver is
+    delivered; at each of ``depth - 1`` change points, drawn from the first ``k`` steps, the
+    receiver of that step drops below every other. It never defers."""
+
+    def __init__(self, rng: random.Random, depth: int, k: int) -> None:
+        self.rng = rng
+        self.priority: dict[str | None, float] = {}
+        self.change_points = set(rng.sample(range(max(k, depth)), max(depth - 1, 0)))
+        self.step = 0
+        self.low = 0.0
+
+    def choose(self, targets: Sequence[str | None], proposal: int) -> int:
+        prio = self.priority
+        for t in targets:
+            if t not in prio:
+                prio[t] = 1.0 + self.rng.random()
+        best = 0
+        for i, t in enumerate(targets):
+            if prio[t] > prio[targets[best]]:
+                best = i
+        if self.step in self.change_points:
+            self.low -= 1.0
+            prio[targets[best]] = self.low
+        self.step += 1
+        return best
+
+
+class Schedule:
+    """The decisions of one run of the deterministic pump (``decisions``), with the seed of the
+    runtime's other seeded choices. ``preemptions`` counts the decisions that differ from the
+    default (the oldest message, no deferral)."""
+
+    def __init__(self, decisions: Sequence[int], seed: int | None = None) -> None:
+        self.decisions = [int(d) for d in decisions]
+        self.seed = seed
+
+    @property
+    def preemptions(self) -> int:
+        return sum(1 for d in self.decisions if d != OLDEST)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Schedule) and self.decisions == other.decisions
+                and self.seed == other.seed)
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.decisions), self.seed))
+
+    def __repr__(self) -> str:
+        return (f"<Schedule {len(self.decisions)} decisions, {self.preemptions} preemptions, "
+                f"seed {self.seed}>")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "seed": self.seed,
+                "decisions": self.decisions}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Schedule:
+        """Raises ValueError for anything but a schedule of a version this comsim reads."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError("not a comsim schedule")
+        if data.get("version") != VERSION:
+            raise ValueError(f"comsim schedule version {data.get('version')!r}; this comsim "
+                             f"reads version {VERSION}")
+        decisions = data.get("decisions")
+        seed = data.get("seed")
+        if not isinstance(decisions, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= DEFER
+                for d in decisions):
+            raise ValueError("a schedule's decisions are ints >= -1")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError("a schedule's seed is an int or null")
+        return cls(decisions, seed)
+
+    def save(self, path: str | PathLike[str]) -> None:
+        """Write the schedule as a versioned JSON file."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_json(), f, separators=(",", ":"))
+
+    @classmethod
+    def load(cls, path: str | PathLike[str]) -> Schedule:
+        """Read a schedule written by ``save``.
+
+        Raises:
+            ValueError: the file holds no schedule this comsim reads.
+            OSError: the file cannot be read.
+        """
+        with open(path, encoding="utf-8") as f:
+            return cls.from_json(json.load(f))

@@ -1,0 +1,91 @@
+"""One exploration run and what explorations collect: a scenario run once on a fresh
+deterministic runtime under a policy, its outcome (an exception raised by the scenario is the
+outcome ``Raised(type, message)``) and its ``Schedule``; ``Exploration``, the outcomes of many
+runs with the first run and schedule of each."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, NamedTuple
+
+from .._runtime.runtime import Runtime
+from .._runtime.schedule import Policy, Schedule
+from ._loop import run
+
+Scenario = Callable[[Runtime], Awaitable[Any]]
+
+
+class Raised(NamedTuple):
+    """The outcome of a run whose scenario raised: the exception's type and message."""
+
+    type: str
+    message: str
+
+
+class Exploration(dict[Hashable, int]):
+    """``{outcome: first seed (run number, for "exhaustive") that reached it}``; ``counts``
+    (runs per outcome), ``runs``, ``schedules`` (outcome -> that first run's ``Schedule``),
+    ``interleavings`` (distinct delivery orders run), ``pct_bound`` (PCT's guaranteed chance
+    per run of finding a bug of the depth asked, or None) and ``exhausted`` (every order was
+    run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[Hashable, int] = {}
+        self.schedules: dict[Hashable, Schedule] = {}
+        self.runs = 0
+        self.interleavings = 0
+        self.pct_bound: float | None = None
+        self.exhausted = False
+        self._orders: set[tuple[int, ...]] = set()
+
+    def _add(self, seed: int, outcome: Hashable, schedule: Schedule) -> None:
+        if outcome not in self:
+            self[outcome] = seed
+            self.schedules[outcome] = schedule
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        self.runs += 1
+        order = tuple(d for d in schedule.decisions if d >= 0)
+        if order not in self._orders:
+            self._orders.add(order)
+            self.interleavings += 1
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k!r}: seed {v} ({self.counts[k]}x)" for k, v in self.items())
+        return f"<Exploration {self.runs} runs: {body}>"
+
+
+def _outcome(value: Any) -> Hashable:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None, *,
+             capture: bool = True) -> tuple[Hashable, Schedule]:
+    """One run on a fresh deterministic runtime under ``policy`` (None: the seeded pump):
+    (outcome, its schedule). With ``capture``, an exception raised by the scenario is the
+    outcome ``Raised(type, message)``; without, it propagates with a note naming the seed."""
+    box: dict[str, Any] = {}
+
+    async def main() -> Any:
+        async with Runtime(deterministic=True, seed=seed) as rt:
+            if policy is not None:
+                rt._use_policy(policy)
+            box["rt"] = rt
+            return await scenario(rt)
+
+    try:
+        outcome = _outcome(run(main))
+    except Exception as exc:
+        if not capture:
+            exc.add_note(f"comsim.testing.explore: failed under seed {seed}")
+            raise
+        outcome = Raised(type(exc).__name__, str(exc))
+    schedule = box["rt"].schedule
+    assert schedule is not None
+    return outcome, schedule
+
+

@@ -1,0 +1,54 @@
+"""Scenarios for the exploration tests, importable by name (explore(workers=...) needs that)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import comsim
+
+
+class ILog(comsim.Interface):
+    async def Log(self, who: str) -> int: ...
+
+
+class Log(comsim.CoClass, ILog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    async def Log(self, who: str) -> int:
+        self.seen.append(who)
+        return len(self.seen)
+
+
+async def two_callers(rt: comsim.Runtime) -> tuple[str, ...]:
+    """Three STAs: a and b each call c's object twice, concurrently; the outcome is the order
+    in which c saw the calls (which depends on the pump's choices)."""
+    a, b, c = [await rt.create_sta(n) for n in ("a", "b", "c")]
+    log: dict[str, Any] = {}
+
+    async def serve() -> comsim.MarshalStream:
+        log["obj"] = obj = Log()
+        return comsim.marshal_interface(obj, ILog, flags=comsim.MSHLFLAGS.TABLESTRONG)
+
+    stream = await c.run(serve)
+
+    async def caller(name: str) -> None:
+        proxy = comsim.unmarshal_interface(stream, ILog)
+        await proxy.Log(name + "1")
+        await proxy.Log(name + "2")
+
+    import anyio
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.run, caller, "a")
+        tg.start_soon(b.run, caller, "b")
+    return tuple(log["obj"].seen)
+
+
+async def fails_when_b_first(rt: comsim.Runtime) -> tuple[str, ...]:
+    """``two_callers``, raising when b's first call is served first (a planted bug)."""
+    seen = await two_callers(rt)
+    if seen[0] == "b1":
+        raise AssertionError(f"b first: {seen}")
+    return seen
