@@ -1,35 +1,23 @@
-"""The ``comsim`` command: ``comsim demo``, ``comsim bench`` and ``comsim trace``."""
+"""The ``comsim`` command: ``comsim demo``, ``comsim bench``, ``comsim trace`` and
+``comsim explore``."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import importlib.util
-import inspect
 import json
-import os
 import sys
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
-
-import anyio
 
 import comsim
 import comsim.testing
 
-from . import _bench
+from . import _bench, _explore_cmd
+from ._load import UsageError, brief, cwd_importable, load_scenario
 
 #: ``--format``: the ``comsim.testing.Trace`` method that renders it
 FORMATS = {"text": "to_text", "mermaid": "to_mermaid", "chrome": "to_chrome_trace"}
-
-
-class UsageError(Exception):
-    """A bad MODULE:FUNCTION, or a function that is no scenario (exit status 2)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="text (default), mermaid (a sequence diagram) or chrome "
                             "(JSON for chrome://tracing and Perfetto)")
     trace.add_argument("-o", "--output", metavar="FILE", help="write here, not to stdout")
+    explore = sub.add_parser(
+        "explore", help="run a scenario under many schedules and count its outcomes",
+        description=_explore_cmd.DESCRIPTION)
+    _explore_cmd.add_arguments(explore)
     ns = parser.parse_args(argv)
     if ns.cmd == "demo":
         from ._demo import run_demo
@@ -62,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.cmd == "bench":
         return _bench.run(ns)
+    if ns.cmd == "explore":
+        return _explore_cmd.run(ns)
     return run_trace(ns.target, ns.seed, ns.format, ns.output)
 
 
@@ -69,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_trace(target: str, seed: int, fmt: str, output: str | None) -> int:
     """``comsim trace``; the exit status: 0, 1 (the scenario raised) or 2 (bad input)."""
     try:
-        with _cwd_importable():
+        with cwd_importable():
             scenario = load_scenario(target)
             events = _capture(scenario, seed)
     except UsageError as e:
@@ -98,69 +92,6 @@ def run_trace(target: str, seed: int, fmt: str, output: str | None) -> int:
     return 0
 
 
-@contextmanager
-def _cwd_importable() -> Iterator[None]:
-    """The current directory on ``sys.path`` while the command runs (as ``python -m`` has)."""
-    saved = list(sys.path)
-    sys.path.insert(0, os.getcwd())
-    try:
-        yield
-    finally:
-        sys.path[:] = saved
-
-
-def load_scenario(target: str) -> Callable[[Any], Any]:
-    """The async function named by ``MODULE:FUNCTION``; UsageError says what is wrong."""
-    module_name, sep, name = target.rpartition(":")
-    if not sep or not module_name or not name:
-        raise UsageError(f"expected MODULE:FUNCTION (e.g. my_scenarios:scenario), "
-                         f"got {target!r}")
-    module = _import(module_name)
-    fn = getattr(module, name, None)
-    if fn is None:
-        raise UsageError(f"{module_name} has no {name!r}")
-    if not inspect.iscoroutinefunction(fn):
-        raise UsageError(f"{target} is not an async function: expected "
-                         f"`async def {name}(rt)`")
-    try:
-        inspect.signature(fn).bind(object())
-    except TypeError:
-        raise UsageError(f"{target} must take one argument, the runtime: "
-                         f"`async def {name}(rt)`") from None
-    except ValueError:  # no signature to check: let the call say
-        pass
-    return fn
-
-
-def _import(module_name: str) -> ModuleType:
-    is_path = module_name.endswith(".py") or "/" in module_name or os.sep in module_name
-    try:
-        if not is_path:
-            return importlib.import_module(module_name)
-        path = Path(module_name)
-        if not path.is_file():
-            raise UsageError(f"no such file: {module_name}")
-        sys.path.insert(0, str(path.resolve().parent))  # its sibling modules import
-        # its own name, unless that names a module already imported (never replace one)
-        name = path.stem if path.stem not in sys.modules else f"_comsim_trace_{path.stem}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise UsageError(f"cannot import {module_name}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    except UsageError:
-        raise
-    except ModuleNotFoundError as e:
-        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
-            raise UsageError(f"no module named {module_name!r} (looked in the current "
-                             f"directory and sys.path)") from None
-        raise UsageError(f"importing {module_name} failed: {_brief(e)}") from None
-    except Exception as e:  # a syntax error, or the module's own code raising
-        raise UsageError(f"importing {module_name} failed: {_brief(e)}") from None
-
-
 class _ScenarioFailed(Exception):
     def __init__(self, brief: str) -> None:
         super().__init__(brief)
@@ -176,26 +107,8 @@ def _capture(scenario: Callable[[Any], Any], seed: int) -> comsim.testing.Trace:
         try:
             comsim.testing.run(main)
         except Exception as e:
-            raise _ScenarioFailed(_brief(e)) from None
+            raise _ScenarioFailed(brief(e)) from None
     return events
-
-
-def _brief(exc: BaseException) -> str:
-    """``Type: message``, and where it was raised: one or two lines, no traceback dump."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, SyntaxError):
-        return f"{text} ({exc.filename}, line {exc.lineno})"
-    frames = traceback.extract_tb(exc.__traceback__)
-    # where the user's code raised: the last frame outside comsim, anyio and asyncio
-    skip = tuple(str(Path(m.__file__).resolve().parent) + os.sep
-                 for m in (comsim, anyio, asyncio) if m.__file__)
-    own = [f for f in frames if not str(Path(f.filename).resolve()).startswith(skip)]
-    last = own[-1] if own else frames[-1] if frames else None
-    if last is not None:
-        text += f"\n  at {last.filename}:{last.lineno} in {last.name}"
-    return text
 
 
 if __name__ == "__main__":

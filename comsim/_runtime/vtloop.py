@@ -137,6 +137,34 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             jobs.discard(token)
             raise
 
+    def rewind(self) -> bool:
+        """Make the loop as good as new for another program, so that many short runs need not
+        each build a loop (exploration): leftover tasks are cancelled and run to their end,
+        leftover callbacks and timers dropped, and the clock set back to 0. Gives False when
+        the loop cannot be reused (closed, running, deadlocked, or a task would not end):
+        then make a new one.
+        """
+        if self.is_closed() or self.is_running() or self._deadlocked is not None:
+            return False
+        tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
+        if tasks:
+            for t in tasks:
+                t.cancel()
+            try:
+                self.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            except BaseException:
+                return False
+            if self._deadlocked is not None or any(not t.done() for t in tasks):
+                return False
+        if self._thread_jobs:
+            return False
+        for handle in self._scheduled:  # type: ignore[attr-defined]
+            handle.cancel()
+        self._scheduled.clear()  # type: ignore[attr-defined]
+        self._ready.clear()  # type: ignore[attr-defined]
+        self._vtime = 0.0
+        return True
+
     def _could_deadlock(self) -> bool:
         """Nothing the loop knows of can wake it (the module's docstring)."""
         if (self._ready or getattr(self, "_signal_handlers", None)  # type: ignore[attr-defined]

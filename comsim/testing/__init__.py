@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from .._runtime.schedule import Schedule
 from ._deadlock import Deadlock, Wait
-from ._explore import Exploration, explore, replay, shrink
+from ._explore import Exploration, explore
 from ._loop import VirtualTimeLoop, run, wait_all_tasks_blocked
+from ._runs import Raised
+from ._shrink import replay, shrink
 from ._trace import Trace, capture_trace
 
 __all__ = [
     "Deadlock",
     "Exploration",
+    "Raised",
     "Schedule",
     "Trace",
     "VirtualTimeLoop",

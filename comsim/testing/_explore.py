@@ -1,132 +1,220 @@
 """Exploration: run one scenario under many schedules of the deterministic pump, keep each
-distinct outcome with the first run that reached it and its ``Schedule``; replay a schedule;
-shrink a schedule to the fewest preemptions that keep an outcome.
+distinct outcome with the first run that reached it and its ``Schedule``.
 
 Strategies (``explore(strategy=...)``): ``"random"``, the seeded pump (a seed per run);
 ``"pct"``, probabilistic concurrency testing for messages (``schedule.PCTPolicy``; each run's
 priorities and change points drawn from its seed); ``"exhaustive"``, every distinct delivery
-order once, where deliveries to different apartments commute (a run per order, depth first).
+order once, where deliveries to different apartments commute (``_exhaustive``).
+
+Runs go in blocks of ``BLOCK`` seeds, in one process or spread over an executor's workers;
+the results are taken in seed order, so the exploration is the same however it was spread.
+PCT's ``k`` (the steps over which change points are drawn) is the longest run of the blocks
+before, which every worker knows. A run whose scenario raises stops the exploration: it is run
+again here to raise the scenario's own exception, its schedule is shrunk (``shrink``) and
+saved, and the exception carries notes naming the seed and the saved file.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Hashable, Iterable
+import os
+import random
+import re
+import tempfile
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from .._runtime.schedule import OLDEST, PCTPolicy, ReplayPolicy, Schedule
+from .._core.check import BadArgumentValue
+from .._runtime.schedule import PCTPolicy, Policy, ReplayPolicy, Schedule
 from ._exhaustive import exhaustive
 from ._runs import Exploration, Raised, Scenario, run_once
+from ._shrink import replay, shrink
 
-__all__ = ["STRATEGIES", "Exploration", "Raised", "Scenario", "explore", "replay", "run_once",
-           "shrink"]
+__all__ = ["BLOCK", "STRATEGIES", "Exploration", "Raised", "Scenario", "explore", "replay",
+           "run_once", "shrink"]
 
 STRATEGIES = ("random", "pct", "exhaustive")
-
-def replay(scenario: Scenario, schedule: Schedule) -> Hashable:
-    """The outcome of ``scenario`` under ``schedule`` (exceptions count as outcomes)."""
-    return run_once(scenario, schedule.seed, ReplayPolicy(schedule.decisions))[0]
+#: seeds per block of runs (a unit of work for a worker; PCT's k is updated between blocks)
+BLOCK = 32
 
 
-def shrink(scenario: Scenario, schedule: Schedule,
-           keep: Callable[[Hashable], bool]) -> Schedule:
-    """A schedule with as few preemptions (decisions other than the default) as can be found
-    whose outcome still satisfies ``keep``: delta debugging over the preemptions, then one at a
-    time. Gives ``schedule`` itself (as replayed) when nothing can go.
+class _Run(NamedTuple):
+    """One run, as plain data that crosses processes."""
 
-    Raises:
-        ValueError: ``schedule``'s own outcome does not satisfy ``keep``.
-    """
-    outcome, best = run_once(scenario, schedule.seed, ReplayPolicy(schedule.decisions))
-    if not keep(outcome):
-        raise ValueError(f"the schedule's own outcome {outcome!r} does not satisfy keep")
-
-    def attempt(decisions: list[int]) -> Schedule | None:
-        got, sched = run_once(scenario, schedule.seed, ReplayPolicy(decisions))
-        return sched if keep(got) and sched.preemptions < best.preemptions else None
-
-    chunk = max(1, best.preemptions // 2)
-    while chunk >= 1:
-        spots = [i for i, d in enumerate(best.decisions) if d != OLDEST]
-        progressed = False
-        for start in range(0, len(spots), chunk):
-            drop = set(spots[start:start + chunk])
-            trial = [OLDEST if i in drop else d for i, d in enumerate(best.decisions)]
-            found = attempt(_trim(trial))
-            if found is not None:
-                best, progressed = found, True
-                break
-        if not progressed:
-            chunk //= 2
-    return Schedule(_trim(best.decisions), schedule.seed)
+    seed: int
+    outcome: Hashable
+    decisions: list[int]
+    schedule_seed: int | None
+    raised: bool
+    receivers: int
 
 
-def _trim(decisions: list[int]) -> list[int]:
-    """Trailing default decisions add nothing to a replay."""
-    end = len(decisions)
-    while end and decisions[end - 1] == OLDEST:
-        end -= 1
-    return decisions[:end]
+def _policy(strategy: str, seed: int, depth: int, k: int) -> Policy | None:
+    if strategy == "pct":
+        return PCTPolicy(random.Random(seed), depth, k)
+    return None
+
+
+def _run_block(scenario: Scenario | tuple[str, str], seeds: list[int], strategy: str,
+               depth: int, k: int, keep_going: bool = False) -> list[_Run]:
+    """The runs of one block; a raising scenario ends the block with that run, unless
+    ``keep_going``."""
+    fn = _import(*scenario) if isinstance(scenario, tuple) else scenario
+    out = []
+    for seed in seeds:
+        policy = _policy(strategy, seed, depth, k)
+        outcome, schedule = run_once(fn, seed, policy)
+        raised = isinstance(outcome, Raised)
+        out.append(_Run(seed, outcome, schedule.decisions, schedule.seed, raised,
+                        len(getattr(policy, "priority", ()))))
+        if raised and not keep_going:
+            break
+    return out
 
 
 def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
             until: Callable[[Exploration], bool] | None = None, strategy: str = "random",
-            depth: int = 3, workers: int = 1, executor: Executor | None = None
+            depth: int = 3, workers: int = 1, executor: Executor | None = None,
+            save_dir: str | os.PathLike[str] | None = None, keep_going: bool = False
             ) -> Exploration:
     """Run ``scenario(rt)`` once per seed, each on a fresh deterministic runtime in virtual
     time, under ``strategy``; gives the distinct outcomes, each with the first seed that reached
     it and its ``Schedule`` (replay it with ``Runtime(deterministic=True, schedule=...)`` or
-    ``replay``). ``until`` stops early once it returns True. ``workers=N`` runs seeds in N
-    processes (the scenario must be importable by its module and name), ``executor=`` on any
-    ``concurrent.futures.Executor``; the result equals ``workers=1``'s.
+    ``replay``). ``until`` stops early once it returns True. ``workers=N`` runs blocks of seeds
+    in N processes (the scenario must be importable by its module and name, and its outcomes
+    picklable), ``executor=`` on any ``concurrent.futures.Executor``; the result equals
+    ``workers=1``'s. For ``"exhaustive"``, ``seeds`` only bounds the number of runs.
+
+    A run whose scenario raises ends the exploration: its schedule is shrunk to the fewest
+    preemptions that still raise that type of exception, saved as
+    ``<save_dir>/<scenario>-seed<N>.json`` (default directory: ``comsim-schedules`` in the
+    system's temporary directory), and the exception is raised again with notes naming the
+    seed and the file (``Schedule.load`` it; ``replay``). With ``keep_going=True`` a raising
+    run is just the outcome ``Raised(type, message)`` and the exploration goes on (``shrink``
+    its schedule yourself: ``comsim explore`` does).
 
     Raises:
-        Whatever the scenario raises, with a note naming the seed ("random", "pct").
-        COMError(E_INVALIDARG), also a ValueError: an unknown strategy, ``depth`` < 1.
+        Whatever the scenario raises, with the notes above.
+        COMError(E_INVALIDARG), also a ValueError: an unknown strategy, ``depth`` < 1,
+            ``workers`` < 1, a scenario not importable by name with ``workers``/``executor``.
     """
-    from .._core.check import BadArgumentValue
-
     if strategy not in STRATEGIES:
         raise BadArgumentValue(f"explore: strategy must be one of {STRATEGIES}, "
                                f"not {strategy!r}")
     if depth < 1:
         raise BadArgumentValue(f"explore: depth must be >= 1, not {depth!r}")
-    if strategy == "exhaustive":
-        return exhaustive(scenario, budget=len(list(seeds)), until=until)
+    if workers < 1:
+        raise BadArgumentValue(f"explore: workers must be >= 1, not {workers!r}")
     seeds = list(seeds)
-    if (workers > 1 or executor is not None) and strategy == "random":
-        return _parallel(scenario, seeds, until, workers, executor)
+    if strategy == "exhaustive":
+        return exhaustive(scenario, budget=len(seeds), until=until)
+    parallel = workers > 1 or executor is not None
+    target: Scenario | tuple[str, str] = _by_name(scenario) if parallel else scenario
     found = Exploration()
-    k = 0
+    longest = [0]  # PCT's k: the longest run so far (of the blocks before)
     if strategy == "pct":
-        default = run_once(scenario, None, ReplayPolicy([]), capture=False)[1]
-        k = len(default.decisions)
-    receivers: set[str | None] = set()
-    for seed in seeds:
-        policy = None
-        if strategy == "pct":
-            import random
-
-            policy = PCTPolicy(random.Random(seed), depth, k)
-        outcome, schedule = run_once(scenario, seed, policy, capture=False)
-        found._add(seed, outcome, schedule)
-        if strategy == "pct":
-            k = max(k, len(schedule.decisions))
-            receivers |= set(getattr(policy, "priority", {}))
-            n = max(1, len(receivers))
-            found.pct_bound = 1.0 / (n * max(k, 1) ** (depth - 1))
-        if until is not None and until(found):
-            break
+        longest[0] = len(run_once(scenario, None, ReplayPolicy([]))[1].decisions)
+    receivers = 0
+    block_longest = 0
+    for block in _blocks(target, seeds, strategy, depth, longest, workers, executor,
+                         keep_going):
+        for run in block:
+            if run.raised and not keep_going:
+                _raise(scenario, run, strategy, depth, longest[0], save_dir)
+            schedule = Schedule(run.decisions, run.schedule_seed)
+            found._add(run.seed, run.outcome, schedule)
+            if strategy == "pct":
+                receivers = max(receivers, run.receivers)
+                block_longest = max(block_longest, len(run.decisions))
+                found.pct_bound = 1.0 / (max(1, receivers)
+                                         * max(longest[0], 1) ** (depth - 1))
+                if found.runs % BLOCK == 0:  # k moves between blocks only
+                    longest[0] = max(longest[0], block_longest)
+            if until is not None and until(found):
+                return found
     return found
 
 
-# ------------------------------------------------------------------ parallel runs
+def _blocks(target: Scenario | tuple[str, str], seeds: list[int], strategy: str, depth: int,
+            longest: list[int], workers: int, executor: Executor | None,
+            keep_going: bool) -> Iterator[list[_Run]]:
+    """The runs in seed order: here, one at a time; on an executor, a block at a time, its
+    seeds shared by the workers (PCT: every run of a block uses the k of the blocks before
+    it, read when the block starts)."""
+    if workers == 1 and executor is None:  # a run at a time, so that ``until`` stops at once
+        for seed in seeds:
+            yield _run_block(target, [seed], strategy, depth, longest[0], keep_going)
+        return
+    chunks = [seeds[i:i + BLOCK] for i in range(0, len(seeds), BLOCK)]
+    own = executor is None
+    pool: Executor = executor or ProcessPoolExecutor(max_workers=workers)
+    try:
+        for chunk in chunks:
+            # the block's seeds split over the workers; k is the same for all of them
+            n = max(1, workers)
+            size = -(-len(chunk) // n)
+            parts = [chunk[i:i + size] for i in range(0, len(chunk), size)]
+            kk = longest[0]
+            futures = [pool.submit(_run_block, target, part, strategy, depth, kk, keep_going)
+                       for part in parts]
+            runs: list[_Run] = []
+            for fut in futures:
+                part_runs = fut.result()
+                runs += part_runs
+                if part_runs and part_runs[-1].raised and not keep_going:
+                    break
+            yield runs
+    finally:
+        if own:
+            pool.shutdown(cancel_futures=True)
+
+
+def _raise(scenario: Scenario, run: _Run, strategy: str, depth: int, k: int,
+           save_dir: str | os.PathLike[str] | None) -> None:
+    """Run the failing seed again here, raising the scenario's exception with notes: the seed,
+    and the shrunk schedule's file."""
+    assert isinstance(run.outcome, Raised)
+    kind = run.outcome.type
+    schedule = Schedule(run.decisions, run.schedule_seed)
+    try:
+        small = shrink(scenario, schedule,
+                       keep=lambda o: isinstance(o, Raised) and o.type == kind)
+    except ValueError:  # it does not replay as it ran: keep the run's own schedule
+        small = schedule
+    path = _save(scenario, run.seed, small, save_dir)
+    try:
+        run_once(scenario, run.seed, ReplayPolicy(small.decisions), capture=False)
+    except BaseException as exc:
+        exc.add_note(f"comsim.testing.explore: strategy {strategy!r}; the "
+                     f"shrunk schedule ({small.preemptions} preemptions, "
+                     f"{len(small.decisions)} decisions) saved to {path}: "
+                     f"comsim.testing.replay(scenario, Schedule.load(path)), or "
+                     f"pytest --comsim-replay {path}")
+        raise
+    raise RuntimeError(f"explore: seed {run.seed} raised {kind} in a run but not when run "
+                       f"again: the scenario is not deterministic (does it read a clock, "
+                       f"threads or global state?)")
+
+
+def _save(scenario: Scenario, seed: int, schedule: Schedule,
+          save_dir: str | os.PathLike[str] | None) -> Path:
+    directory = Path(save_dir) if save_dir is not None else (
+        Path(tempfile.gettempdir()) / "comsim-schedules")
+    directory.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^\w.-]+", "_", getattr(scenario, "__qualname__", "scenario"))
+    path = directory / f"{name}-seed{seed}.json"
+    schedule.save(path)
+    return path
+
+
+# ------------------------------------------------------------------ scenarios by name
 def _by_name(scenario: Scenario) -> tuple[str, str]:
     module, name = getattr(scenario, "__module__", None), getattr(scenario, "__qualname__", "")
     if not module or "<" in name:
-        raise ValueError("explore(workers=...): the scenario must be importable by name "
-                         f"(a module-level function), not {scenario!r}")
+        raise BadArgumentValue("explore(workers=...): the scenario must be importable by name "
+                               f"(a module-level function), not {scenario!r}")
     return module, name
 
 
@@ -135,38 +223,3 @@ def _import(module: str, name: str) -> Scenario:
     for part in name.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def _run_seeds(module: str, name: str, seeds: list[int]
-               ) -> list[tuple[int, Hashable, list[int], int | None]]:
-    """In a worker: each seed's outcome and schedule (plain data, to cross processes)."""
-    scenario = _import(module, name)
-    out = []
-    for seed in seeds:
-        outcome, schedule = run_once(scenario, seed, None, capture=False)
-        out.append((seed, outcome, schedule.decisions, schedule.seed))
-    return out
-
-
-def _parallel(scenario: Scenario, seeds: list[int], until: Callable[[Exploration], bool] | None,
-              workers: int, executor: Executor | None) -> Exploration:
-    module, name = _by_name(scenario)
-    own = executor is None
-    pool: Executor = executor or ProcessPoolExecutor(max_workers=max(1, workers))
-    n = max(1, workers if executor is None else workers or 1)
-    size = max(1, -(-len(seeds) // (n * 4)))
-    chunks = [seeds[i:i + size] for i in range(0, len(seeds), size)]
-    try:
-        futures = [pool.submit(_run_seeds, module, name, chunk) for chunk in chunks]
-        found = Exploration()
-        for fut in futures:  # in seed order: the result is the sequential one
-            for seed, outcome, decisions, sseed in fut.result():
-                found._add(seed, outcome, Schedule(decisions, sseed))
-                if until is not None and until(found):
-                    for f in futures:
-                        f.cancel()
-                    return found
-        return found
-    finally:
-        if own:
-            pool.shutdown(cancel_futures=True)

@@ -18,6 +18,11 @@ plugin loaded, with pytest-xdist (each seed is an item of its own) and with Hypo
 - A failing test's report names its seed and the exact command that replays it.
 - ``--comsim-trace-dir DIR``: a failing test's trace is written there as ``<test id>.mermaid``
   and ``<test id>.trace.json``, and the report names the files.
+- A failing test's schedule (every decision of the deterministic pump) is shrunk to the fewest
+  preemptions that still fail the same way, by running the test body again with the same
+  values of its other fixtures (at most ``--comsim-shrink-runs`` runs, default 200; 0: do not
+  shrink), and saved in pytest's cache directory; the report says ``--comsim-replay PATH``,
+  which runs the test under that schedule.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import pytest
 from .._runtime.vtloop import VirtualTimeLoop
 
 _TRACE_KEY = pytest.StashKey[Any]()
+_RUNTIME_KEY = pytest.StashKey[Any]()
 #: the fixture a test asks for to get a deterministic runtime
 RUNTIME_FIXTURE = "comsim_runtime"
 
@@ -49,11 +55,25 @@ def pytest_addoption(parser: Any) -> None:
                     help="run comsim tests whose marker gives no seeds under range(N)")
     group.addoption("--comsim-trace-dir", action="store", default=None,
                     help="write a failing comsim test's trace there (Mermaid and Chrome JSON)")
+    group.addoption("--comsim-replay", action="store", default=None, metavar="PATH",
+                    help="run comsim tests under the schedule saved in PATH (a failing "
+                         "test's report names it)")
+    group.addoption("--comsim-shrink-runs", action="store", type=int, default=200,
+                    metavar="N", help="runs spent shrinking a failing test's schedule "
+                                      "(default 200; 0: save it as it ran)")
     parser.addini("comsim_seeds", "run comsim tests whose marker gives no seeds under "
                                   "range(N)", default=None)
 
 
 def pytest_configure(config: Any) -> None:
+    path = config.getoption("--comsim-replay", None)
+    if path is not None:
+        from .._runtime.schedule import Schedule
+
+        try:
+            config._comsim_replay = Schedule.load(path)
+        except (OSError, ValueError) as exc:
+            raise pytest.UsageError(f"--comsim-replay {path}: {exc}") from None
     config.addinivalue_line(
         "markers",
         "comsim(seeds=range(N)): run an async test on comsim's deterministic runtime "
@@ -129,7 +149,15 @@ def pytest_asyncio_loop_factories(config: Any, item: Any) -> Any:
     return None
 
 
+def _replay_schedule(config: Any) -> Any:
+    """The schedule of ``--comsim-replay PATH`` (read by ``pytest_configure``), or None."""
+    return getattr(config, "_comsim_replay", None)
+
+
 def _seeds(config: Any, marker: Any) -> list[int]:
+    replay = _replay_schedule(config)
+    if replay is not None:
+        return [replay.seed if replay.seed is not None else 0]
     forced = config.getoption("--comsim-seed", None)
     if forced is not None:
         return [int(forced)]
@@ -204,7 +232,11 @@ def _runtime_fixture() -> Any:
         if getattr(getattr(request.node, "obj", None), "hypothesis", None) is not None:
             yield None
             return
-        async with Runtime(deterministic=True, seed=comsim_seed) as rt:
+        schedule = _replay_schedule(request.config)
+        options: dict[str, Any] = ({"schedule": schedule} if schedule is not None
+                                   else {"seed": comsim_seed})
+        async with Runtime(deterministic=True, **options) as rt:
+            request.node.stash[_RUNTIME_KEY] = rt
             yield rt
 
     return comsim_runtime
@@ -250,7 +282,27 @@ def pytest_runtest_makereport(item: Any, call: Any) -> Generator[None, Any, None
     events = item.stash.get(_TRACE_KEY, None)
     if events is not None and call.when == "call":
         lines += _write_trace(item, events)
+    rt = item.stash.get(_RUNTIME_KEY, None)
+    if rt is not None and call.when == "call" and call.excinfo is not None:
+        lines += _save_schedule(item, rt, call.excinfo.type)
     report.sections.append(("comsim", "\n".join(lines)))
+
+
+def _save_schedule(item: Any, rt: Any, kind: type[BaseException]) -> list[str]:
+    """Shrink the failing run's schedule (unless replaying one) and save it."""
+    from ._schedules import save_failing
+
+    schedule = rt.schedule
+    if schedule is None:
+        return []
+    replaying = _replay_schedule(item.config) is not None
+    runs = 0 if replaying else max(0, item.config.getoption("--comsim-shrink-runs", 200) or 0)
+    path, small = save_failing(item, schedule, kind, runs, RUNTIME_FIXTURE)
+    command = f"pytest {shlex.quote(item.nodeid)} --comsim-replay {shlex.quote(str(path))}"
+    how = ("as it ran" if small is schedule else
+           f"shrunk from {schedule.preemptions} preemptions")
+    return [f"schedule saved ({small.preemptions} preemptions, {how}): {path}",
+            f"    {command}"]
 
 
 def _write_trace(item: Any, events: Any) -> list[str]:

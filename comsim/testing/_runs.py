@@ -5,12 +5,13 @@ runs with the first run and schedule of each."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, NamedTuple
 
 from .._runtime.runtime import Runtime
 from .._runtime.schedule import Policy, Schedule
-from ._loop import run
+from ._loop import VirtualTimeLoop
 
 Scenario = Callable[[Runtime], Awaitable[Any]]
 
@@ -63,6 +64,21 @@ def _outcome(value: Any) -> Hashable:
     return value
 
 
+_REUSED = threading.local()
+
+
+def _run_reusing_a_loop(main: Callable[[], Awaitable[Any]]) -> Any:
+    """``comsim.testing.run(main)``, on a virtual-time loop kept for the next run (this
+    thread's; rewound to time 0 in between) instead of a new one per run."""
+    loop: VirtualTimeLoop | None = getattr(_REUSED, "loop", None)
+    if loop is None or not loop.rewind():
+        if loop is not None and not loop.is_closed():
+            loop.close()
+        loop = VirtualTimeLoop()
+        _REUSED.loop = loop
+    return loop.run_until_complete(main())
+
+
 def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None, *,
              capture: bool = True) -> tuple[Hashable, Schedule]:
     """One run on a fresh deterministic runtime under ``policy`` (None: the seeded pump):
@@ -78,7 +94,7 @@ def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None,
             return await scenario(rt)
 
     try:
-        outcome = _outcome(run(main))
+        outcome = _outcome(_run_reusing_a_loop(main))
     except Exception as exc:
         if not capture:
             exc.add_note(f"comsim.testing.explore: failed under seed {seed}")

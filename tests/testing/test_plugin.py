@@ -188,3 +188,69 @@ async def test_traced(comsim_runtime):
     assert mermaid.startswith("sequenceDiagram") and "Echo" in mermaid
     chrome = json.loads(next(out.glob("*.trace.json")).read_text())
     assert any(e.get("name") == "Echo" and e.get("ph") == "X" for e in chrome["traceEvents"])
+
+
+RACE = '''
+import anyio, pytest, comsim
+
+class ILog(comsim.Interface):
+    async def Log(self, who: str) -> int: ...
+
+class Log(comsim.CoClass, ILog):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    async def Log(self, who):
+        self.seen.append(who)
+        return len(self.seen)
+
+@pytest.mark.comsim(seeds=range(30))
+async def test_a_first(comsim_runtime):
+    a, b, c = [await comsim_runtime.create_sta(n) for n in "abc"]
+    obj = {}
+
+    async def serve():
+        obj["log"] = Log()
+        return comsim.marshal_interface(obj["log"], ILog, flags=comsim.MSHLFLAGS.TABLESTRONG)
+
+    stream = await c.run(serve)
+
+    async def caller(name):
+        proxy = comsim.unmarshal_interface(stream, ILog)
+        for i in range(3):
+            await proxy.Log(f"{name}{i}")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.run, caller, "a")
+        tg.start_soon(b.run, caller, "b")
+    assert obj["log"].seen[0] == "a0", obj["log"].seen
+'''
+
+
+def test_a_failing_schedule_is_shrunk_saved_and_replayed(pytester: pytest.Pytester) -> None:
+    # API: a failing plugin test saves the shrunk schedule and says --comsim-replay PATH
+    pytester.makeini(INI)
+    pytester.makepyfile(test_race=RACE)
+    result = pytester.runpytest_subprocess("-q", "-x")
+    result.assert_outcomes(failed=1, passed=result.parseoutcomes().get("passed", 0))
+    out = result.stdout.str()
+    line = next(ln for ln in out.splitlines() if "--comsim-replay" in ln)
+    path = line.rsplit("--comsim-replay ", 1)[1].strip().strip("'")
+    saved = json.loads(open(path).read())
+    assert saved["format"] == "comsim-schedule"
+    assert "schedule saved (1 preemptions, shrunk from" in out or \
+        "schedule saved (1 preemptions, as it ran" in out
+    # the saved schedule fails the test again, whatever the seed would say
+    replayed = pytester.runpytest_subprocess("-q", "--comsim-replay", path)
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["*AssertionError*"])
+    assert "shrunk from" not in replayed.stdout.str()  # a replay is not shrunk again
+
+
+def test_replaying_a_missing_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_race=RACE)
+    result = pytester.runpytest_subprocess("-q", "--comsim-replay", "nowhere.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--comsim-replay nowhere.json*"])

@@ -4,6 +4,7 @@ shrinking; the random, PCT and exhaustive strategies; parallel exploration."""
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -87,11 +88,16 @@ def test_explore_keeps_each_outcomes_schedule_and_replay_reaches_it() -> None:
     assert 1 <= found.interleavings <= 60
 
 
-def test_a_raising_scenario_is_an_outcome_for_replay_and_shrink() -> None:
-    with pytest.raises(AssertionError) as exc:
-        explore(fails_when_b_first, range(60))
-    note = "".join(getattr(exc.value, "__notes__", []))
-    seed = int(note.rsplit("seed ", 1)[1])
+def test_a_raising_scenario_is_an_outcome_for_replay_and_shrink(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="b first") as exc:
+        explore(fails_when_b_first, range(60), save_dir=tmp_path)
+    notes = exc.value.__notes__
+    seed = int(re.search(r"failed under seed (\d+)", notes[0]).group(1))  # type: ignore[union-attr]
+    saved = tmp_path / f"fails_when_b_first-seed{seed}.json"
+    assert str(saved) in notes[1] and f"--comsim-replay {saved}" in notes[1]
+    from_file = Schedule.load(saved)
+    assert from_file.preemptions == 1  # shrunk: one choice puts b first
+    assert isinstance(replay(fails_when_b_first, from_file), Raised)
     failing = _schedule_of(fails_when_b_first, seed)
     outcome = replay(fails_when_b_first, failing)
     assert isinstance(outcome, Raised) and outcome.type == "AssertionError"
@@ -150,3 +156,32 @@ def test_parallel_exploration_in_processes_equals_sequential() -> None:
     one = explore(two_callers, range(24))
     two = explore(two_callers, range(24), workers=2)
     assert dict(one) == dict(two) and one.counts == two.counts
+
+
+def test_parallel_pct_equals_sequential() -> None:
+    # PCT's k moves only between blocks of runs, so a block's runs can go to any worker
+    one = explore(two_callers, range(70), strategy="pct", depth=2)
+    with ThreadPoolExecutor(3) as pool:
+        three = explore(two_callers, range(70), strategy="pct", depth=2, executor=pool)
+    assert dict(one) == dict(three) and one.counts == three.counts
+    assert one.schedules == three.schedules and one.pct_bound == three.pct_bound
+
+
+def test_parallel_exploration_stops_at_the_same_failing_seed(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError) as one:
+        explore(fails_when_b_first, range(64), save_dir=tmp_path / "one")
+    with pytest.raises(AssertionError) as two:
+        explore(fails_when_b_first, range(64), workers=2, save_dir=tmp_path / "two")
+    assert one.value.__notes__[0] == two.value.__notes__[0]  # the same seed
+    assert ([p.name for p in (tmp_path / "one").iterdir()]
+            == [p.name for p in (tmp_path / "two").iterdir()])
+
+
+def test_workers_need_a_scenario_importable_by_name() -> None:
+    async def local(rt: comsim.Runtime) -> int:
+        return 1
+
+    with pytest.raises(ValueError, match="importable by name"):
+        explore(local, range(2), workers=2)
+    with pytest.raises(ValueError, match="workers"):
+        explore(two_callers, range(2), workers=0)

@@ -1,0 +1,165 @@
+"""``comsim explore MODULE:FUNCTION``: run a scenario under many schedules of the deterministic
+pump (``comsim.testing.explore``), with progress on a terminal, and print a table of its
+outcomes — each with the first seed that reached it and how often — and, for each outcome that
+is an exception, its schedule shrunk to the fewest preemptions and saved for replay."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ._load import UsageError, brief, cwd_importable, load_scenario
+from .testing import Exploration, Raised, explore, shrink
+from .testing._explore import STRATEGIES
+
+DESCRIPTION = (
+    "Import MODULE (a dotted name importable from the current directory, or a path to a .py "
+    "file) and run its FUNCTION, an `async def scenario(rt)`, once per seed on a fresh "
+    "deterministic runtime under a scheduling strategy (comsim.testing.explore). Prints each "
+    "distinct outcome with the first seed that reached it and its count; an exception raised "
+    "by the scenario is an outcome too, and its schedule is shrunk to the fewest preemptions "
+    "that still raise it and saved: replay it with comsim.testing.replay or "
+    "pytest --comsim-replay PATH. Exit status: 0, 1 (some run raised), 2 (bad input).")
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("target", metavar="MODULE:FUNCTION",
+                    help="e.g. my_scenarios:scenario or path/to/file.py:scenario")
+    ap.add_argument("--runs", type=int, default=1000, metavar="N",
+                    help="seeds 0..N-1 (default 1000); for exhaustive, the most runs")
+    ap.add_argument("--first-seed", type=int, default=0, metavar="S",
+                    help="start at seed S instead (seeds S..S+N-1)")
+    ap.add_argument("--strategy", choices=STRATEGIES, default="random",
+                    help="random (the seeded pump, default), pct (probabilistic concurrency "
+                         "testing, with --depth) or exhaustive (every distinct delivery "
+                         "order once)")
+    ap.add_argument("--depth", type=int, default=3, help="PCT's bug depth (default 3)")
+    ap.add_argument("--workers", type=int, default=1, metavar="W",
+                    help="processes to spread the runs over (the result is the same)")
+    ap.add_argument("--save-dir", metavar="DIR", default=None,
+                    help="where failing schedules are saved (default: comsim-schedules in "
+                         "the system's temporary directory)")
+    ap.add_argument("--json", metavar="FILE", default=None,
+                    help="also write the outcomes as JSON to FILE ('-': standard output, "
+                         "instead of the table)")
+
+
+def run(ns: argparse.Namespace) -> int:
+    """The command; its exit status."""
+    if ns.runs < 1 or ns.workers < 1 or ns.depth < 1:
+        print("comsim explore: error: --runs, --workers and --depth must be >= 1",
+              file=sys.stderr)
+        return 2
+    to_stdout = ns.json == "-"
+    console = Console(highlight=False, stderr=to_stdout)
+    try:
+        with cwd_importable():
+            scenario = load_scenario(ns.target)
+            found = _explore(scenario, ns, console)
+            failures = _shrink_failures(scenario, found, ns.save_dir)
+    except UsageError as e:
+        print(f"comsim explore: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # the scenario failing outside its runs (e.g. unpicklable)
+        print(f"comsim explore: {ns.target} failed: {brief(e)}", file=sys.stderr)
+        return 1
+    report = _report(ns, found, failures)
+    if ns.json is not None:
+        text = json.dumps(report, indent=2)
+        if to_stdout:
+            sys.stdout.write(text + "\n")
+        else:
+            Path(ns.json).write_text(text + "\n", encoding="utf-8")
+    if not to_stdout:
+        _print(console, ns, found, failures)
+    return 1 if failures else 0
+
+
+def _explore(scenario: Any, ns: argparse.Namespace, console: Console) -> Exploration:
+    seeds = range(ns.first_seed, ns.first_seed + ns.runs)
+    with Progress(TextColumn(f"exploring {ns.target}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("runs", total=ns.runs)
+
+        def progress(found: Exploration) -> bool:
+            bar.update(task, completed=found.runs)
+            return False
+
+        return explore(scenario, seeds, strategy=ns.strategy, depth=ns.depth,
+                       workers=ns.workers, keep_going=True, until=progress)
+
+
+def _shrink_failures(scenario: Any, found: Exploration, save_dir: str | None
+                     ) -> dict[Raised, tuple[Path, int, int]]:
+    """Each raising outcome's first schedule, shrunk and saved: path, preemptions before and
+    after."""
+    directory = Path(save_dir) if save_dir else (
+        Path(tempfile.gettempdir()) / "comsim-schedules")
+    out: dict[Raised, tuple[Path, int, int]] = {}
+    for outcome in found:
+        if not isinstance(outcome, Raised):
+            continue
+        first = found.schedules[outcome]
+        small = shrink(scenario, first, keep=outcome.__eq__)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = getattr(scenario, "__qualname__", "scenario")
+        path = directory / f"{name}-seed{found[outcome]}.json"
+        small.save(path)
+        out[outcome] = (path, first.preemptions, small.preemptions)
+    return out
+
+
+def _label(outcome: Any) -> str:
+    if isinstance(outcome, Raised):
+        return f"raised {outcome.type}: {outcome.message}"
+    return str(outcome)
+
+
+def _report(ns: argparse.Namespace, found: Exploration,
+            failures: dict[Raised, tuple[Path, int, int]]) -> dict[str, Any]:
+    rows = []
+    for outcome, seed in sorted(found.items(), key=lambda kv: kv[1]):
+        row: dict[str, Any] = {"outcome": _label(outcome), "first_seed": seed,
+                               "count": found.counts[outcome]}
+        if outcome in failures:
+            path, before, after = failures[outcome]
+            row.update(schedule=os.fspath(path), preemptions=after,
+                       preemptions_before_shrinking=before)
+        rows.append(row)
+    return {"target": ns.target, "strategy": ns.strategy, "depth": ns.depth,
+            "runs": found.runs, "interleavings": found.interleavings,
+            "pct_bound": found.pct_bound, "exhausted": found.exhausted, "outcomes": rows}
+
+
+def _print(console: Console, ns: argparse.Namespace, found: Exploration,
+           failures: dict[Raised, tuple[Path, int, int]]) -> None:
+    extra = ""
+    if found.pct_bound is not None:
+        extra = f", PCT bound {found.pct_bound:.2e} per run (depth {ns.depth})"
+    if ns.strategy == "exhaustive":
+        extra = ", every order run" if found.exhausted else ", budget ran out first"
+    table = Table(title=f"{ns.target}: {found.runs} runs ({ns.strategy}), "
+                        f"{found.interleavings} distinct delivery orders{extra}")
+    table.add_column("outcome")
+    table.add_column("first " + ("run" if ns.strategy == "exhaustive" else "seed"),
+                     justify="right")
+    table.add_column("runs", justify="right")
+    table.add_column("share", justify="right")
+    for outcome, seed in sorted(found.items(), key=lambda kv: kv[1]):
+        n = found.counts[outcome]
+        table.add_row(_label(outcome), str(seed), str(n), f"{n / found.runs:.1%}")
+    console.print(table)
+    for outcome, (path, before, after) in failures.items():
+        console.print(f"{_label(outcome)}\n  shrunk schedule ({after} preemptions, from "
+                      f"{before}) saved to {path}\n  replay: comsim.testing.replay(scenario, "
+                      f"comsim.testing.Schedule.load({os.fspath(path)!r}))")
