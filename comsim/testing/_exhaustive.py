@@ -17,7 +17,7 @@ from typing import Any
 
 from .._runtime.schedule import DEFER, Schedule
 from .._runtime.vtloop import all_tasks_blocked
-from ._runs import Exploration, Scenario, run_once
+from ._runs import Exploration, Raised, Scenario, run_once
 
 #: the seed of the runtime's other seeded choices (faults, latency functions) in every run
 SEED = 0
@@ -37,10 +37,12 @@ class _Step:
 class _DFSPolicy:
     """Replays ``prefix`` (ordinals), then takes the first awake message; records the steps."""
 
-    def __init__(self, prefix: Sequence[int], steps: list[_Step]) -> None:
+    def __init__(self, prefix: Sequence[int], steps: list[_Step], reduce: bool = True) -> None:
+        self.reduce = reduce
         self.prefix = prefix
         self.steps = steps  # steps[:len(prefix)] come from earlier runs, kept as they are
         self.i = 0
+        self.quiet_waits = 0
         self.transport: Any = None
 
     def bind(self, transport: Any) -> None:
@@ -48,29 +50,28 @@ class _DFSPolicy:
 
     def choose(self, targets: Sequence[str | None], proposal: int) -> int:
         transport = self.transport
+        # deliveries happen when everything else has run (the loop is quiet): a delivery to
+        # one apartment commutes with the ready work of the others, and an apartment takes a
+        # message in only when its own work waits; so the only choice is which message
+        if not all_tasks_blocked(transport.loop) and self.quiet_waits < QUIET_LIMIT:
+            self.quiet_waits += 1
+            return DEFER
+        self.quiet_waits = 0
         ordinals: list[int] = transport.ordinals
         i = self.i
         self.i = i + 1
         if i < len(self.prefix):
             want = self.prefix[i]
-            if want == DEFER:
-                return DEFER
             return ordinals.index(want) if want in ordinals else 0
         pending: dict[int, str | None] = dict(zip(ordinals, targets, strict=True))
-        # a deferral (everything else that is ready runs first) is a choice too, where
-        # something else is ready, and not twice in a row; it commutes with nothing
-        if (not all_tasks_blocked(transport.loop)
-                and not (i and self.steps[i - 1].chosen == DEFER)):
-            pending[DEFER] = _DEFERRED
-        if i == 0:
+        if i == 0 or not self.reduce:
             sleep: dict[int, str | None] = {}
         else:
             prev = self.steps[i - 1]
             carried = {**prev.sleep, **prev.done}
             receiver = prev.pending[prev.chosen]
             sleep = {o: t for o, t in carried.items()
-                     if o in pending and o != DEFER and receiver != _DEFERRED
-                     and t != receiver and o != prev.chosen}
+                     if o in pending and t != receiver and o != prev.chosen}
         awake = [o for o in ordinals if o not in sleep]
         chosen = awake[0] if awake else ordinals[0]
         del self.steps[i:]
@@ -78,21 +79,31 @@ class _DFSPolicy:
         return ordinals.index(chosen)
 
 
-#: the receiver of a deferral: no apartment, so independent of no delivery
-_DEFERRED = "<deferral>"
+#: a delivery waits for the loop to be quiet at most this many times in a row (a task that
+#: never waits, polling in a loop, would keep it busy for ever)
+QUIET_LIMIT = 64
 
 
 def exhaustive(scenario: Scenario, budget: int,
-               until: Callable[[Exploration], bool] | None = None) -> Exploration:
+               until: Callable[[Exploration], bool] | None = None, *,
+               reduce: bool = True,
+               on_raise: Callable[[int, Schedule, Raised], None] | None = None
+               ) -> Exploration:
     """Run every distinct delivery order of ``scenario`` once, at most ``budget`` runs; the
-    keys of the result are outcomes, each with the number of the first run that reached it."""
+    keys of the result are outcomes, each with the number of the first run that reached it.
+    A run whose scenario raises is the outcome ``Raised(type, message)``, and ``on_raise`` (if
+    given) is called with its run number and schedule. ``reduce=False`` turns the
+    partial-order reduction off: every order, commuting deliveries included (to measure what
+    the reduction saves)."""
     found = Exploration()
     steps: list[_Step] = []
     prefix: list[int] | None = []
     for run_no in range(budget):
         assert prefix is not None
-        policy = _DFSPolicy(prefix, steps)
-        outcome, schedule = run_once(scenario, SEED, policy, capture=False)
+        policy = _DFSPolicy(prefix, steps, reduce)
+        outcome, schedule = run_once(scenario, SEED, policy)
+        if on_raise is not None and isinstance(outcome, Raised):
+            on_raise(run_no, Schedule(schedule.decisions, SEED), outcome)
         found._add(run_no, outcome, Schedule(schedule.decisions, SEED))
         if until is not None and until(found):
             return found

@@ -89,11 +89,11 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
 
     A run whose scenario raises ends the exploration: its schedule is shrunk to the fewest
     preemptions that still raise that type of exception, saved as
-    ``<save_dir>/<scenario>-seed<N>.json`` (default directory: ``comsim-schedules`` in the
-    system's temporary directory), and the exception is raised again with notes naming the
-    seed and the file (``Schedule.load`` it; ``replay``). With ``keep_going=True`` a raising
-    run is just the outcome ``Raised(type, message)`` and the exploration goes on (``shrink``
-    its schedule yourself: ``comsim explore`` does).
+    ``<save_dir>/<scenario>-seed<N>.json`` (``-run<N>`` for "exhaustive"; default directory:
+    ``comsim-schedules`` in the system's temporary directory), and the exception is raised
+    again with notes naming the run and the file (``Schedule.load`` it; ``replay``). With
+    ``keep_going=True`` a raising run is just the outcome ``Raised(type, message)`` and the
+    exploration goes on (``shrink`` its schedule yourself: ``comsim explore`` does).
 
     Raises:
         Whatever the scenario raises, with the notes above.
@@ -109,7 +109,12 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
         raise BadArgumentValue(f"explore: workers must be >= 1, not {workers!r}")
     seeds = list(seeds)
     if strategy == "exhaustive":
-        return exhaustive(scenario, budget=len(seeds), until=until)
+        def failed(run_no: int, schedule: Schedule, outcome: Raised) -> None:
+            _raise(scenario, f"exhaustive run {run_no}", f"run{run_no}", schedule, outcome,
+                   save_dir)
+
+        return exhaustive(scenario, budget=len(seeds), until=until,
+                          on_raise=None if keep_going else failed)
     parallel = workers > 1 or executor is not None
     target: Scenario | tuple[str, str] = _by_name(scenario) if parallel else scenario
     found = Exploration()
@@ -122,7 +127,9 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
                          keep_going):
         for run in block:
             if run.raised and not keep_going:
-                _raise(scenario, run, strategy, depth, longest[0], save_dir)
+                assert isinstance(run.outcome, Raised)
+                _raise(scenario, f"strategy {strategy!r}, seed {run.seed}", f"seed{run.seed}",
+                       Schedule(run.decisions, run.schedule_seed), run.outcome, save_dir)
             schedule = Schedule(run.decisions, run.schedule_seed)
             found._add(run.seed, run.outcome, schedule)
             if strategy == "pct":
@@ -171,40 +178,38 @@ def _blocks(target: Scenario | tuple[str, str], seeds: list[int], strategy: str,
             pool.shutdown(cancel_futures=True)
 
 
-def _raise(scenario: Scenario, run: _Run, strategy: str, depth: int, k: int,
+def _raise(scenario: Scenario, label: str, tag: str, schedule: Schedule, outcome: Raised,
            save_dir: str | os.PathLike[str] | None) -> None:
-    """Run the failing seed again here, raising the scenario's exception with notes: the seed,
-    and the shrunk schedule's file."""
-    assert isinstance(run.outcome, Raised)
-    kind = run.outcome.type
-    schedule = Schedule(run.decisions, run.schedule_seed)
+    """Shrink the failing run's schedule, save it, and run it again here, raising the
+    scenario's own exception with notes: which run, and the saved file."""
+    kind = outcome.type
     try:
         small = shrink(scenario, schedule,
                        keep=lambda o: isinstance(o, Raised) and o.type == kind)
     except ValueError:  # it does not replay as it ran: keep the run's own schedule
         small = schedule
-    path = _save(scenario, run.seed, small, save_dir)
+    path = _save(scenario, tag, small, save_dir)
     try:
-        run_once(scenario, run.seed, ReplayPolicy(small.decisions), capture=False)
+        run_once(scenario, small.seed, ReplayPolicy(small.decisions), capture=False)
     except BaseException as exc:
-        exc.add_note(f"comsim.testing.explore: strategy {strategy!r}; the "
+        exc.add_note(f"comsim.testing.explore: {label}; the "
                      f"shrunk schedule ({small.preemptions} preemptions, "
                      f"{len(small.decisions)} decisions) saved to {path}: "
                      f"comsim.testing.replay(scenario, Schedule.load(path)), or "
                      f"pytest --comsim-replay {path}")
         raise
-    raise RuntimeError(f"explore: seed {run.seed} raised {kind} in a run but not when run "
-                       f"again: the scenario is not deterministic (does it read a clock, "
-                       f"threads or global state?)")
+    raise RuntimeError(f"explore: {label} raised {kind} in a run but not when run again: "
+                       f"the scenario is not deterministic (does it read a clock, threads "
+                       f"or global state?)")
 
 
-def _save(scenario: Scenario, seed: int, schedule: Schedule,
+def _save(scenario: Scenario, tag: str, schedule: Schedule,
           save_dir: str | os.PathLike[str] | None) -> Path:
     directory = Path(save_dir) if save_dir is not None else (
         Path(tempfile.gettempdir()) / "comsim-schedules")
     directory.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^\w.-]+", "_", getattr(scenario, "__qualname__", "scenario"))
-    path = directory / f"{name}-seed{seed}.json"
+    path = directory / f"{name}-{tag}.json"
     schedule.save(path)
     return path
 

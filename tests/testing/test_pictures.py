@@ -227,7 +227,9 @@ def test_sync_call_pictures() -> None:
     assert text[0].split() == ["t/ms", "apartment", "event"]
     assert text[1].split() == ["0.000", "ui", "sends", "Work", "(call", "1)", "to", "worker"]
     assert "    2.000  worker     Work (call 1) returns ok to ui" in text
-    assert text[-1].endswith("ui         Work (call 1) completes: ok")
+    # the worker's shutdown disconnects the stub last (R7, R18): the call's lines come before
+    assert text[-1].endswith("reason='shutdown'") and "stub.disconnected" in text[-1]
+    assert text[-2].endswith("ui         Work (call 1) completes: ok")
     assert len(text) == 1 + len(events)
 
 

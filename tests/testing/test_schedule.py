@@ -185,3 +185,22 @@ def test_workers_need_a_scenario_importable_by_name() -> None:
         explore(local, range(2), workers=2)
     with pytest.raises(ValueError, match="workers"):
         explore(two_callers, range(2), workers=0)
+
+
+def test_exhaustive_reduction_runs_fewer_orders_and_reaches_the_same_outcomes() -> None:
+    from comsim.testing._exhaustive import exhaustive
+
+    reduced = exhaustive(two_callers, 5000)
+    every = exhaustive(two_callers, 5000, reduce=False)
+    assert reduced.exhausted and every.exhausted
+    assert set(reduced) == set(every)
+    assert reduced.runs * 10 <= every.runs  # deliveries to different apartments commute
+
+
+def test_exhaustive_raises_with_the_saved_schedule(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="b first") as exc:
+        explore(fails_when_b_first, range(5000), strategy="exhaustive", save_dir=tmp_path)
+    assert "exhaustive run" in exc.value.__notes__[-1]
+    (saved,) = tmp_path.iterdir()
+    assert saved.name.startswith("fails_when_b_first-run")
+    assert isinstance(replay(fails_when_b_first, Schedule.load(saved)), Raised)
