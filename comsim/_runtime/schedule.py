@@ -79,14 +79,21 @@ class ReplayPolicy:
 class PCTPolicy:
     """PCT for messages (Burckhardt et al., 2010; PCTCP, 2018): receivers get distinct random
     priorities when first seen; the oldest pending message to the highest-priority receiver is
-    delivered; at each of ``depth - 1`` change points, drawn from the first ``k`` steps, the
-    receiver of that step drops below every other. It never defers."""
+    delivered; at each of ``depth - 1`` change points, drawn from the first ``k`` choice steps,
+    the receiver of that step drops below every other. It never defers.
+
+    A choice step is a delivery step with messages to two receivers or more pending: only
+    there does a priority decide anything, so change points are drawn over those steps
+    (``choice_steps`` counts them in a run), and ``competing`` are the receivers that met at
+    one (PCT's n).
+    """
 
     def __init__(self, rng: random.Random, depth: int, k: int) -> None:
         self.rng = rng
         self.priority: dict[str | None, float] = {}
         self.change_points = set(rng.sample(range(max(k, depth)), max(depth - 1, 0)))
-        self.step = 0
+        self.choice_steps = 0
+        self.competing: set[str | None] = set()
         self.low = 0.0
 
     def choose(self, targets: Sequence[str | None], proposal: int) -> int:
@@ -95,14 +102,38 @@ class PCTPolicy:
             if t not in prio:
                 prio[t] = 1.0 + self.rng.random()
         best = 0
+        first = targets[0]
+        choice = False
         for i, t in enumerate(targets):
+            if t != first:
+                choice = True
             if prio[t] > prio[targets[best]]:
                 best = i
-        if self.step in self.change_points:
-            self.low -= 1.0
-            prio[targets[best]] = self.low
-        self.step += 1
+        if choice:
+            self.competing.update(targets)
+            if self.choice_steps in self.change_points:
+                self.low -= 1.0
+                prio[targets[best]] = self.low  # from the next step on
+            self.choice_steps += 1
         return best
+
+
+def choice_step(targets: Sequence[str | None]) -> bool:
+    """Messages to two receivers or more are pending (PCT's priorities decide something)."""
+    first = targets[0]
+    return any(t != first for t in targets)
+
+
+class DefaultPolicy:
+    """The default decision at every step (the oldest message), counting the choice steps."""
+
+    def __init__(self) -> None:
+        self.choice_steps = 0
+
+    def choose(self, targets: Sequence[str | None], proposal: int) -> int:
+        if choice_step(targets):
+            self.choice_steps += 1
+        return OLDEST
 
 
 class Schedule:

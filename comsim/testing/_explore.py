@@ -8,10 +8,13 @@ order once, where deliveries to different apartments commute (``_exhaustive``).
 
 Runs go in blocks of ``BLOCK`` seeds, in one process or spread over an executor's workers;
 the results are taken in seed order, so the exploration is the same however it was spread.
-PCT's ``k`` (the steps over which change points are drawn) is the longest run of the blocks
-before, which every worker knows. A run whose scenario raises stops the exploration: it is run
-again here to raise the scenario's own exception, its schedule is shrunk (``shrink``) and
-saved, and the exception carries notes naming the seed and the saved file.
+PCT's ``k`` (the steps over which change points are drawn) counts choice steps only, where
+messages to two receivers or more were pending (elsewhere a priority decides nothing): it is
+the most of any run in the blocks before (for the first block, the default schedule's), which
+every worker knows; ``pct_bound`` is 1/(n·k^(depth-1)) with n the receivers that competed.
+A run whose scenario raises stops the exploration: it is run again here to raise the
+scenario's own exception, its schedule is shrunk (``shrink``) and saved, and the exception
+carries notes naming the seed and the saved file.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._core.check import BadArgumentValue
-from .._runtime.schedule import PCTPolicy, Policy, ReplayPolicy, Schedule
+from .._runtime.schedule import DefaultPolicy, PCTPolicy, Policy, ReplayPolicy, Schedule
 from ._exhaustive import exhaustive
 from ._runs import Exploration, Raised, Scenario, run_once
 from ._shrink import replay, shrink
@@ -48,7 +51,8 @@ class _Run(NamedTuple):
     decisions: list[int]
     schedule_seed: int | None
     raised: bool
-    receivers: int
+    receivers: int  # PCT: the receivers that competed at a choice step (its n)
+    choice_steps: int  # PCT: the steps where priorities decided something (its k)
 
 
 def _policy(strategy: str, seed: int, depth: int, k: int) -> Policy | None:
@@ -68,7 +72,8 @@ def _run_block(scenario: Scenario | tuple[str, str], seeds: list[int], strategy:
         outcome, schedule = run_once(fn, seed, policy)
         raised = isinstance(outcome, Raised)
         out.append(_Run(seed, outcome, schedule.decisions, schedule.seed, raised,
-                        len(getattr(policy, "priority", ()))))
+                        len(getattr(policy, "competing", ())),
+                        getattr(policy, "choice_steps", 0)))
         if raised and not keep_going:
             break
     return out
@@ -118,9 +123,11 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
     parallel = workers > 1 or executor is not None
     target: Scenario | tuple[str, str] = _by_name(scenario) if parallel else scenario
     found = Exploration()
-    longest = [0]  # PCT's k: the longest run so far (of the blocks before)
+    longest = [0]  # PCT's k: the most choice steps of a run so far (of the blocks before)
     if strategy == "pct":
-        longest[0] = len(run_once(scenario, None, ReplayPolicy([]))[1].decisions)
+        counter = DefaultPolicy()
+        run_once(scenario, None, counter)
+        longest[0] = counter.choice_steps
     receivers = 0
     block_longest = 0
     for block in _blocks(target, seeds, strategy, depth, longest, workers, executor,
@@ -134,7 +141,7 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
             found._add(run.seed, run.outcome, schedule)
             if strategy == "pct":
                 receivers = max(receivers, run.receivers)
-                block_longest = max(block_longest, len(run.decisions))
+                block_longest = max(block_longest, run.choice_steps)
                 found.pct_bound = 1.0 / (max(1, receivers)
                                          * max(longest[0], 1) ** (depth - 1))
                 if found.runs % BLOCK == 0:  # k moves between blocks only
