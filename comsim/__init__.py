@@ -37,6 +37,7 @@ from ._core.constants import (
 )
 from ._core.hresult import COMError
 from ._helpers import PendingCall, begin
+from ._runtime.activation import CoCreateInstance
 from ._runtime.apartment import Apartment
 from ._runtime.callobj import CallObject, ServerCall
 from ._runtime.cofuncs import (
@@ -93,6 +94,7 @@ __all__ = [
     "CallObject",
     "CoCancelCall",
     "CoClass",
+    "CoCreateInstance",
     "CoDisableCallCancellation",
     "CoDisconnectObject",
     "CoEnableCallCancellation",

@@ -5,6 +5,8 @@
 """
 
 from ._core.hresult import (
+    CLASS_E_CLASSNOTAVAILABLE,
+    CLASS_E_NOAGGREGATION,
     CO_E_CANCEL_DISABLED,
     CO_E_NOT_SUPPORTED,
     CO_E_NOTINITIALIZED,
@@ -13,6 +15,7 @@ from ._core.hresult import (
     E_FAIL,
     E_INVALIDARG,
     E_NOINTERFACE,
+    REGDB_E_CLASSNOTREG,
     RPC_E_CALL_CANCELED,
     RPC_E_CALL_COMPLETE,
     RPC_E_CALL_PENDING,
@@ -37,6 +40,8 @@ from ._core.hresult import (
 )
 
 __all__ = [
+    "CLASS_E_CLASSNOTAVAILABLE",
+    "CLASS_E_NOAGGREGATION",
     "CO_E_CANCEL_DISABLED",
     "CO_E_NOTINITIALIZED",
     "CO_E_NOT_SUPPORTED",
@@ -45,6 +50,7 @@ __all__ = [
     "E_FAIL",
     "E_INVALIDARG",
     "E_NOINTERFACE",
+    "REGDB_E_CLASSNOTREG",
     "RPC_E_CALL_CANCELED",
     "RPC_E_CALL_COMPLETE",
     "RPC_E_CALL_PENDING",

@@ -11,10 +11,12 @@ class ApartmentType(enum.Enum):
     STA = "STA"
     MAINSTA = "MAINSTA"
     MTA = "MTA"
+    #: the neutral apartment (R5): no thread of its own; code enters it on the caller's thread
+    NA = "NA"
 
     @property
     def is_sta(self) -> bool:
-        return self is not ApartmentType.MTA
+        return self is ApartmentType.STA or self is ApartmentType.MAINSTA
 
 
 class MSHLFLAGS(enum.IntEnum):

@@ -26,6 +26,9 @@ E_NOINTERFACE = _signed(0x80004002)
 E_FAIL = _signed(0x80004005)
 E_INVALIDARG = _signed(0x80070057)
 CO_E_NOT_SUPPORTED = _signed(0x80004021)
+CLASS_E_NOAGGREGATION = _signed(0x80040110)
+CLASS_E_CLASSNOTAVAILABLE = _signed(0x80040111)
+REGDB_E_CLASSNOTREG = _signed(0x80040154)
 RPC_E_CALL_REJECTED = _signed(0x80010001)
 RPC_E_CALL_CANCELED = _signed(0x80010002)
 RPC_E_SERVERFAULT = _signed(0x80010105)
@@ -61,6 +64,9 @@ _DESCRIPTIONS: dict[int, str] = {
     E_FAIL: "unspecified failure",
     E_INVALIDARG: "one or more arguments are invalid",
     CO_E_NOT_SUPPORTED: "not supported",
+    CLASS_E_NOAGGREGATION: "class does not support aggregation",
+    CLASS_E_CLASSNOTAVAILABLE: "class factory cannot supply the requested class",
+    REGDB_E_CLASSNOTREG: "class not registered",
     RPC_E_CALL_REJECTED: "call was rejected by callee",
     RPC_E_CALL_CANCELED: "call was cancelled",
     RPC_E_SERVERFAULT: "the server threw an exception",

@@ -203,8 +203,8 @@ def test_cancel_status(in_call: bool, cancelled: bool) -> int:
 
 
 def shutdown_allowed(kind: ApartmentType, runtime_closing: bool) -> int:
-    """R18: the MTA shuts down only with its runtime."""
-    if kind is ApartmentType.MTA and not runtime_closing:
+    """R18: the MTA shuts down only with its runtime; so does the NA (R5)."""
+    if (kind is ApartmentType.MTA or kind is ApartmentType.NA) and not runtime_closing:
         return hr.E_FAIL
     return hr.S_OK
 

@@ -59,6 +59,9 @@ class Apartment(ComWaits, RunUnits):
     Use ``Runtime.create_sta`` and ``Runtime.mta``; do not construct apartments directly.
     """
 
+    #: the neutral apartment (``neutral.NeutralApartment``) says True: it has no loop (R5)
+    _neutral = False
+
     def __init__(self, runtime: Runtime, name: str, kind: ApartmentType, thread_id: int) -> None:
         self.name = name
         self.type = kind

@@ -17,6 +17,7 @@ from .._core.refcount import RefCount
 from .cancel import _await_cancel, start_cancel
 from .client import _check_proxy, _outcome
 from .events import ManualResetEvent
+from .inline import begin_neutral
 from .objects import (
     ICallFactory,
     ICancelMethodCalls,
@@ -131,8 +132,13 @@ class CallObject:
         self._event.Reset()
         call = ClientCall(where, self._proxy._stub, spec, packed, self._machine, sync=False,
                           owner=self)
+        if where.apartment._neutral:  # R5: NA code's replies come to the thread under it
+            call.client = where.apartment.host()
         self._call = call
-        _send(call)
+        if call.server._neutral:  # R5 (choice): the method starts at once, a task of ours
+            begin_neutral(call, where)
+        else:
+            _send(call)
         return hr.S_OK
 
     async def _finish(self, spec: MethodSpec) -> Any:

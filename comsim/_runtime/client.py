@@ -19,9 +19,11 @@ from .._core.stub import Connection
 from . import trace
 from .cancel import start_cancel
 from .context import (
+    UNDER,
     WHERE,
     Where,
 )
+from .inline import call_neutral
 from .record import ClientCall, Proxy, _end_grace, _send, on_reply
 from .wire import pack, unpack
 
@@ -51,9 +53,15 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     """A synchronous COM call through a proxy (R13), with rejection retries (R16) and
     cancellation (R31, R32)."""
     where = _check_proxy(proxy)
+    stub = proxy._stub
+    if stub.apartment._neutral:  # R5: a call into the NA runs here, now, on this thread
+        return await call_neutral(where, stub, spec, args, kwargs)
     packed = pack(spec.bind(args, kwargs), spec.arguments_label)
-    call = ClientCall(where, proxy._stub, spec, packed, begun(), True)
-    apt = where.apartment
+    call = ClientCall(where, stub, spec, packed, begun(), True)
+    home = apt = where.apartment
+    if apt._neutral:  # R5: NA code waits as the thread under it does; replies come there
+        apt = call.client = home.host()
+        where = UNDER.get() or where
     fut = apt._new_future()
     call.waiters.append(fut)
     rt = where.runtime
@@ -88,7 +96,7 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
             call.waiters.append(fut)
             _send(call)
         effect, _state, code = call.machine.step(Input.FINISH)
-        return _outcome(call, apt, effect, code)
+        return _outcome(call, home, effect, code)
     finally:
         stack.remove(call)
         if not stack and apt._sched is None:

@@ -35,6 +35,11 @@ WHERE: contextvars.ContextVar[Where | None] = contextvars.ContextVar("comsim_whe
 OUTER_RUNTIME: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "comsim_runtime", default=None
 )
+#: code in the neutral apartment (R5): the ``Where`` of the code whose thread entered it (None
+#: when code in no apartment entered it). Read only while ``WHERE`` names the NA: waits made by
+#: NA code are waits of this thread (``neutral.NeutralApartment.com_wait``).
+UNDER: contextvars.ContextVar[Where | None] = contextvars.ContextVar("comsim_under",
+                                                                    default=None)
 
 _outside_ids: dict[int, int] = {}
 _outside_counter = itertools.count(1_000_001)

@@ -97,7 +97,10 @@ class _Event(ISynchronize):
             fut: asyncio.Future[Any] = loop.create_future()
             w = WHERE.get()
             rt = w.runtime if w is not None else current_runtime()
-            entry = (loop, fut, w.apartment if w is not None else None,
+            apt = w.apartment if w is not None else None
+            if apt is not None and apt._neutral:  # R5: the signal goes to the thread under it
+                apt = apt.loop_apartment()
+            entry = (loop, fut, apt,
                      rt._transport if rt is not None else None)
             self._state.add_waiter(entry)
         try:

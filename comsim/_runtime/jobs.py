@@ -69,7 +69,8 @@ class RunUnits:
     @overload
     async def run(self, async_fn: Callable[..., T], *args: Any) -> T: ...
 
-    async def run(self, async_fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, async_fn: Callable[..., Any], *args: Any, _com_wait: bool = False
+                  ) -> Any:
         """Run ``async_fn(*args)`` as a unit inside this apartment (R2) and give its result.
 
         Arguments and result pass by reference. From inside this apartment the function runs
@@ -93,7 +94,11 @@ class RunUnits:
         if not self._post(self._on_run, job):
             raise self._gone_error()
         try:
-            ok, value = await asyncio.shield(waiter)  # the waiter must outlive our cancel
+            if _com_wait and w is not None:  # (comsim's own: R33 waits for cls() so, R2)
+                # the waiter must outlive our cancel
+                ok, value = await w.apartment.com_wait(asyncio.shield(waiter))
+            else:
+                ok, value = await asyncio.shield(waiter)  # the waiter must outlive our cancel
             value_t: Any = value
         except asyncio.CancelledError:
             job.cancelled = True

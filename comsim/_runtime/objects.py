@@ -94,6 +94,9 @@ class CoClass:
     _com_kind_: ClassVar[str] = "coclass"
     #: how a cancel reaches this object's methods (R30): "interrupt" or "cooperative"
     cancel_policy: ClassVar[str] = "interrupt"
+    #: where ``CoCreateInstance`` places it (R33): "Apartment", "Free", "Both", "Neutral" or
+    #: None (the main STA); direct construction (``Calc()``) ignores it
+    threading_model: ClassVar[str | None] = "Both"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A class's ``cancel_policy`` is checked where it is written (R30).

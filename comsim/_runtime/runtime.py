@@ -34,6 +34,7 @@ from .apartment import Apartment
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .deterministic import DeterministicTransport
 from .hooks import HOOKS
+from .neutral import NeutralApartment
 from .objref import GlobalInterfaceTable
 from .schedule import ReplayPolicy, Schedule
 from .threaded import ThreadedTransport
@@ -46,6 +47,11 @@ HOOKS.on_cancel = server.on_cancel
 HOOKS.dispatch = server.dispatch
 HOOKS.answer = server.reply_now
 HOOKS.cancel_outgoing = cancel.cancel_outgoing
+
+
+#: the host STA's name (R33); it and the NA's are reserved (``create_sta``)
+HOST_STA = "HostSTA"
+RESERVED_NAMES = frozenset({"NA", HOST_STA})
 
 
 def _check_options(deterministic: object, seed: object, cpu: object) -> None:
@@ -124,6 +130,8 @@ class Runtime:
         self._token: contextvars.Token[Runtime | None] | None = None
         self._t0 = 0.0
         self._mta: Apartment | None = None
+        self._nta: NeutralApartment | None = None  # made on first use (R5)
+        self._host_lock = threading.Lock()  # at most one host STA (R33)
         self._faults: list[tuple[str, str | None, Any, float]] = []
         self._background: list[asyncio.Task[Any]] = []
         self._rng = random.Random(seed)
@@ -166,6 +174,8 @@ class Runtime:
             for apt in reversed(list(self._apartments.values())):
                 if apt.type is not ApartmentType.MTA:
                     await apt._shutdown()
+            if self._nta is not None:
+                self._nta._end()
             if self._mta is not None:
                 await self._mta._shutdown()
         finally:
@@ -203,6 +213,42 @@ class Runtime:
         return self._mta
 
     @property
+    def nta(self) -> NeutralApartment:
+        """The runtime's one neutral apartment (R5), made on first use; named ``NA``, no thread
+        and no loop of its own, it ends with the runtime.
+
+        Raises:
+            RuntimeError: the runtime has not been entered.
+        """
+        nta = self._nta
+        if nta is None:
+            if self._mta is None:
+                raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as "
+                                   "rt:`")
+            with self._host_lock:
+                nta = self._nta
+                if nta is None:
+                    nta = self._nta = NeutralApartment(self)
+        return nta
+
+    def _host_sta(self) -> Apartment:
+        """R33: the host STA, ``HostSTA``, made on first need (the main STA if no STA exists
+        yet); at most one, it ends with the runtime."""
+        with self._host_lock:
+            apt = self._apartments.get(HOST_STA)
+            if apt is None:
+                self._check_running()
+                apt = self._create_now(HOST_STA, self._next_sta_kind())
+        return apt
+
+    def _next_sta_kind(self) -> ApartmentType:
+        return rules.sta_kind(not any(a.type.is_sta for a in self._apartments.values()))
+
+    def _check_running(self) -> None:
+        if self._mta is None or self._closing:
+            raise RuntimeError("the runtime is not running")
+
+    @property
     def apartments(self) -> list[Apartment]:
         return list(self._apartments.values())
 
@@ -210,21 +256,27 @@ class Runtime:
         """A new STA; the first one is the main STA (R4).
 
         Raises:
-            ValueError: the name is taken in this runtime.
+            ValueError: the name is taken in this runtime, or reserved (``NA``, ``HostSTA``:
+                R5, R33).
             TypeError: the name is not a str (a ``COMError(E_INVALIDARG)`` too).
             RuntimeError: the runtime is not running.
         """
         if name is not None:
             check_name("create_sta", "name", name)
-        if self._mta is None or self._closing:
-            raise RuntimeError("the runtime is not running")
-        first = not any(a.type.is_sta for a in self._apartments.values())
-        if name is None:
-            name = f"sta{sum(1 for a in self._apartments.values() if a.type.is_sta) + 1}"
-        kind = rules.sta_kind(first)
-        return await self._create(name, kind)
+            if name in RESERVED_NAMES:
+                raise ValueError(f"create_sta({name!r}): the name is reserved for the runtime's "
+                                 "own apartment (the neutral apartment, rt.nta, or the host STA "
+                                 "that CoCreateInstance makes); choose another")
+        self._check_running()
+        with self._host_lock:  # the main STA is the first one, whoever makes it (R4, R33)
+            if name is None:
+                name = f"sta{sum(1 for a in self._apartments.values() if a.type.is_sta) + 1}"
+            return self._create_now(name, self._next_sta_kind())
 
     async def _create(self, name: str, kind: ApartmentType) -> Apartment:
+        return self._create_now(name, kind)
+
+    def _create_now(self, name: str, kind: ApartmentType) -> Apartment:
         if name in self._apartments:
             raise ValueError(f"an apartment named {name!r} exists in this runtime")
         tid = self._new_thread_id() if kind.is_sta else 0

@@ -164,6 +164,33 @@ def check_explore_cancel_race(out: dict[str, int]) -> None:
     assert all(isinstance(seed, int) for seed in out.values())
 
 
+def check_inproc_threading(out: dict[str, Any]) -> None:
+    # R33: from the main STA "ui": "Free" and "Neutral" give proxies, the rest the object
+    assert out["sta"] == {"Apartment": ("ui", False), "Free": ("MTA", True),
+                          "Both": ("ui", False), "Neutral": ("NA", True), "None": ("ui", False)}
+    # R33: from the MTA: "Apartment" goes to the host STA, None to the main STA
+    assert out["mta"] == {"Apartment": ("HostSTA", True), "Free": ("MTA", False),
+                          "Both": ("MTA", False), "Neutral": ("NA", True), "None": ("ui", True)}
+    assert out["apartments"].count("HostSTA") == 1
+    in_order(out["lines"], "[ui]   Neutral: lives in 'NA'", "[MTA] Apartment: lives in 'HostSTA'")
+
+
+def check_neutral_apartment(out: dict[str, Any]) -> None:
+    # R5, R33: a proxy to the NA object; each call runs in the NA on the caller's own thread
+    assert out["proxy"] is True
+    assert len(out["calls"]) == 2
+    for call in out["calls"]:
+        assert call["seen"]["type"] == "NA"
+        assert call["seen"]["thread"] == call["mine"]["thread"]
+        assert call["seen"]["os_thread"] == call["mine"]["os_thread"]
+    assert out["calls"][0]["mine"]["thread"] != out["calls"][1]["mine"]["thread"]
+    assert [c["seen"]["n"] for c in out["calls"]] == [1, 2]  # one object, two callers
+    # R33: from inside the NA, no proxy
+    assert out["proxy_in_na"] is False
+    in_order(out["lines"], "[a] CoCreateInstance gave a proxy", "[NA] Counter.Bump #1",
+             "[b] Bump ran in the NA, on my own thread: True")
+
+
 CHECKS: dict[str, Callable[[Any], None]] = {
     "hello_sta": check_hello_sta,
     "reentrancy": check_reentrancy,
@@ -173,6 +200,8 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "completion_callback": check_completion_callback,
     "cancel_sync_call": check_cancel_sync_call,
     "explore_cancel_race": check_explore_cancel_race,
+    "inproc_threading": check_inproc_threading,
+    "neutral_apartment": check_neutral_apartment,
 }
 
 

@@ -1,6 +1,6 @@
 """Apartments: where objects live, how an STA runs its units, the MTA, apartment types.
 
-Rules R1-R4 of COM-RULES.md (R5, the neutral apartment, has no API yet).
+Rules R1-R4 of COM-RULES.md (R5, the neutral apartment: test_neutral.py).
 """
 
 from __future__ import annotations
