@@ -1,5 +1,6 @@
 """Object references, marshal data, ``CoDisconnectObject`` and the Global Interface Table
-(R6-R11, R17)."""
+(R6-R11, R17). Every route in ends in ``proxy.bring_in`` (R34); every reference on a stub is
+counted by ``lifetime`` (R7)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,26 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast, overload
 
 from .._core import hresult as hr
-from .._core import rules
+from .._core import identity, rules
+from .._core import lifetime as life
 from .._core.check import BadArgumentType
 from .._core.constants import MSHLFLAGS
 from .._core.hresult import COMError
-from .._core.marshaldata import DataInput, GitEntry, MarshalData
-from .._core.stub import Connection, after_disconnect
-from . import wire
+from .._core.lifetime import LifeInput
+from .._core.marshaldata import DataInput, GitEntry, Hold, MarshalData
+from .._core.stub import Connection
+from . import lifetime, wire
 from .context import WHERE
 from .objects import (
     CoClass,
     Interface,
+    IUnknown,
     _check_interface,
     home_apartment,
+    interfaces_of,
 )
-from .proxy import Proxy, proxy_class
-from .server import fail_queued
-from .stubs import Stub, _stub_lock, stub_for
+from .proxy import Proxy, bring_in, disconnected_proxy
+from .stubs import Stub, _stub_lock
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -35,8 +39,12 @@ T = TypeVar("T")
 
 
 class ObjRef(NamedTuple):
+    """An object reference inside a value (R11): NORMAL marshal data for every interface of
+    the object, holding one strong reference on its stub until it is resolved (R7)."""
+
     stub: Stub
     ifaces: tuple[type[Interface], ...]
+    data: MarshalData
 
 
 class ByRef(NamedTuple):
@@ -46,26 +54,40 @@ class ByRef(NamedTuple):
 def reference_for(obj: Any) -> Any:
     """What an object found inside an argument becomes: a reference, or None (copy it)."""
     if isinstance(obj, CoClass):
-        stub = stub_for(obj)
-        return ObjRef(stub, stub.interfaces)
+        stub = lifetime.take(obj, LifeInput.ADD_STRONG)
+        return ObjRef(stub, stub.interfaces, MarshalData(MSHLFLAGS.NORMAL))
     if isinstance(obj, Proxy):
         stub = obj._stub
-        if stub.conn is not Connection.CONNECTED:
+        if not obj._manager.count.live:
+            raise COMError(hr.CO_E_OBJNOTCONNECTED,
+                           "a released proxy (its count reached 0) was passed; pass a live one")
+        if stub.conn is not Connection.CONNECTED or not lifetime.add(stub, LifeInput.ADD_STRONG):
             raise COMError(hr.RPC_E_DISCONNECTED, "a proxy to a disconnected object was passed")
-        return ObjRef(stub, stub.interfaces)
+        return ObjRef(stub, stub.interfaces, MarshalData(MSHLFLAGS.NORMAL))
     if getattr(obj, "_com_free_threaded_", False):
         return ByRef(obj)
     return None
 
 
 def resolve(ref: Any, apartment: Apartment) -> Any:
-    """The receiving apartment's view of a reference: the object at home, else a proxy."""
+    """The receiving apartment's view of a reference: the object at home, else a proxy of
+    the apartment's one manager for it (R11, R34)."""
     if type(ref) is ByRef:
         return ref.obj
     stub: Stub = ref.stub
-    if stub.apartment is apartment:
-        return stub.obj
-    return proxy_class(ref.ifaces)(stub, apartment)
+    with _stub_lock:
+        code, hold = ref.data.advance(DataInput.UNMARSHAL)
+    if code:
+        hold = Hold.TAKE  # resolved again (cannot happen today): take a reference of its own
+    # IUnknown's proxy is the one for every interface of the object (R34)
+    return _connect(stub, IUnknown, apartment, hold)
+
+
+def release_reference(ref: Any) -> None:
+    """A reference that will never be resolved (the value failed to copy or to arrive):
+    its reference on the stub is released (R7)."""
+    if type(ref) is ObjRef:
+        _release_data(ref.data, ref.stub)
 
 
 # --------------------------------------------------------------------------- marshal data
@@ -96,23 +118,29 @@ def _current_apartment(what: str) -> Apartment:
     return w.apartment
 
 
-def _target_stub(obj: Any, iface: type[Interface], what: str) -> Stub:
+def _target_stub(obj: Any, iface: type[Interface], what: str, inp: LifeInput) -> Stub:
+    """The stub ``obj`` reaches, with one reference ``inp`` added (R7, R9)."""
     if isinstance(obj, Proxy):
         obj._check_use()
         stub = obj._stub
-    elif isinstance(obj, CoClass):
-        stub = stub_for(obj)
-    else:
-        raise COMError(hr.E_INVALIDARG, f"{what}: {obj!r} is neither a CoClass nor a proxy")
-    if not stub.implements(iface):
-        raise COMError(hr.E_NOINTERFACE,
-                       f"{what}: {type(stub.obj).__name__} does not implement {iface.__name__}")
-    return stub
+        if not stub.implements(iface):
+            raise COMError(hr.E_NOINTERFACE, f"{what}: {type(stub.obj).__name__} does not "
+                                             f"implement {iface.__name__}")
+        lifetime.add(stub, inp)  # a gone stub gives data that fails to unmarshal (R17)
+        return stub
+    if isinstance(obj, CoClass):
+        home_apartment(obj)
+        if not (iface is IUnknown or iface in interfaces_of(type(obj))):
+            raise COMError(hr.E_NOINTERFACE, f"{what}: {type(obj).__name__} does not "
+                                             f"implement {iface.__name__}")
+        return lifetime.take(obj, inp)
+    raise COMError(hr.E_INVALIDARG, f"{what}: {obj!r} is neither a CoClass nor a proxy")
 
 
 def marshal_interface(obj: Any, iface: type[Interface],
                       flags: MSHLFLAGS = MSHLFLAGS.NORMAL) -> MarshalStream:
-    """Marshal ``obj`` for ``iface`` (R6, R7, R9).
+    """Marshal ``obj`` for ``iface`` (R6, R7, R9). The data holds a reference on the
+    object's stub (weak for TABLEWEAK) until it is unmarshalled (NORMAL) or released.
 
     Raises:
         COMError(CO_E_NOTINITIALIZED): called in no apartment.
@@ -126,7 +154,7 @@ def marshal_interface(obj: Any, iface: type[Interface],
         flags = MSHLFLAGS(flags)
     except ValueError:
         raise COMError(hr.E_INVALIDARG, f"unknown marshal flags {flags!r}") from None
-    stub = _target_stub(obj, iface, "marshal_interface")
+    stub = _target_stub(obj, iface, "marshal_interface", life.add_input(flags))
     return MarshalStream(MarshalData(flags), stub, iface)
 
 
@@ -151,36 +179,56 @@ def unmarshal_interface(stream: MarshalStream, iface: type[Any] | None = None) -
     if not isinstance(stream, MarshalStream):
         raise COMError(hr.E_INVALIDARG, f"{stream!r} is not marshal data")
     stub = stream._stub
-    with apt._rt._lock:
-        code = stream._data.step(DataInput.UNMARSHAL)
+    wanted = _check_interface(iface or stream._iface)  # a bad argument consumes nothing
+    with _stub_lock:
+        code, hold = stream._data.advance(DataInput.UNMARSHAL)
     if code:
-        raise COMError(code, f"marshal data is {stream._data.state.value} "
-                             f"({stream._data.flags.name}); marshal the object again")
-    return _connect(stub, iface or stream._iface, apt)
+        raise COMError(code, f"unmarshal_interface: the marshal data is "
+                             f"{stream._data.state.value} ({stream._data.flags.name}); "
+                             "marshal the object again")
+    if hold is Hold.DEAD:  # R7: released normal data
+        code = life.released_normal_status(stub.apartment is apt)
+        if not code and not stub.implements(wanted):
+            code = hr.E_NOINTERFACE
+        if code:
+            raise COMError(code, f"unmarshal_interface: the marshal data of "
+                                 f"{type(stub.obj).__name__} was released; marshal it again")
+        return disconnected_proxy(stub, wanted, apt)
+    return _connect(stub, wanted, apt, hold)
 
 
-def _connect(stub: Stub, iface: type[Any], apt: Apartment) -> Any:
+def _connect(stub: Stub, iface: type[Any], apt: Apartment, hold: Hold) -> Any:
+    """A route in (R34): checks, then the interface pointer for ``apt``."""
     iface = _check_interface(iface)
-    code = rules.unmarshal_status(stub.conn is Connection.CONNECTED, stub.apartment._accepting,
-                                  stub.implements(iface))
+    code = life.unmarshal_status(stub.conn is Connection.CONNECTED, stub.apartment._accepting,
+                                 stub.implements(iface), lifetime.gone_reason(stub))
     if code:
+        if identity.FAILED[hold]:  # R9: the data is consumed all the same
+            lifetime.step(stub, LifeInput.DROP_STRONG)
         raise COMError(code, f"{type(stub.obj).__name__} as {iface.__name__}: "
                              + ("the object does not implement it" if code == hr.E_NOINTERFACE
+                                else "its stub has gone (every reference to it was released; "
+                                     "marshal it again)" if code == hr.CO_E_OBJNOTREG
                                 else "the object was disconnected or its apartment "
                                      f"{stub.apartment.name!r} has shut down"))
-    if stub.apartment is apt:
-        stub.obj.AddRef()
-        return stub.obj
-    return proxy_class((iface,))(stub, apt)
+    return bring_in(stub, iface, apt, hold)
+
+
+def _release_data(data: MarshalData, stub: Stub) -> None:
+    with _stub_lock:
+        _code, hold = data.advance(DataInput.RELEASE)
+        effect = (lifetime.step_locked(stub, life.drop_input(data.flags))
+                  if hold is Hold.DROP else life.LifeEffect.NOTHING)
+    lifetime.carry_out(stub, effect)
 
 
 def release_marshal_data(stream: MarshalStream) -> None:
-    """Free marshal data without unmarshalling it; works from any apartment (R7).
+    """Free marshal data without unmarshalling it; works from any apartment (R7): its
+    reference on the stub is released, which may disconnect the object.
     Releasing twice, or releasing consumed normal data, does nothing."""
     if not isinstance(stream, MarshalStream):
         raise COMError(hr.E_INVALIDARG, f"{stream!r} is not marshal data")
-    with _stub_lock:
-        stream._data.step(DataInput.RELEASE)
+    _release_data(stream._data, stream._stub)
 
 
 def CoDisconnectObject(obj: Any) -> None:
@@ -199,12 +247,10 @@ def CoDisconnectObject(obj: Any) -> None:
     if code:
         raise COMError(code, f"CoDisconnectObject must run in the object's apartment "
                              f"{home.name!r}, not in {apt.name!r}")
-    stub: Stub | None = obj.__dict__.pop("_com_stub", None)
+    stub: Stub | None = obj.__dict__.get("_com_stub")
     if stub is None:
         return
-    stub.conn = after_disconnect(stub.running)
-    apt._stubs.pop(stub.id, None)
-    fail_queued(apt, stub, hr.CO_E_OBJNOTCONNECTED)
+    lifetime.step(stub, LifeInput.DISCONNECT)
 
 
 # --------------------------------------------------------------------------- GIT (R10)
@@ -231,7 +277,7 @@ class GlobalInterfaceTable:
         """
         _current_apartment("RegisterInterfaceInGlobal")
         iface = _check_interface(iface)
-        stub = _target_stub(obj, iface, "RegisterInterfaceInGlobal")
+        stub = _target_stub(obj, iface, "RegisterInterfaceInGlobal", LifeInput.ADD_STRONG)
         with self._lock:
             cookie = next(self._cookies)
             self._entries[cookie] = (stub, iface, GitEntry())
@@ -253,7 +299,7 @@ class GlobalInterfaceTable:
             code = entry[2].get() if entry is not None else hr.E_INVALIDARG
         if code or entry is None:
             raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} is not registered (revoked?)")
-        return cast(T, _connect(entry[0], iface, apt))
+        return cast(T, _connect(entry[0], iface, apt, Hold.TAKE))
 
     def RevokeInterfaceFromGlobal(self, cookie: int) -> None:
         """Revoke a registration; any apartment may.
@@ -269,6 +315,8 @@ class GlobalInterfaceTable:
             code = entry[2].revoke() if entry is not None else hr.E_INVALIDARG
         if code:
             raise COMError(code, f"GIT cookie {cookie!r} is not registered (revoked twice?)")
+        assert entry is not None
+        lifetime.step(entry[0], LifeInput.DROP_STRONG)  # R7: the entry's strong reference
 
 
-wire.install(reference_for, resolve)
+wire.install(reference_for, resolve, release_reference)

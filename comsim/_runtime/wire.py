@@ -50,8 +50,10 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(buf)
         self._refs = refs
         self._apartment = apartment
+        self.resolved: set[int] = set()
 
     def persistent_load(self, pid: Any) -> Any:
+        self.resolved.add(pid)
         return _resolve(self._refs[pid], self._apartment)
 
 
@@ -69,9 +71,11 @@ def pack(value: Any, what: str) -> Any:
     p = _Pickler(buf)
     try:
         p.dump(value)
-    except COMError:
-        raise
-    except Exception as exc:
+    except BaseException as exc:
+        for ref in p.refs:  # R7: references taken for a value that will never cross
+            _release(ref)
+        if isinstance(exc, COMError) or not isinstance(exc, Exception):
+            raise
         raise COMError(
             hr.RPC_X_BAD_STUB_DATA,
             f"{what} cannot be marshalled by value ({type(exc).__name__}: {exc}); pass "
@@ -90,8 +94,9 @@ def unpack(value: Any, apartment: Apartment, what: str = "a value") -> Any:
     """
     if type(value) is not Packed:
         return value
+    up = _Unpickler(io.BytesIO(value.data), value.refs, apartment)
     try:
-        return _Unpickler(io.BytesIO(value.data), value.refs, apartment).load()
+        return up.load()
     except COMError:
         raise
     except Exception as exc:
@@ -100,6 +105,10 @@ def unpack(value: Any, apartment: Apartment, what: str = "a value") -> Any:
             f"{what} could not be unmarshalled in apartment {apartment.name!r} "
             f"({type(exc).__name__}: {exc}); its pickling hooks must rebuild it",
         ) from exc
+    finally:
+        for i, ref in enumerate(value.refs):  # R7: references the value did not bring in
+            if i not in up.resolved:
+                _release(ref)
 
 
 # object references: ``objref``, which knows stubs and proxies, installs its two functions here
@@ -110,11 +119,14 @@ def _not_installed(*_args: Any) -> Any:
 
 _reference_for: Callable[[Any], Any] = _not_installed
 _resolve: Callable[[Any, Any], Any] = _not_installed
+_release: Callable[[Any], None] = _not_installed
 
 
-def install(reference_for: Callable[[Any], Any], resolve: Callable[[Any, Any], Any]) -> None:
+def install(reference_for: Callable[[Any], Any], resolve: Callable[[Any, Any], Any],
+            release: Callable[[Any], None]) -> None:
     """How objects inside values cross (R11): ``reference_for(obj)`` gives the reference that
     stands for ``obj`` (None: copy it by value); ``resolve(ref, apartment)`` the receiving
-    apartment's object for a reference."""
-    global _reference_for, _resolve
-    _reference_for, _resolve = reference_for, resolve
+    apartment's object for a reference; ``release(ref)`` lets go of a reference that will
+    never be resolved (R7)."""
+    global _reference_for, _resolve, _release
+    _reference_for, _resolve, _release = reference_for, resolve, release

@@ -11,31 +11,33 @@ import pytest
 
 from comsim._core import hresult as hr
 from comsim._core.constants import MSHLFLAGS
-from comsim._core.marshaldata import TABLE, DataInput, DataState, GitEntry, MarshalData
+from comsim._core.marshaldata import TABLE, DataInput, DataState, GitEntry, Hold, MarshalData
 
 N, S, W = MSHLFLAGS.NORMAL, MSHLFLAGS.TABLESTRONG, MSHLFLAGS.TABLEWEAK
 L, C, R = DataState.LIVE, DataState.CONSUMED, DataState.RELEASED
 U, X = DataInput.UNMARSHAL, DataInput.RELEASE
+K, M, T, D, DEAD = Hold.KEEP, Hold.MOVE, Hold.TAKE, Hold.DROP, Hold.DEAD
 
-# What R6 and R7 say, row by row: (flags, state, input) -> (next state, HRESULT)
+# What R6 and R7 say, row by row: (flags, state, input) -> (next state, HRESULT, what becomes
+# of the data's reference on the stub)
 EXPECTED = {
-    # R6: a normal marshal is unmarshalled once
-    (N, L, U): (C, hr.S_OK),
-    (N, C, U): (C, hr.CO_E_OBJNOTCONNECTED),
-    (N, L, X): (R, hr.S_OK),  # releasing without unmarshalling frees it
-    (N, R, U): (R, hr.CO_E_OBJNOTCONNECTED),  # R7: released normal data
-    (N, C, X): (C, hr.S_OK),  # R7: releasing consumed normal data does nothing
-    (N, R, X): (R, hr.S_OK),  # R7: releasing twice does nothing
+    # R6: a normal marshal is unmarshalled once; R7: its reference moves to the proxy manager
+    (N, L, U): (C, hr.S_OK, M),
+    (N, C, U): (C, hr.CO_E_OBJNOTCONNECTED, K),
+    (N, L, X): (R, hr.S_OK, D),  # releasing without unmarshalling frees it
+    (N, R, U): (R, hr.S_OK, DEAD),  # R7: released normal data -> a disconnected proxy
+    (N, C, X): (C, hr.S_OK, K),  # R7: releasing consumed normal data does nothing
+    (N, R, X): (R, hr.S_OK, K),  # R7: releasing twice does nothing
     # R7: table-strong
-    (S, L, U): (L, hr.S_OK),
-    (S, L, X): (R, hr.S_OK),
-    (S, R, U): (R, hr.CO_E_OBJNOTCONNECTED),
-    (S, R, X): (R, hr.S_OK),
+    (S, L, U): (L, hr.S_OK, T),
+    (S, L, X): (R, hr.S_OK, D),
+    (S, R, U): (R, hr.CO_E_OBJNOTCONNECTED, K),
+    (S, R, X): (R, hr.S_OK, K),
     # R7: table-weak
-    (W, L, U): (L, hr.S_OK),
-    (W, L, X): (R, hr.S_OK),
-    (W, R, U): (R, hr.CO_E_OBJNOTREG),
-    (W, R, X): (R, hr.S_OK),
+    (W, L, U): (L, hr.S_OK, T),
+    (W, L, X): (R, hr.S_OK, D),
+    (W, R, U): (R, hr.CO_E_OBJNOTREG, K),
+    (W, R, X): (R, hr.S_OK, K),
 }
 
 
@@ -49,7 +51,7 @@ def _reachable(flags: MSHLFLAGS) -> set[DataState]:
     while todo:
         st = todo.pop()
         for inp in DataInput:
-            nxt, _ = TABLE[(flags, st, inp)]
+            nxt, _code, _hold = TABLE[(flags, st, inp)]
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
@@ -62,6 +64,15 @@ def test_table_total_over_reachable_states(flags: MSHLFLAGS) -> None:  # R6 R7
     for st in _reachable(flags):
         for inp in DataInput:
             assert (flags, st, inp) in TABLE
+
+
+def test_only_live_data_holds_a_reference() -> None:  # R7
+    # a reference is dropped (or moved) only by the step that leaves LIVE, so never twice
+    for (_flags, st, _inp), (nxt, _code, hold) in TABLE.items():
+        if hold in (M, D):
+            assert st is L and nxt is not L
+        elif st is not L:
+            assert hold in (K, DEAD)
 
 
 def test_table_strong_and_weak_data_is_never_consumed() -> None:  # R7
@@ -94,10 +105,12 @@ def test_normal_unmarshal_once() -> None:  # R6
 
 def test_normal_released_before_unmarshal() -> None:  # R6 R7
     d = MarshalData(N)
-    assert d.step(X) == hr.S_OK
+    assert d.advance(X) == (hr.S_OK, D)
     assert d.state is R
-    assert d.step(U) == hr.CO_E_OBJNOTCONNECTED
-    assert d.step(X) == hr.S_OK
+    # R7: released normal data unmarshals to a disconnected proxy, again and again
+    assert d.advance(U) == (hr.S_OK, DEAD)
+    assert d.advance(U) == (hr.S_OK, DEAD)
+    assert d.advance(X) == (hr.S_OK, K)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +140,8 @@ def test_any_sequence_matches_rules(flags: MSHLFLAGS, seq: tuple[DataInput, ...]
             assert code == hr.S_OK
             released = released or not (flags is N and unmarshalled)
         elif released:
-            assert code == (hr.CO_E_OBJNOTREG if flags is W else hr.CO_E_OBJNOTCONNECTED)
+            # R7: released normal data gives a disconnected proxy (S_OK here)
+            assert code == {N: hr.S_OK, S: hr.CO_E_OBJNOTCONNECTED, W: hr.CO_E_OBJNOTREG}[flags]
         elif flags is N and unmarshalled:
             assert code == hr.CO_E_OBJNOTCONNECTED
         else:

@@ -144,7 +144,8 @@ async def test_normal_marshal_unmarshals_once(rt: comsim.Runtime) -> None:
 
 @pytest.mark.asyncio
 async def test_releasing_normal_marshal_data_frees_it(rt: comsim.Runtime) -> None:
-    # R6, R7: released without unmarshalling, the data is gone
+    # R6, R7: released without unmarshalling, the data is gone: it unmarshals to a
+    # disconnected proxy (calls: RPC_E_DISCONNECTED), at home to CO_E_OBJNOTCONNECTED
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
     _obj, stream = await serve(b)
@@ -155,11 +156,15 @@ async def test_releasing_normal_marshal_data_frees_it(rt: comsim.Runtime) -> Non
     await b.run(release)
 
     async def use() -> int:
+        return await ahr_of(comsim.unmarshal_interface(stream).Add, 1, 1)
+
+    async def at_home() -> int:
         return hr_of(comsim.unmarshal_interface, stream)
 
-    assert await a.run(use) == hresult.CO_E_OBJNOTCONNECTED
+    assert await a.run(use) == hresult.RPC_E_DISCONNECTED
+    assert await b.run(at_home) == hresult.CO_E_OBJNOTCONNECTED
     await b.run(release)  # twice: nothing happens
-    assert await a.run(use) == hresult.CO_E_OBJNOTCONNECTED
+    assert await a.run(use) == hresult.RPC_E_DISCONNECTED
 
 
 # --------------------------------------------------------------------------- R7

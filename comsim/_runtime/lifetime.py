@@ -1,0 +1,112 @@
+"""Stub lifetimes, carried out (R7, R17, R18): making stubs, counting their references, and
+disconnecting them when ``_core.lifetime`` says so.
+
+Every step of a stub's life is taken under ``stubs._stub_lock``; what a step decides (the stub
+goes) is carried out after the lock is released: the stub leaves its apartment and its
+object, queued calls fail (on the stub's own thread), ``stub.disconnected`` is traced, and the
+stub's reference on the object is released.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from .._core import hresult as hr
+from .._core.lifetime import Life, LifeEffect, LifeInput
+from .._core.stub import Connection, after_disconnect
+from . import trace
+from .context import WHERE
+from .objects import CoClass, home_apartment
+from .server import fail_queued
+from .stubs import Stub, _stub_lock
+
+
+def _shutdown_key(stub: Stub) -> tuple[str, int]:
+    return ("comsim.stub", stub.id)
+
+
+def take(obj: CoClass, inp: LifeInput) -> Stub:
+    """The object's connected stub, a new one if it has none (R7: its first marshal, or the
+    first after it went), with one reference ``inp`` added."""
+    apt = home_apartment(obj)
+    with _stub_lock:
+        stub: Stub | None = obj.__dict__.get("_com_stub")
+        made = stub is None or stub.life.state is not Life.CONNECTED
+        if made:
+            stub = Stub(obj, apt)
+            obj.__dict__["_com_stub"] = stub
+            apt._stubs[stub.id] = stub
+        assert stub is not None
+        stub.life.step(inp)
+    if made:
+        obj.AddRef()  # the stub's one reference on its object (R7)
+        # R18: the apartment's shutdown disconnects it
+        apt._at_close[_shutdown_key(stub)] = functools.partial(_shut, stub)
+    return stub
+
+
+def _shut(stub: Stub) -> None:
+    step(stub, LifeInput.SHUTDOWN)
+
+
+def add(stub: Stub, inp: LifeInput) -> bool:
+    """One more reference on a stub; False (and nothing added) if it has gone."""
+    with _stub_lock:
+        if stub.life.state is not Life.CONNECTED:
+            return False
+        stub.life.step(inp)
+    return True
+
+
+def step(stub: Stub, inp: LifeInput) -> LifeEffect:
+    """Take one step of the stub's life and carry out what it decides."""
+    with _stub_lock:
+        effect = stub.life.step(inp)
+    carry_out(stub, effect)
+    return effect
+
+
+def step_locked(stub: Stub, inp: LifeInput) -> LifeEffect:
+    """``step`` for a caller that holds ``_stub_lock``; it calls ``carry_out`` once it has let
+    go of the lock."""
+    return stub.life.step(inp)
+
+
+def carry_out(stub: Stub, effect: LifeEffect) -> None:
+    """The stub goes (R7, R17, R18), unless ``effect`` is NOTHING."""
+    if effect is LifeEffect.NOTHING:
+        return
+    obj = stub.obj
+    apt = stub.apartment
+    # R17: calls already running finish; queued and new ones fail until they have
+    stub.conn = after_disconnect(stub.running)
+    if obj.__dict__.get("_com_stub") is stub:
+        obj.__dict__.pop("_com_stub", None)
+    apt._stubs.pop(stub.id, None)
+    if effect is not LifeEffect.GO_SHUTDOWN:
+        apt._at_close.pop(_shutdown_key(stub), None)
+        w = WHERE.get()
+        if w is not None and w.apartment is apt:
+            # elsewhere the queue is not ours to touch: a queued call finds the stub gone
+            # when it is dispatched (``_core.stub.request_status``)
+            fail_queued(apt, stub, hr.CO_E_OBJNOTCONNECTED)
+    if trace.enabled():
+        trace.emit("stub.disconnected", server=apt.name, object=type(obj).__name__,
+                   stub=stub.id, reason=effect.value)
+    obj.Release()  # the stub's reference on its object (R7)
+
+
+def disconnected_copy(stub: Stub) -> Stub:
+    """R7: the stand-in stub of a proxy unmarshalled from released NORMAL data: calls through
+    it fail with RPC_E_DISCONNECTED; it holds nothing and is shared by no one."""
+    dead = Stub(stub.obj, stub.apartment)
+    dead.conn = Connection.DISCONNECTED
+    dead.life.step(LifeInput.DISCONNECT)
+    dead.life.reason = LifeEffect.GO_RELEASED
+    return dead
+
+
+def gone_reason(stub: Stub) -> Any:
+    """Why the stub went (a ``LifeEffect``), None while it is connected."""
+    return stub.life.reason
