@@ -6,10 +6,7 @@ An STA->NA call makes no thread switch: the method runs on the caller's thread w
 current, so it should cost a small multiple of a direct await (the argument and result
 copies, R11), far below a cross-thread round trip.
 
-Only comsim's public API is used. Add it to ``rows.ROWS`` as::
-
-    RowSpec("nta", "STA->NA", "direct await", measure_nta),
-"""
+Only comsim's public API is used."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ the same run, in rounds that alternate the two.
   where the OS puts the two threads decides much of a round trip's cost;
 - ``cancel``: ``Cancel(0)`` then ``Finish_`` on a call whose server method waits / one
   two-loop round trip;
-- ``det``: the deterministic runtime's STA->STA call / one ``asyncio.Queue`` hop on one loop.
+- ``det``: the deterministic runtime's STA->STA call / one ``asyncio.Queue`` hop on one loop;
+- ``nta``: an STA->NA call (R5: no thread switch) / a plain method awaited directly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from .baselines import ROUNDS, Tick, allowed_cpus, no_tick, ratio, round_ratios, stats
 from .measure import comsim_same_apartment, comsim_threaded, deterministic_rounds
+from .nta import measure_nta
 
 Measure = Callable[[int, int, Tick], tuple[list[float], list[float]]]
 
@@ -107,6 +109,7 @@ ROWS: tuple[RowSpec, ...] = (
     RowSpec("cancel", "STA->STA Cancel(0)->Finish_", "two loops", _cancel),
     RowSpec("det", "deterministic STA->STA", "one loop",
             lambda n, rounds, tick: deterministic_rounds(n, rounds=rounds, tick=tick)),
+    RowSpec("nta", "STA->NA", "direct await", measure_nta),
 )
 KEYS = tuple(spec.key for spec in ROWS)
 

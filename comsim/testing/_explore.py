@@ -24,8 +24,9 @@ import os
 import random
 import re
 import tempfile
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -154,9 +155,10 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
 def _blocks(target: Scenario | tuple[str, str], seeds: list[int], strategy: str, depth: int,
             longest: list[int], workers: int, executor: Executor | None,
             keep_going: bool) -> Iterator[list[_Run]]:
-    """The runs in seed order: here, one at a time; on an executor, a block at a time, its
-    seeds shared by the workers (PCT: every run of a block uses the k of the blocks before
-    it, read when the block starts)."""
+    """The runs in seed order: here, one at a time; on an executor, a block per job, a
+    window of blocks in flight. PCT: every run of a block uses the k of the blocks before it;
+    a block sent before k moved is sent again with the new k (so the result is the one of
+    one process)."""
     if workers == 1 and executor is None:  # a run at a time, so that ``until`` stops at once
         for seed in seeds:
             yield _run_block(target, [seed], strategy, depth, longest[0], keep_going)
@@ -164,23 +166,28 @@ def _blocks(target: Scenario | tuple[str, str], seeds: list[int], strategy: str,
     chunks = [seeds[i:i + BLOCK] for i in range(0, len(seeds), BLOCK)]
     own = executor is None
     pool: Executor = executor or ProcessPoolExecutor(max_workers=workers)
+    window = 2 * max(workers, 2)  # blocks in flight
+    pending: deque[tuple[int, int, Future[list[_Run]]]] = deque()
+    submitted = 0
     try:
-        for chunk in chunks:
-            # the block's seeds split over the workers; k is the same for all of them
-            n = max(1, workers)
-            size = -(-len(chunk) // n)
-            parts = [chunk[i:i + size] for i in range(0, len(chunk), size)]
-            kk = longest[0]
-            futures = [pool.submit(_run_block, target, part, strategy, depth, kk, keep_going)
-                       for part in parts]
-            runs: list[_Run] = []
-            for fut in futures:
-                part_runs = fut.result()
-                runs += part_runs
-                if part_runs and part_runs[-1].raised and not keep_going:
-                    break
-            yield runs
+        while pending or submitted < len(chunks):
+            while len(pending) < window and submitted < len(chunks):
+                kk = longest[0]
+                pending.append((submitted, kk, pool.submit(
+                    _run_block, target, chunks[submitted], strategy, depth, kk, keep_going)))
+                submitted += 1
+            index, kk, fut = pending.popleft()
+            if kk != longest[0]:  # PCT's k moved since this block was sent: send it again,
+                for _, _, f in pending:  # and every block after it
+                    f.cancel()
+                fut.cancel()
+                pending.clear()
+                submitted = index
+                continue
+            yield fut.result()
     finally:
+        for _, _, f in pending:
+            f.cancel()
         if own:
             pool.shutdown(cancel_futures=True)
 

@@ -26,7 +26,7 @@ needs_renderers = pytest.mark.skipif(
 
 ROW_NAMES = {"same apartment", "STA->STA", "MTA->STA", "STA->MTA", "STA->STA Begin_/Finish_",
              "STA->STA, Runtime(cpu=N)", "STA->STA Cancel(0)->Finish_",
-             "deterministic STA->STA"}
+             "deterministic STA->STA", "STA->NA"}
 
 
 # ----------------------------------------------------------------------------- comsim bench

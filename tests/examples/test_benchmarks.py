@@ -17,7 +17,8 @@ def test_comsim_bench_prints_every_row_with_its_baseline() -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     rows = {"same apartment", "STA->STA", "MTA->STA", "STA->MTA", "STA->STA Begin_/Finish_",
-            "STA->STA, Runtime(cpu=N)", "STA->STA Cancel(0)->Finish_", "deterministic STA->STA"}
+            "STA->STA, Runtime(cpu=N)", "STA->STA Cancel(0)->Finish_", "deterministic STA->STA",
+            "STA->NA"}
     if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
         rows.add("STA->STA, STAs on 2 CPUs")  # the two threads placed apart
     assert {row["name"] for row in report["rows"]} == rows

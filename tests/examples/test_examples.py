@@ -191,6 +191,25 @@ def check_neutral_apartment(out: dict[str, Any]) -> None:
              "[b] Bump ran in the NA, on my own thread: True")
 
 
+def check_explore_orders(out: dict[str, Any]) -> None:
+    # R28 R29: with no latency at all, the order of deliveries alone puts the cancel in each
+    # stage, or after the call completed; exhaustive exploration runs every order once
+    assert out["exhausted"] is True
+    assert set(out["exhaustive"]) == {"queued", "running", "finished",
+                                      "completed before the cancel"}
+    assert set(out["random"]) <= set(out["exhaustive"])
+    assert out["runs"] < 100  # the partial-order reduction: 149 runs without it
+
+
+def check_explore_pct(out: dict[str, Any]) -> None:
+    # the planted depth-3 bug: not under the default schedule, found by PCT, shrunk, and
+    # replayed from the saved file to the same failure
+    assert out["default"] == ("x1", "y1", "x2", "y2", "x3", "y3")
+    assert out["preemptions"] >= 1
+    replayed = out["replayed"]
+    assert replayed.type == "AssertionError" and "crossed records" in replayed.message
+
+
 CHECKS: dict[str, Callable[[Any], None]] = {
     "hello_sta": check_hello_sta,
     "reentrancy": check_reentrancy,
@@ -200,6 +219,8 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "completion_callback": check_completion_callback,
     "cancel_sync_call": check_cancel_sync_call,
     "explore_cancel_race": check_explore_cancel_race,
+    "explore_orders": check_explore_orders,
+    "explore_pct": check_explore_pct,
     "inproc_threading": check_inproc_threading,
     "neutral_apartment": check_neutral_apartment,
 }

@@ -1,0 +1,157 @@
+"""Exploration's speed and power, measured in one run.
+
+    python benchmarks/exploration.py            # the figures of the README
+    python benchmarks/exploration.py --quick    # a small run, a few seconds
+
+1. Runs per second of ``explore`` on ``examples/explore_cancel_race.py`` (random strategy, one
+   process), beside a raw-Python baseline from the same run: ``asyncio.run`` of an empty
+   coroutine, the least a run on a fresh loop could cost.
+2. The cost of recording the schedule: the same runs with the pump's ``decisions`` list
+   replaced by one that keeps nothing.
+3. Speed-up with workers: the same seeds with ``workers=N`` for N = 1 .. the machine's cores
+   (the results are checked equal).
+4. Exhaustive exploration with and without partial-order reduction on
+   ``examples/explore_orders.py`` and on a two-caller scenario: runs to exhaust, and whether
+   every outcome random exploration reaches is reached.
+
+Each timed figure is the median of ``--rounds`` rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+import explore_cancel_race  # noqa: E402
+import explore_orders  # noqa: E402
+
+from comsim.testing import explore  # noqa: E402
+from comsim.testing._exhaustive import exhaustive  # noqa: E402
+from tests.testing.scenarios import two_callers  # noqa: E402
+
+
+def _rate(fn: Any, n: int, rounds: int) -> float:
+    """Median calls per second of ``fn(n)`` (n calls per round)."""
+    rates = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn(n)
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def _empty_runs(n: int) -> None:
+    async def nothing() -> None:
+        pass
+
+    for _ in range(n):
+        asyncio.run(nothing())
+
+
+class _Forget(list):  # type: ignore[type-arg]
+    """A decisions list that records nothing."""
+
+    def append(self, item: Any) -> None:
+        pass
+
+
+def _without_recording(n: int) -> None:
+    async def scenario(rt: Any) -> Any:
+        rt._transport.decisions = _Forget()
+        return await explore_cancel_race.scenario(rt)
+
+    explore(scenario, range(n))
+
+
+def _with_recording(n: int) -> None:
+    async def scenario(rt: Any) -> Any:  # the same wrapper, recording
+        return await explore_cancel_race.scenario(rt)
+
+    explore(scenario, range(n))
+
+
+def speed(n: int, rounds: int) -> dict[str, Any]:
+    explore(explore_cancel_race.scenario, range(20))  # warm up
+    comsim_rate = _rate(lambda k: explore(explore_cancel_race.scenario, range(k)), n, rounds)
+    raw_rate = _rate(_empty_runs, n, rounds)
+    # recording: alternate the two, round by round, and take the median of the ratios
+    ratios = []
+    for _ in range(rounds):
+        on = _rate(_with_recording, n, 1)
+        off = _rate(_without_recording, n, 1)
+        ratios.append(off / on)
+    return {"runs_per_s": comsim_rate, "raw_empty_asyncio_run_per_s": raw_rate,
+            "ratio_to_raw": raw_rate / comsim_rate,
+            "recording_cost": statistics.median(ratios) - 1.0}
+
+
+def workers(n: int, rounds: int) -> dict[str, Any]:
+    cores = os.cpu_count() or 1
+    out: dict[str, Any] = {"cores": cores, "speedup": {}}
+    one = explore(explore_cancel_race.scenario, range(n))
+    base = _rate(lambda k: explore(explore_cancel_race.scenario, range(k)), n, rounds)
+    for w in range(2, cores + 1):
+        other = explore(explore_cancel_race.scenario, range(n), workers=w)
+        assert dict(other) == dict(one) and other.counts == one.counts
+        rate = _rate(lambda k, w=w: explore(explore_cancel_race.scenario, range(k), workers=w),
+                     n, rounds)
+        out["speedup"][w] = rate / base
+    return out
+
+
+def reduction() -> dict[str, Any]:
+    out = {}
+    for name, scenario in (("explore_orders", explore_orders.scenario),
+                           ("two_callers", two_callers)):
+        reduced = exhaustive(scenario, 100_000)
+        every = exhaustive(scenario, 100_000, reduce=False)
+        sampled = explore(scenario, range(1000))
+        out[name] = {"runs_reduced": reduced.runs, "runs_every_order": every.runs,
+                     "exhausted": reduced.exhausted and every.exhausted,
+                     "fewer": every.runs / reduced.runs, "outcomes": len(reduced),
+                     "reaches_random_outcomes": set(sampled) <= set(reduced)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=1000, help="runs per timed round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="--runs 100 --rounds 2")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    ns = ap.parse_args(argv)
+    if ns.quick:
+        ns.runs, ns.rounds = 100, 2
+    figures = {"speed": speed(ns.runs, ns.rounds), "workers": workers(ns.runs * 2, ns.rounds),
+               "reduction": reduction()}
+    s = figures["speed"]
+    print(f"explore_cancel_race: {s['runs_per_s']:.0f} runs/s on one core "
+          f"(raw baseline, an empty asyncio.run: {s['raw_empty_asyncio_run_per_s']:.0f}/s, "
+          f"{s['ratio_to_raw']:.1f}x)")
+    print(f"recording the schedule costs {s['recording_cost']:+.1%} of a run")
+    for w, x in figures["workers"]["speedup"].items():
+        print(f"workers={w}: {x:.2f}x the runs/s of workers=1 "
+              f"({x / w:.2f} per worker; {figures['workers']['cores']} cores)")
+    for name, r in figures["reduction"].items():
+        print(f"exhaustive {name}: {r['runs_reduced']} runs with the reduction, "
+              f"{r['runs_every_order']} for every order ({r['fewer']:.1f}x fewer), "
+              f"{r['outcomes']} outcomes, every random outcome reached: "
+              f"{r['reaches_random_outcomes']}")
+    if ns.json:
+        Path(ns.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
