@@ -1,7 +1,8 @@
 """Print R33's placement table (comsim._core.activation.TABLE) as a markdown table: for each
 creator and threading model, the apartment where CoCreateInstance constructs the object.
 
-    python scripts/draw_placement.py
+    python scripts/draw_placement.py            # prints the table
+    python scripts/draw_placement.py --readme   # rewrites its block in README.md
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from comsim._core.activation import MODELS, TABLE, Creator, Placement
+
+START, END = "<!-- placement-table:start -->", "<!-- placement-table:end -->"
 
 #: short cell texts; "its own": the creator gets the object itself, elsewhere a proxy
 _CELL = {
@@ -41,7 +44,14 @@ def table() -> str:
 
 
 def main() -> None:
-    print(table())
+    text = table()
+    if "--readme" in sys.argv:
+        readme = Path(__file__).resolve().parents[1] / "README.md"
+        body = readme.read_text()
+        a, b = body.index(START) + len(START), body.index(END)
+        readme.write_text(body[:a] + "\n" + text + "\n" + body[b:])
+    else:
+        print(text)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,13 @@ def test_readme_state_diagram_is_drawn_from_the_table() -> None:  # R21 R22 R28 
     draw = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(draw)
     assert draw.diagram() in README, "run: python scripts/draw_callobj.py --readme"
+
+
+def test_readme_placement_table_is_printed_from_the_rule_table() -> None:  # R33
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("place", ROOT / "scripts" / "draw_placement.py")
+    assert spec is not None and spec.loader is not None
+    place = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(place)
+    assert place.table() in README, "run: python scripts/draw_placement.py --readme"
