@@ -8,6 +8,8 @@ Per scenario of depth d:
 - the PCT budget ``B = ceil(ln(20) / pct_bound)``, where ``pct_bound`` is what
   ``explore(strategy="pct", depth=d)`` reports after a warm-up exploration (1/(n k^(d-1)):
   B runs find a depth-d bug with >= 95% probability by PCT's bound); ``--budget`` overrides;
+- "pct-channels": the same with PCT's priorities on channels (sender, receiver), with its own
+  budget from its own bound;
 - "random" and "pct": ``--trials`` trials, trial t runs seeds ``range(t*B, (t+1)*B)`` and
   stops at the first find; the median runs to the first find (a trial that found nothing
   counts as never: the median is then ">B" when half or more missed), and the share of
@@ -44,7 +46,7 @@ from benchmarks.zoo import ZOO, Entry
 from comsim.testing import explore
 from comsim.testing._runs import Raised
 
-STRATEGIES = ("random", "pct", "exhaustive")
+STRATEGIES = ("random", "pct", "pct-channels", "exhaustive")
 #: PCT's 95% confidence: (1 - p)^B <= 1/20 when B >= ln(20)/p
 CONFIDENCE_LOG = math.log(20)
 QUICK_TRIALS = 3
@@ -89,11 +91,11 @@ def _first_find(f: Any) -> int | None:
     return f.runs if _found(f) else None
 
 
-def pct_budget(name: str) -> tuple[int, float]:
+def pct_budget(name: str, strategy: str = "pct") -> tuple[int, float]:
     """B = ceil(ln 20 / pct_bound), with pct_bound from a warm-up PCT exploration (its k is
-    the longest run seen, its n the apartments that received)."""
+    the most choice steps of a run seen, its n the receivers, or channels, that competed)."""
     e = _entry(name)
-    f = explore(Captured(name), range(10**9, 10**9 + 30), strategy="pct", depth=e.depth)
+    f = explore(Captured(name), range(10**9, 10**9 + 30), strategy=strategy, depth=e.depth)
     bound = float(f.pct_bound or 1.0)
     return math.ceil(CONFIDENCE_LOG / bound), bound
 
@@ -144,38 +146,48 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     budgets: dict[str, tuple[int, float]] = {}
+    channel_budgets: dict[str, tuple[int, float]] = {}
     for e in entries:
-        b, bound = pct_budget(e.name)
-        if args.budget is not None:
-            b = args.budget
-        if args.quick:
-            b = min(b, QUICK_CAP)
-        budgets[e.name] = (b, bound)
+        for table, strategy in ((budgets, "pct"), (channel_budgets, "pct-channels")):
+            b, bound = pct_budget(e.name, strategy)
+            if args.budget is not None:
+                b = args.budget
+            if args.quick:
+                b = min(b, QUICK_CAP)
+            table[e.name] = (b, bound)
+
+    def budget_of(n: str, s: str) -> int:
+        if s == "exhaustive":
+            return EXHAUSTIVE_CAP
+        return (channel_budgets if s == "pct-channels" else budgets)[n][0]
 
     jobs = [(e.name, s) for e in entries for s in STRATEGIES]
     results: dict[tuple[str, str], dict[str, Any]] = {}
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futs = {pool.submit(run_job, n, s, trials,
-                                budgets[n][0] if s != "exhaustive" else EXHAUSTIVE_CAP): (n, s)
+            futs = {pool.submit(run_job, n, s, trials, budget_of(n, s)): (n, s)
                     for n, s in jobs}
             for fut, key in futs.items():
                 results[key] = fut.result()
     else:
         for n, s in jobs:
-            results[(n, s)] = run_job(n, s, trials,
-                                      budgets[n][0] if s != "exhaustive" else EXHAUSTIVE_CAP)
+            results[(n, s)] = run_job(n, s, trials, budget_of(n, s))
 
     rows = []
     for e in entries:
         b, bound = budgets[e.name]
-        r, p, x = (results[(e.name, s)] for s in STRATEGIES)
+        r, p, c, x = (results[(e.name, s)] for s in STRATEGIES)
+        cb, cbound = channel_budgets[e.name]
         rows.append({
             "scenario": e.name, "depth": e.depth, "pct_bound": bound, "budget": b,
             "random_median": median_runs(r["runs_to_find"]),
             "random_found": found_share(r["runs_to_find"]),
             "pct_median": median_runs(p["runs_to_find"]),
             "pct_found": found_share(p["runs_to_find"]),
+            "channels_budget": cb, "channels_pct_bound": cbound,
+            "channels_median": median_runs(c["runs_to_find"]),
+            "channels_found": found_share(c["runs_to_find"]),
+            "channels_runs_to_find": c["runs_to_find"],
             "exhaustive_runs": x["runs_to_find"][0], "exhaustive_exhausted": x["exhausted"],
             "exhaustive_total_runs": x["runs"],
             "random_runs_to_find": r["runs_to_find"], "pct_runs_to_find": p["runs_to_find"],
@@ -187,11 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         rsum = sum(row["random_median"] for row in deep)
         psum = sum(row["pct_median"] for row in deep)
         ratio = rsum / psum if psum else math.inf
+    cratio = None
+    if deep:
+        csum = sum(row["channels_median"] for row in deep)
+        cratio = rsum / csum if csum else math.inf
     targets = {
         "pct_within_budget_95": all(row["pct_found"] >= 0.95 for row in rows),
         "pct_misses": [row["scenario"] for row in rows if row["pct_found"] < 0.95],
         "depth3_random_over_pct": ratio,
         "depth3_ratio_ge_10": ratio is not None and ratio >= 10,
+        "channels_within_budget_95": all(row["channels_found"] >= 0.95 for row in rows),
+        "channels_misses": [row["scenario"] for row in rows if row["channels_found"] < 0.95],
+        "depth3_random_over_channels": cratio,
     }
     report = {"trials": trials, "quick": args.quick, "python": sys.version.split()[0],
               "platform": platform.platform(), "cpus": os.cpu_count(),
@@ -220,7 +239,8 @@ def _print(rows: list[dict[str, Any]], targets: dict[str, Any], trials: int,
            seconds: float) -> None:
     out = sys.stdout
     head = (f"{'scenario':26} {'d':>1} {'budget':>6} {'random':>8} {'found':>6} "
-            f"{'pct':>8} {'found':>6} {'exhaustive':>12}")
+            f"{'pct':>8} {'found':>6} {'ch.budget':>9} {'pct-ch.':>8} {'found':>6} "
+            f"{'exhaustive':>12}")
     print(f"race zoo: median runs to the first find over {trials} trials "
           f"(budget B = ceil(ln 20 / pct_bound) runs per trial)", file=out)
     print(head, file=out)
@@ -232,16 +252,23 @@ def _print(rows: list[dict[str, Any]], targets: dict[str, Any], trials: int,
         ex_s += " (all)" if row["exhaustive_exhausted"] else ""
         print(f"{row['scenario']:26} {row['depth']:>1} {b:>6} "
               f"{_fmt(row['random_median'], b):>8} {row['random_found']:>6.0%} "
-              f"{_fmt(row['pct_median'], b):>8} {row['pct_found']:>6.0%} {ex_s:>12}", file=out)
+              f"{_fmt(row['pct_median'], b):>8} {row['pct_found']:>6.0%} "
+              f"{row['channels_budget']:>9} "
+              f"{_fmt(row['channels_median'], row['channels_budget']):>8} "
+              f"{row['channels_found']:>6.0%} {ex_s:>12}", file=out)
     r = targets["depth3_random_over_pct"]
     print(file=out)
     print(f"PCT finds every bug within its budget in >=95% of trials: "
           f"{targets['pct_within_budget_95']}"
           + (f" (misses: {', '.join(targets['pct_misses'])})" if targets["pct_misses"] else ""),
           file=out)
+    print(f"PCT over channels, the same: {targets['channels_within_budget_95']}"
+          + (f" (misses: {', '.join(targets['channels_misses'])})"
+             if targets["channels_misses"] else ""), file=out)
     if r is not None:
         print(f"depth 3: random/PCT runs (sums of medians) = {r:.2f} "
-              f"(target >= 10: {targets['depth3_ratio_ge_10']})", file=out)
+              f"(target >= 10: {targets['depth3_ratio_ge_10']}); random/PCT over channels = "
+              f"{targets['depth3_random_over_channels']:.2f}", file=out)
     print(f"{seconds:.1f} s", file=out)
 
 

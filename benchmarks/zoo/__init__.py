@@ -22,7 +22,7 @@ import comsim
 from .async_calls import cancel_before_testcancel, request_overtaken, signal_races_finish
 from .calls import lost_update_mta, reentrant_half_update
 from .lifetime import git_revoke_races_get, rejection_races_retry, shutdown_races_call
-from .protocols import crossed_records, nested_record
+from .protocols import crossed_records, long_phases, nested_record, starved_writer
 
 
 class Entry(NamedTuple):
@@ -41,7 +41,9 @@ ZOO: tuple[Entry, ...] = (
     Entry("git_revoke_races_get", git_revoke_races_get, 2),
     Entry("shutdown_races_call", shutdown_races_call, 2),
     Entry("nested_record", nested_record, 2),
+    Entry("starved_writer", starved_writer, 1),
     Entry("crossed_records", crossed_records, 3),
+    Entry("long_phases", long_phases, 3),
 )
 
 __all__ = ["ZOO", "Entry"] + [e.name for e in ZOO]

@@ -78,3 +78,35 @@ async def crossed_records(rt: comsim.Runtime) -> tuple[str, ...]:
                 and _before(parts, f"{a}3", f"{b}3")):
             raise AssertionError(f"records crossed twice: {parts}")
     return tuple(parts)
+
+
+async def starved_writer(rt: comsim.Runtime) -> tuple[str, ...]:
+    """``x`` and ``y`` each write six parts into ``journal``; the reader expects (the planted
+    bug) to see ``x``'s first part before ``y`` is done, and fails when ``y``'s whole record
+    arrives before ``x`` has written anything: a request from one apartment overtaken by a
+    long exchange between two others.
+
+    Depth 1: one ordering constraint (y6 < x1), but it holds only if ``x`` is starved for all
+    of ``y``'s twelve deliveries: the random pump must decide against ``x`` at each of them,
+    PCT only has to give ``y`` and the journal priority over ``x`` once.
+    """
+    parts = await _two_writers(rt, 6)
+    if _before(parts, "y6", "x1"):
+        raise AssertionError(f"y's record finished before x began: {parts}")
+    return tuple(parts)
+
+
+async def long_phases(rt: comsim.Runtime) -> tuple[str, ...]:
+    """``x`` and ``y`` each write eight parts into ``journal``; the reader (the planted bug)
+    fails on exactly this shape of phases: y1-y4, then x1-x4, then y5-y8 before x5.
+
+    Depth 3: three ordering constraints (y4 < x1, x4 < y5, y8 < x5), each held over a long
+    phase: the random pump must decide the same way at every step of each phase (about
+    2^-24), PCT needs the right first priorities and its two change points at the two phase
+    ends (about 1/(n·k²)).
+    """
+    parts = await _two_writers(rt, 8)
+    if (_before(parts, "y4", "x1") and _before(parts, "x4", "y5")
+            and _before(parts, "y8", "x5")):
+        raise AssertionError(f"phases y, x, y: {parts}")
+    return tuple(parts)

@@ -39,6 +39,8 @@ class DeterministicTransport:
         self.pending: list[_Message] = []
         #: the receiver of each pending message (an apartment's name; None: code outside)
         self.targets: list[str | None] = []
+        #: the sender of each pending message (an apartment's name; None: code outside)
+        self.senders: list[str | None] = []
         #: each pending message's ordinal: the n-th message enqueued in this run (the same
         #: message has the same ordinal in every run with the same decisions up to it)
         self.ordinals: list[int] = []
@@ -61,17 +63,19 @@ class DeterministicTransport:
             return False
         ctx = apt._ctx0 if apt is not None else self.host_ctx
         target = apt.name if apt is not None else None
+        sender = _sender()
         delay = self._delay(apt)
         if delay:
-            self.loop.call_later(delay, self._enqueue, ctx, fn, args, target, context=self.ctx)
+            self.loop.call_later(delay, self._enqueue, ctx, fn, args, target, sender,
+                                 context=self.ctx)
         else:
-            self._enqueue(ctx, fn, args, target)
+            self._enqueue(ctx, fn, args, target, sender)
         return True
 
     def signal(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         if not apt._accepting:
             return False
-        self._enqueue(apt._ctx0, fn, args, apt.name)
+        self._enqueue(apt._ctx0, fn, args, apt.name, _sender())
         return True
 
     def to_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
@@ -100,8 +104,7 @@ class DeterministicTransport:
     def _delay(self, target: Any) -> float:
         if not self.latency:
             return 0.0
-        w = WHERE.get()
-        src = w.apartment.name if w is not None else None
+        src = _sender()
         dst = target.name if target is not None else None
         spec = self.latency.get((src, dst), self.latency.get((None, dst),
                                                              self.latency.get((None, None))))
@@ -117,9 +120,10 @@ class DeterministicTransport:
         return 0.0
 
     def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
-                 args: tuple[Any, ...], target: str | None) -> None:
+                 args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
         self.pending.append((ctx, fn, args))
         self.targets.append(target)
+        self.senders.append(sender)
         self.ordinals.append(self.enqueued)
         self.enqueued += 1
         if not self.scheduled:
@@ -139,6 +143,7 @@ class DeterministicTransport:
             self.loop.call_soon(self._deliver, context=self.ctx)
             return
         del self.targets[decision]
+        del self.senders[decision]
         del self.ordinals[decision]
         ctx, fn, args = self.pending.pop(decision)
         try:
@@ -150,3 +155,9 @@ class DeterministicTransport:
             if self.pending and not self.scheduled:
                 self.scheduled = True
                 self.loop.call_soon(self._deliver, context=self.ctx)
+
+
+def _sender() -> str | None:
+    """The apartment sending a message now (its name; None: code outside any)."""
+    w = WHERE.get()
+    return w.apartment.name if w is not None else None

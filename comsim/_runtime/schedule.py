@@ -12,7 +12,8 @@ so does every step past the end of the list.
 Policies: ``RandomPolicy`` (the seeded pump of old: defer with probability 1/4, else a uniform
 choice), ``ReplayPolicy``, ``PCTPolicy`` (probabilistic concurrency testing for messages:
 apartments get random priorities; the oldest pending message to the highest-priority receiver
-goes next; ``depth - 1`` change points each lower the priority of the receiver at that step).
+goes next; ``depth - 1`` change points each lower the priority of the receiver at that step;
+or the same over channels, sender to receiver), ``DefaultPolicy``.
 """
 
 from __future__ import annotations
@@ -86,52 +87,68 @@ class PCTPolicy:
     there does a priority decide anything, so change points are drawn over those steps
     (``choice_steps`` counts them in a run), and ``competing`` are the receivers that met at
     one (PCT's n).
+
+    With ``channels=True`` priorities go to channels (sender, receiver) instead, first in first
+    out within a channel: a message may then overtake an older one from another sender to the
+    same receiver, which receiver priorities never do.
     """
 
-    def __init__(self, rng: random.Random, depth: int, k: int) -> None:
+    def __init__(self, rng: random.Random, depth: int, k: int, channels: bool = False) -> None:
         self.rng = rng
-        self.priority: dict[str | None, float] = {}
+        self.channels = channels
+        self.priority: dict[Any, float] = {}
         self.change_points = set(rng.sample(range(max(k, depth)), max(depth - 1, 0)))
         self.choice_steps = 0
-        self.competing: set[str | None] = set()
+        self.competing: set[Any] = set()
         self.low = 0.0
+        self.transport: Any = None
+
+    def bind(self, transport: Any) -> None:
+        self.transport = transport
 
     def choose(self, targets: Sequence[str | None], proposal: int) -> int:
+        keys: Sequence[Any] = targets
+        if self.channels:
+            keys = list(zip(self.transport.senders, targets, strict=True))
         prio = self.priority
-        for t in targets:
-            if t not in prio:
-                prio[t] = 1.0 + self.rng.random()
+        for key in keys:
+            if key not in prio:
+                prio[key] = 1.0 + self.rng.random()
         best = 0
-        first = targets[0]
+        first = keys[0]
         choice = False
-        for i, t in enumerate(targets):
-            if t != first:
+        for i, key in enumerate(keys):
+            if key != first:
                 choice = True
-            if prio[t] > prio[targets[best]]:
+            if prio[key] > prio[keys[best]]:
                 best = i
         if choice:
-            self.competing.update(targets)
+            self.competing.update(keys)
             if self.choice_steps in self.change_points:
                 self.low -= 1.0
-                prio[targets[best]] = self.low  # from the next step on
+                prio[keys[best]] = self.low  # from the next step on
             self.choice_steps += 1
         return best
 
 
-def choice_step(targets: Sequence[str | None]) -> bool:
-    """Messages to two receivers or more are pending (PCT's priorities decide something)."""
-    first = targets[0]
-    return any(t != first for t in targets)
-
-
 class DefaultPolicy:
-    """The default decision at every step (the oldest message), counting the choice steps."""
+    """The default decision at every step (the oldest message), counting the choice steps of
+    PCT (``channels``: of PCT over channels)."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: bool = False) -> None:
+        self.channels = channels
         self.choice_steps = 0
+        self.transport: Any = None
+
+    def bind(self, transport: Any) -> None:
+        self.transport = transport
 
     def choose(self, targets: Sequence[str | None], proposal: int) -> int:
-        if choice_step(targets):
+        keys: Sequence[Any] = targets
+        if self.channels:
+            keys = list(zip(self.transport.senders, targets, strict=True))
+        first = keys[0]
+        if any(k != first for k in keys):
             self.choice_steps += 1
         return OLDEST
 

@@ -3,8 +3,10 @@ distinct outcome with the first run that reached it and its ``Schedule``.
 
 Strategies (``explore(strategy=...)``): ``"random"``, the seeded pump (a seed per run);
 ``"pct"``, probabilistic concurrency testing for messages (``schedule.PCTPolicy``; each run's
-priorities and change points drawn from its seed); ``"exhaustive"``, every distinct delivery
-order once, where deliveries to different apartments commute (``_exhaustive``).
+priorities and change points drawn from its seed); ``"pct-channels"``, the same with
+priorities on channels (sender, receiver), so that a message can overtake an older one from
+another sender to the same receiver; ``"exhaustive"``, every distinct delivery order once,
+where deliveries to different apartments commute (``_exhaustive``).
 
 Runs go in blocks of ``BLOCK`` seeds, in one process or spread over an executor's workers;
 the results are taken in seed order, so the exploration is the same however it was spread.
@@ -39,7 +41,8 @@ from ._shrink import replay, shrink
 __all__ = ["BLOCK", "STRATEGIES", "Exploration", "Raised", "Scenario", "explore", "replay",
            "run_once", "shrink"]
 
-STRATEGIES = ("random", "pct", "exhaustive")
+STRATEGIES = ("random", "pct", "exhaustive", "pct-channels")
+PCT = ("pct", "pct-channels")
 #: seeds per block of runs (a unit of work for a worker; PCT's k is updated between blocks)
 BLOCK = 32
 
@@ -57,8 +60,8 @@ class _Run(NamedTuple):
 
 
 def _policy(strategy: str, seed: int, depth: int, k: int) -> Policy | None:
-    if strategy == "pct":
-        return PCTPolicy(random.Random(seed), depth, k)
+    if strategy in PCT:
+        return PCTPolicy(random.Random(seed), depth, k, channels=strategy == "pct-channels")
     return None
 
 
@@ -125,8 +128,8 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
     target: Scenario | tuple[str, str] = _by_name(scenario) if parallel else scenario
     found = Exploration()
     longest = [0]  # PCT's k: the most choice steps of a run so far (of the blocks before)
-    if strategy == "pct":
-        counter = DefaultPolicy()
+    if strategy in PCT:
+        counter = DefaultPolicy(channels=strategy == "pct-channels")
         run_once(scenario, None, counter)
         longest[0] = counter.choice_steps
     receivers = 0
@@ -140,7 +143,7 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
                        Schedule(run.decisions, run.schedule_seed), run.outcome, save_dir)
             schedule = Schedule(run.decisions, run.schedule_seed)
             found._add(run.seed, run.outcome, schedule)
-            if strategy == "pct":
+            if strategy in PCT:
                 receivers = max(receivers, run.receivers)
                 block_longest = max(block_longest, run.choice_steps)
                 found.pct_bound = 1.0 / (max(1, receivers)
