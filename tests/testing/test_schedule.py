@@ -204,3 +204,32 @@ def test_exhaustive_raises_with_the_saved_schedule(tmp_path: Path) -> None:
     (saved,) = tmp_path.iterdir()
     assert saved.name.startswith("fails_when_b_first-run")
     assert isinstance(replay(fails_when_b_first, Schedule.load(saved)), Raised)
+
+
+def test_pct_over_channels_lets_a_message_overtake_one_to_the_same_receiver() -> None:
+    import random
+    from types import SimpleNamespace
+
+    from comsim._runtime.schedule import PCTPolicy
+
+    targets = ["c", "c"]  # two messages to c: from a (older), then from b
+    transport = SimpleNamespace(senders=["a", "b"])
+    for seed in range(20):
+        by_receiver = PCTPolicy(random.Random(seed), 1, 10)
+        assert by_receiver.choose(targets, 0) == 0  # first in first out at one receiver
+        by_channel = PCTPolicy(random.Random(seed), 1, 10, channels=True)
+        by_channel.bind(transport)
+        pick = by_channel.choose(targets, 0)
+        prio = by_channel.priority
+        assert pick == (1 if prio[("b", "c")] > prio[("a", "c")] else 0)
+        assert by_receiver.choice_steps == 0 and by_channel.choice_steps == 1
+
+
+def test_pct_over_channels_explores_and_reports_its_bound() -> None:
+    found = explore(two_callers, range(64), strategy="pct-channels", depth=2)
+    assert found.pct_bound is not None and 0 < found.pct_bound <= 1
+    assert len(found) >= 3
+    with ThreadPoolExecutor(2) as pool:
+        again = explore(two_callers, range(64), strategy="pct-channels", depth=2,
+                        executor=pool)
+    assert again.counts == found.counts
