@@ -126,6 +126,15 @@ def median_runs(finds: list[int | None]) -> float:
     return float(statistics.median(math.inf if x is None else x for x in finds))
 
 
+def runs_per_find(finds: list[int | None], budget: int) -> float:
+    """Runs spent per find over all trials (a trial that missed spent its whole budget): the
+    maximum-likelihood estimate of the expected runs to a find, 1/p, where the median is
+    censored by the budget."""
+    n = sum(x is not None for x in finds)
+    spent = sum(budget if x is None else x for x in finds)
+    return spent / n if n else math.inf
+
+
 def found_share(finds: list[int | None]) -> float:
     return sum(x is not None for x in finds) / len(finds)
 
@@ -188,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             "channels_median": median_runs(c["runs_to_find"]),
             "channels_found": found_share(c["runs_to_find"]),
             "channels_runs_to_find": c["runs_to_find"],
+            "random_runs_per_find": runs_per_find(r["runs_to_find"], b),
+            "pct_runs_per_find": runs_per_find(p["runs_to_find"], b),
+            "channels_runs_per_find": runs_per_find(c["runs_to_find"], cb),
             "exhaustive_runs": x["runs_to_find"][0], "exhaustive_exhausted": x["exhausted"],
             "exhaustive_total_runs": x["runs"],
             "random_runs_to_find": r["runs_to_find"], "pct_runs_to_find": p["runs_to_find"],
@@ -200,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         psum = sum(row["pct_median"] for row in deep)
         ratio = rsum / psum if psum else math.inf
     cratio = None
+    expected: dict[str, float] = {}
     if deep:
         csum = sum(row["channels_median"] for row in deep)
         cratio = rsum / csum if csum else math.inf
+        for k in ("random", "pct", "channels"):
+            expected[k] = sum(row[f"{k}_runs_per_find"] for row in deep)
     targets = {
         "pct_within_budget_95": all(row["pct_found"] >= 0.95 for row in rows),
         "pct_misses": [row["scenario"] for row in rows if row["pct_found"] < 0.95],
@@ -211,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         "channels_within_budget_95": all(row["channels_found"] >= 0.95 for row in rows),
         "channels_misses": [row["scenario"] for row in rows if row["channels_found"] < 0.95],
         "depth3_random_over_channels": cratio,
+        # the same from runs per find (not censored by the budget, as a median of misses is)
+        "depth3_expected_random_over_pct": (expected["random"] / expected["pct"]
+                                            if expected else None),
+        "depth3_expected_random_over_channels": (expected["random"] / expected["channels"]
+                                                 if expected else None),
     }
     report = {"trials": trials, "quick": args.quick, "python": sys.version.split()[0],
               "platform": platform.platform(), "cpus": os.cpu_count(),
@@ -269,6 +289,9 @@ def _print(rows: list[dict[str, Any]], targets: dict[str, Any], trials: int,
         print(f"depth 3: random/PCT runs (sums of medians) = {r:.2f} "
               f"(target >= 10: {targets['depth3_ratio_ge_10']}); random/PCT over channels = "
               f"{targets['depth3_random_over_channels']:.2f}", file=out)
+        print(f"depth 3: random/PCT runs per find (all trials) = "
+              f"{targets['depth3_expected_random_over_pct']:.1f}; random/PCT over channels = "
+              f"{targets['depth3_expected_random_over_channels']:.1f}", file=out)
     print(f"{seconds:.1f} s", file=out)
 
 
