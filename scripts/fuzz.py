@@ -3,6 +3,10 @@
     python scripts/fuzz.py --programs 2000 --runtime both     # 2000 seeds per runtime
     python scripts/fuzz.py --seed 384 --runtime deterministic --show   # replay one, print it
 
+Each program mixes the rules of calls and cancellation (R2-R32) with the neutral apartment
+(R5), activation (R33), identity (R34) and reference-counted lifetimes (R7); see the docstrings
+of tests/fuzz/programs.py and tests/fuzz/lifetimes.py.
+
 Prints progress, then per runtime: programs run, programs with violations, hangs and
 same-seed replay differences (deterministic), and every failing seed with what broke. Exits 1
 on any violation, hang or replay difference.

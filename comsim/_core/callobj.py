@@ -52,7 +52,10 @@ class Effect(enum.Enum):
     RAISE_CANCELLED = "raise_cancelled"  # Finish_ raises RPC_E_CALL_CANCELED; clear the event
     DROP = "drop"  # a reply nobody will read: drop it and trace `call.reply_dropped`
     NOTHING = "nothing"
-    FORGET = "forget"  # released: later replies are dropped, nothing is cancelled
+    #: released (R25): later replies are dropped, nothing is cancelled; a reply taken in is
+    #: dropped with its references (R7); the call object's one count on its proxy manager,
+    #: held since CreateCall, is released (R19, R25, R34; ``keeps_manager`` says when)
+    FORGET = "forget"
 
 
 S = State
@@ -129,6 +132,18 @@ TABLE: Final[dict[tuple[State, Input], Transition]] = {
 
 #: states in which the call has ended (the call object's event is signalled)
 ENDED: Final = frozenset({S.COMPLETED, S.CANCELLED})
+
+#: states in which a call is on its way: begun, its reply not yet taken in
+IN_FLIGHT: Final = frozenset({S.PENDING, S.CANCELLING})
+
+
+def keeps_manager(state: State) -> bool:
+    """R19, R25, R34: a call object holds one count on its proxy manager from CreateCall on.
+    Its last Release (FORGET) in ``state`` lets go of it at once, unless a call is on its way:
+    that call runs to its end (R25), so the manager, and with it the object (R7), stays until
+    its reply is taken in (and dropped), as the call reaches the server before the release
+    would in COM."""
+    return state in IN_FLIGHT
 
 
 class InvalidTransition(Exception):

@@ -108,6 +108,13 @@ class StubLife:
         return f"<StubLife {self.state.value} strong={self.strong} weak={self.weak}>"
 
 
+def birth(inp: LifeInput, apartment_alive: bool) -> tuple[LifeInput, ...]:
+    """R7, R18: the steps a new stub takes: its first reference ``inp``; in an apartment that
+    has begun to shut down (whose teardown may have shut its stubs already) also SHUTDOWN: it
+    goes at once, traced with reason ``shutdown``, and its data give CO_E_OBJNOTCONNECTED."""
+    return (inp,) if apartment_alive else (inp, LifeInput.SHUTDOWN)
+
+
 def add_input(flags: MSHLFLAGS) -> LifeInput:
     """R7: the reference a new piece of marshal data holds on the stub."""
     return LifeInput.ADD_WEAK if flags is MSHLFLAGS.TABLEWEAK else LifeInput.ADD_STRONG

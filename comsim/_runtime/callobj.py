@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._core import decide, rules
 from .._core import hresult as hr
-from .._core.callobj import CallMachine, Effect, Input, State
+from .._core.callobj import CallMachine, Effect, Input, State, keeps_manager
 from .._core.check import BadArgumentType
 from .._core.decide import Reaction, Waiter
 from .._core.hresult import COMError
@@ -27,7 +27,7 @@ from .objects import (
     _check_interface,
     is_async_interface,
 )
-from .record import ClientCall, Proxy, _send
+from .record import ClientCall, Proxy, _send, drop_reply
 from .wire import pack
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class CallObject:
                     start_cancel(call, 0.0)
                     self._machine.step(Input.FINISH)
                     self._event.Reset()
-                    call.reply = None
+                    drop_reply(call)  # R7: a reply taken in is never unpacked
                 raise
         if effect is Effect.REFUSE:
             raise COMError(code or hr.E_FAIL,
@@ -203,12 +203,23 @@ class CallObject:
         return self._refs.add()
 
     def Release(self) -> int:
-        """The last Release without Finish_ does not cancel: the reply is dropped (R25)."""
+        """The last Release without Finish_ does not cancel: the reply is dropped (R25), a reply
+        already taken in with it (R7), and the call object's count on its proxy manager goes
+        (R19, R25, R34: ``_core.callobj.TABLE``'s FORGET)."""
         refs = self._refs
         if refs.count <= 0:
             return 0
         if refs.release() == 0:
-            self._machine.step(Input.RELEASE)
+            before = self._machine.state
+            effect = self._machine.step(Input.RELEASE)[0]
+            if effect is Effect.FORGET:
+                call = self._call
+                if call is not None:
+                    drop_reply(call)
+                if call is not None and keeps_manager(before):
+                    call.holder = self._proxy  # released when its reply is taken in (R25)
+                else:
+                    self._proxy.Release()
         return refs.count
 
 
@@ -281,7 +292,12 @@ class CallFactory(ICallFactory):
             raise COMError(code, f"CreateCall({name}): not an async interface "
                                  "(use comsim.async_interface(IX)), or the object does not "
                                  "implement its synchronous interface")
-        return call_object_class(async_iface)(self._proxy, async_iface, outer)
+        call = call_object_class(async_iface)(self._proxy, async_iface, outer)
+        # R19, R25, R34: a call object is a reference to the object through its proxy: it
+        # holds one count on the proxy manager until its last Release (FORGET), so that
+        # Begin_ works however the proxy's other holders release it
+        self._proxy.AddRef()
+        return call
 
     def QueryInterface(self, iface: type[Any]) -> Any:
         return self._proxy.QueryInterface(iface)

@@ -15,6 +15,7 @@ from .._core.stub import CancelReport
 from . import trace
 from .hooks import HOOKS
 from .record import ClientCall, _end_grace, _ended
+from .wire import discard
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -37,6 +38,8 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
     if effect is Effect.COMPLETE_CANCELLED:  # never dispatched (R29 `queued`)
         with rt._lock:
             call.report.note_stage("queued")  # made above, under the same lock
+        # R7: the request's arguments will never be unpacked: their references go now
+        discard(call.args)
         _ended(call, cancelled=True)
         return hr.S_OK
     # TELL_SERVER: the server learns at once (R30); the call waits up to `timeout`

@@ -24,8 +24,8 @@ from .context import (
     Where,
 )
 from .inline import call_neutral
-from .record import ClientCall, Proxy, _end_grace, _send, on_reply
-from .wire import pack, unpack
+from .record import ClientCall, Proxy, _end_grace, _send, drop_reply, on_reply
+from .wire import discard, pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -108,7 +108,8 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
 def _abandon(call: ClientCall) -> None:
     """R32: the waiting task was cancelled. A cancellable call is cancelled as Cancel(0);
     otherwise, or when the caller's apartment is shutting down (R18), the server runs on and
-    its reply is dropped."""
+    its reply is dropped. A reply already taken in is never unpacked: its references go (R7)."""
+    drop_reply(call)
     reaction = decide.waiter_cancelled(Waiter.SYNC_CALL, ended=call.machine.ended,
                                        cancellable=call.cancellable,
                                        closing=call.client._closing)
@@ -122,7 +123,19 @@ def _abandon(call: ClientCall) -> None:
 
 
 async def _retry(apt: Apartment, call: ClientCall) -> bool:
-    """R16: a rejected call; the caller's filter decides. True: resend."""
+    """R16: a rejected call; the caller's filter decides. True: resend. A call not sent again
+    (given up, cancelled meanwhile, or its waiter cancelled) never has its arguments unpacked:
+    their references go (R7)."""
+    resend = False
+    try:
+        resend = await _ask_retry(apt, call)
+    finally:
+        if not resend:
+            discard(call.args)
+    return resend
+
+
+async def _ask_retry(apt: Apartment, call: ClientCall) -> bool:
     reject_type = call.rejected
     call.rejected = None
     flt = apt._filter

@@ -11,6 +11,7 @@ the caller (choice); a cancel reaches it as it would a server method (R28-R30).
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, Final
 
 from .._core import hresult as hr
@@ -19,13 +20,12 @@ from .._core import stub as stubcore
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.messages import Reply
-from .._core.stub import Connection, after_disconnect
 from . import trace
 from .context import Where
 from .record import ClientCall, on_reply
 from .server import new_scope
-from .stubs import Stub
-from .wire import pack, unpack
+from .stubs import Stub, call_begins, call_ends
+from .wire import discard, pack, unpack
 
 _MISSING: Final = object()
 
@@ -86,12 +86,13 @@ async def invoke(where: Where | None, stub: Stub, spec: MethodSpec, packed: Any,
     nta: Any = stub.apartment  # a ``neutral.NeutralApartment``
     rt = nta._rt
     tokens = nta.enter(where, incoming, incoming.causality_id)
-    stub.running += 1
+    call_begins(stub)  # under the stub lock: callers on other OS threads run here too
     obj = stub.obj
     try:
         if rt._faults:
             fault = rt._fault_for(spec.name, nta)
             if fault is not None:
+                discard(packed)  # R7: the arguments are never unpacked
                 raise fault
         args = unpack(packed, nta, spec.arguments_label)
         fn = getattr(obj, spec.name)
@@ -122,9 +123,7 @@ async def invoke(where: Where | None, stub: Stub, spec: MethodSpec, packed: Any,
     except BaseException as exc:  # the fault boundary (``boundary``)
         return _fault_reply(obj, spec.name, exc)
     finally:
-        stub.running -= 1
-        if stub.conn is Connection.DISCONNECTING:  # R17: the last call ends it
-            stub.conn = after_disconnect(stub.running)
+        call_ends(stub)  # R17: the last running call may disconnect it
         nta.leave(tokens)
 
 
@@ -139,8 +138,18 @@ def _fault_reply(obj: Any, method: str, exc: BaseException) -> Reply:
 
 def begin_neutral(call: ClientCall, where: Where) -> None:
     """``Begin_`` on a proxy to an NA object (R5, choice): the method starts at once as a task
-    of the caller, on its loop and thread; its reply is taken in as any reply is (R22-R24)."""
-    asyncio.get_running_loop().create_task(_run_begun(call, where))
+    of the caller, on its loop and thread; its reply is taken in as any reply is (R22-R24).
+    The task belongs to the caller's apartment (the one under the NA code, for a call from
+    it): that apartment's shutdown cancels it and waits for it (R18), as it does its others."""
+    task = asyncio.get_running_loop().create_task(_run_begun(call, where))
+    tasks = getattr(call.client, "_tasks", None)
+    if tasks is not None:  # not for code in no apartment: no apartment ends it
+        tasks[task] = None
+        task.add_done_callback(functools.partial(_untrack, tasks))
+
+
+def _untrack(tasks: dict[asyncio.Task[Any], Any], task: asyncio.Task[Any]) -> None:
+    tasks.pop(task, None)
 
 
 async def _run_begun(call: ClientCall, where: Where) -> None:
@@ -148,6 +157,7 @@ async def _run_begun(call: ClientCall, where: Where) -> None:
     with rt._lock:
         effect = call.step(stubcore.Input.DISPATCH)
     if effect is stubcore.Effect.SKIP:
+        discard(call.args)  # R7: never unpacked (the cancel released them already)
         return  # cancelled before it started (R29 `queued`): the cancel ended it
     if call.tracing:
         trace.emit("call.dispatched", **call.fields())

@@ -13,13 +13,13 @@ import functools
 from typing import Any
 
 from .._core import hresult as hr
-from .._core.lifetime import Life, LifeEffect, LifeInput
-from .._core.stub import Connection, after_disconnect
+from .._core.lifetime import Life, LifeEffect, LifeInput, birth
+from .._core.stub import Connection
 from . import trace
 from .context import WHERE
 from .objects import CoClass, home_apartment
 from .server import fail_queued
-from .stubs import Stub, _stub_lock
+from .stubs import Stub, _stub_lock, disconnect
 
 
 def _shutdown_key(stub: Stub) -> tuple[str, int]:
@@ -30,6 +30,7 @@ def take(obj: CoClass, inp: LifeInput) -> Stub:
     """The object's connected stub, a new one if it has none (R7: its first marshal, or the
     first after it went), with one reference ``inp`` added."""
     apt = home_apartment(obj)
+    effect = LifeEffect.NOTHING
     with _stub_lock:
         stub: Stub | None = obj.__dict__.get("_com_stub")
         made = stub is None or stub.life.state is not Life.CONNECTED
@@ -37,12 +38,19 @@ def take(obj: CoClass, inp: LifeInput) -> Stub:
             stub = Stub(obj, apt)
             obj.__dict__["_com_stub"] = stub
             apt._stubs[stub.id] = stub
-        assert stub is not None
-        stub.life.step(inp)
+            # R18: in an apartment shutting down, it goes at once (``_core.lifetime.birth``)
+            for birth_step in birth(inp, apt._accepting):
+                effect = stub.life.step(birth_step)
+        else:
+            assert stub is not None
+            stub.life.step(inp)
+    assert stub is not None
     if made:
         obj.AddRef()  # the stub's one reference on its object (R7)
-        # R18: the apartment's shutdown disconnects it
-        apt._at_close[_shutdown_key(stub)] = functools.partial(_shut, stub)
+        if effect is LifeEffect.NOTHING:
+            # R18: the apartment's shutdown disconnects it
+            apt._at_close[_shutdown_key(stub)] = functools.partial(_shut, stub)
+        carry_out(stub, effect)
     return stub
 
 
@@ -80,7 +88,7 @@ def carry_out(stub: Stub, effect: LifeEffect) -> None:
     obj = stub.obj
     apt = stub.apartment
     # R17: calls already running finish; queued and new ones fail until they have
-    stub.conn = after_disconnect(stub.running)
+    disconnect(stub)
     if obj.__dict__.get("_com_stub") is stub:
         obj.__dict__.pop("_com_stub", None)
     apt._stubs.pop(stub.id, None)

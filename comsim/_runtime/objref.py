@@ -79,6 +79,11 @@ def resolve(ref: Any, apartment: Apartment) -> Any:
         code, hold = ref.data.advance(DataInput.UNMARSHAL)
     if code:
         hold = Hold.TAKE  # resolved again (cannot happen today): take a reference of its own
+    elif hold is Hold.DEAD:  # discarded, then unpacked (cannot happen today): R7's dead data
+        if stub.apartment is apartment:
+            raise COMError(life.released_normal_status(True),
+                           f"a released reference to {type(stub.obj).__name__} arrived home")
+        return disconnected_proxy(stub, IUnknown, apartment)
     # IUnknown's proxy is the one for every interface of the object (R34)
     return _connect(stub, IUnknown, apartment, hold)
 

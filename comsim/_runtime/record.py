@@ -27,6 +27,7 @@ from .context import (
 from .hooks import HOOKS
 from .loop import resume
 from .stubs import Stub
+from .wire import discard
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -76,6 +77,7 @@ class ClientCall(StubCall):
         "causality_id",
         "client",
         "grace_handle",
+        "holder",
         "id",
         "machine",
         "method",
@@ -122,6 +124,9 @@ class ClientCall(StubCall):
         self.owner = owner
         self.rejected: int | None = None
         self.grace_handle: asyncio.TimerHandle | None = None
+        #: the proxy whose manager a released call object still holds for this call until
+        #: its reply is taken in (R25, ``_core.callobj.keeps_manager``)
+        self.holder: Proxy | None = None
         self.tracing = trace.enabled()  # asked once per call: no logging work otherwise
 
     def __repr__(self) -> str:
@@ -139,7 +144,9 @@ def _send(call: ClientCall) -> None:
     if call.tracing:
         trace.emit("call.sent", **call.fields())
     if not call.server._post(HOOKS.on_request, call.server, call):
-        # the server apartment has gone (R18): the answer comes back at once
+        # the server apartment has gone (R18): the answer comes back at once; the arguments
+        # are never unpacked (R7)
+        discard(call.args)
         on_reply(call, Reply(hr.RPC_E_DISCONNECTED,
                              text=f"apartment {call.server.name!r} has shut down"))
 
@@ -157,6 +164,7 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
     machine = call.machine
     owner = call.owner
     if owner is not None and owner._call is not call:
+        discard(reply.value)  # R7: nobody will unpack it
         _trace_dropped(call, reply, "call object began another call")
         return
     rejected = reply.reject is not None
@@ -169,9 +177,23 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
         call.reply = reply
         _ended(call, False)
     elif effect is Effect.COMPLETE_CANCELLED:
+        discard(reply.value)  # R7: the call ends cancelled; nobody will unpack the reply
         _ended(call, cancelled=True)
     elif effect is Effect.DROP:
+        discard(reply.value)  # R7: R29's `finished` (and R25): nobody will unpack it
         _trace_dropped(call, reply, machine.state.value)
+        holder = call.holder
+        if holder is not None:  # R25: the released call object's count on the manager goes
+            call.holder = None
+            holder.Release()
+
+
+def drop_reply(call: ClientCall) -> None:
+    """The reply taken in for ``call`` will never be unpacked (the call object was released,
+    or the task waiting for it was cancelled): the references inside it are released (R7)."""
+    reply, call.reply = call.reply, None
+    if reply is not None:
+        discard(reply.value)
 
 
 def _trace_dropped(call: ClientCall, reply: Reply, why: str) -> None:

@@ -17,7 +17,6 @@ from .._core.constants import INFINITE, SERVERCALL_ISHANDLED
 from .._core.hresult import COMError
 from .._core.messages import Reply, new_reply
 from .._core.sta import Unit, UnitKind
-from .._core.stub import Connection, after_disconnect
 from . import trace
 from .context import (
     WHERE,
@@ -30,8 +29,8 @@ from .objects import (
     async_interface,
 )
 from .record import ClientCall, on_reply
-from .stubs import Stub
-from .wire import pack, unpack
+from .stubs import Stub, call_begins, call_ends
+from .wire import discard, pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -76,7 +75,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     WHERE.set(new_where((rt, apt, unit, call, call.causality_id,
                                          apt.thread_id if sta else rt._new_thread_id())))
                     stub = call.stub
-                    stub.running += 1
+                    call_begins(stub)
                     if call.tracing:
                         trace.emit("call.dispatched", **call.fields())
                     obj = stub.obj
@@ -86,6 +85,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                         if rt._faults:
                             fault = rt._fault_for(call.method, apt)
                             if fault is not None:
+                                discard(call.args)  # R7: the arguments are never unpacked
                                 raise fault
                         args = unpack(call.args, apt, call.spec.arguments_label)
                         if stub.call_factory and call.spec.interface is not ICallFactory:
@@ -129,9 +129,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     except BaseException as exc:  # the fault boundary (``boundary``)
                         reply = _fault_reply(obj, call, exc)
                     finally:
-                        stub.running -= 1
-                        if stub.conn is Connection.DISCONNECTING:  # R17: the last call ends it
-                            stub.conn = after_disconnect(stub.running)
+                        call_ends(stub)  # R17: the last running call may disconnect it
                         if reply is None:  # a BaseException other than a cancel went through
                             reply = Reply(hr.RPC_E_SERVERFAULT,
                                           text="the server task ended abnormally")
@@ -234,7 +232,8 @@ def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
             return
     with rt._lock:
         effect = call.step(stubcore.Input.DISPATCH)
-    if effect is stubcore.Effect.SKIP:
+    if effect is stubcore.Effect.SKIP:  # cancelled while queued (R29): never unpacked (R7)
+        discard(call.args)
         apt._end_unit(unit)
         return
     conn = call.stub.conn
@@ -280,6 +279,9 @@ def fail_queued(apt: Apartment, stub: Stub, code: int) -> None:
 
 
 def reply_now(apt: Apartment, call: ClientCall, code: int) -> None:
+    """Answer ``call`` with ``code`` without running it: its arguments are never unpacked,
+    so the references inside them are released (R7)."""
+    discard(call.args)
     text = {
         hr.RPC_E_DISCONNECTED: f"apartment {apt.name!r} or its object has gone",
         hr.CO_E_OBJNOTCONNECTED: "the object was disconnected (CoDisconnectObject) "
@@ -296,9 +298,11 @@ def send_reply(apt: Apartment, call: ClientCall, reply: Reply) -> None:
         if reply.exc is not None:
             fields["exc"] = repr(reply.exc)
         trace.emit("call.returned", **call.fields(), hresult=reply.hresult, **fields)
-    if not call.client._post(on_reply, call, reply) and call.tracing:
-        trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult,
-                   reason="client apartment gone")
+    if not call.client._post(on_reply, call, reply):
+        discard(reply.value)  # R7: nobody will unpack it
+        if call.tracing:
+            trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult,
+                       reason="client apartment gone")
 
 
 def on_cancel(apt: Apartment, call: ClientCall) -> None:

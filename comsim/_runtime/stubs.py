@@ -10,7 +10,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._core.lifetime import StubLife
-from .._core.stub import Connection
+from .._core.stub import Connection, after_disconnect
 from .objects import (
     CoClass,
     ICallFactory,
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from .apartment import Apartment
 
 
-#: guards every stub's life and every proxy manager's count (R7, R34)
+#: guards every stub's life, its running calls and connection (R17), and every proxy
+#: manager's count (R7, R34)
 _stub_lock = threading.Lock()
 
 
@@ -49,3 +50,26 @@ class Stub:
 
     def __repr__(self) -> str:
         return f"<Stub {type(self.obj).__name__} in {self.apartment.name} {self.conn.value}>"
+
+
+def call_begins(stub: Stub) -> None:
+    """A call on ``stub`` starts running (R17). Under the stub lock: calls into an NA object
+    run on their callers' OS threads, so two may start or end at once (R5)."""
+    with _stub_lock:
+        stub.running += 1
+
+
+def call_ends(stub: Stub) -> None:
+    """A call on ``stub`` has ended: R17's last running call of a disconnecting stub
+    disconnects it. Under the stub lock, as ``disconnect`` reads what this writes."""
+    with _stub_lock:
+        stub.running -= 1
+        if stub.conn is Connection.DISCONNECTING:
+            stub.conn = after_disconnect(stub.running)
+
+
+def disconnect(stub: Stub) -> None:
+    """R17: the stub goes: disconnecting while calls still run, else disconnected. Under the
+    stub lock, so that a call ending on another thread meanwhile is counted (``call_ends``)."""
+    with _stub_lock:
+        stub.conn = after_disconnect(stub.running)

@@ -111,6 +111,16 @@ def unpack(value: Any, apartment: Apartment, what: str = "a value") -> Any:
                 _release(ref)
 
 
+def discard(value: Any) -> None:
+    """R7: ``value`` will never be unpacked (its message was dropped: a reply nobody takes, a
+    request that never runs): the references inside it are released, as COM's RPC runtime
+    releases the marshalled interface pointers of a discarded message. Releasing twice, or
+    after the value was unpacked, does nothing (``_core.marshaldata.TABLE``)."""
+    if type(value) is Packed:
+        for ref in value.refs:
+            _release(ref)
+
+
 # object references: ``objref``, which knows stubs and proxies, installs its two functions here
 # (``install``), so that this module needs nothing above it
 def _not_installed(*_args: Any) -> Any:

@@ -12,7 +12,14 @@ R19-R22 (call objects, Begin_/Finish_), R21 (RPC_E_CALL_PENDING), R24 (outer.Sig
 R25 (Release without Finish_), R27/R28 (ICancelMethodCalls.Cancel), R29/R30 (CoTestCancel, both
 cancel policies), R31 (CoEnableCallCancellation, CoCancelCall), R32 (task cancellation of
 callers of sync calls, Finish_ and Apartment.run), and same-seed replay of the deterministic
-runtime.
+runtime. And the features of R5, R7, R33 and R34: a server object in the NA (sync and
+Begin_/Finish_ calls into it, cancels, nested calls out of it), units that enter the NA by
+``rt.nta.run`` from STAs and the MTA, CoCreateInstance of every threading model from STAs, the
+MTA, the NA and no apartment (placement, object or proxy, IUnknown identity, the count down to
+0, CO_E_OBJNOTCONNECTED after it), and identity/lifetime scenarios (tests/fuzz/lifetimes.py):
+one object marshalled NORMAL, TABLESTRONG, TABLEWEAK and into the GIT, brought into one
+apartment by every route, released in random orders, each step checked against a model of R7
+and R34.
 """
 
 from __future__ import annotations
@@ -40,13 +47,14 @@ def _assert_clean(seeds: range, runtime: str, **kw: bool) -> None:
 
 @pytest.mark.parametrize("seeds", SEEDS, ids=_ids)
 def test_fuzz_deterministic(seeds: range) -> None:
-    # R2 R13 R14 R15 R16 R17 R18 R21 R22 R24 R25 R28 R29 R30 R31 R32; same seed, same trace
+    # R2 R13 R14 R15 R16 R17 R18 R21 R22 R24 R25 R28 R29 R30 R31 R32; same seed, same trace;
+    # R5 R6 R7 R8 R9 R10 R33 R34
     _assert_clean(seeds, "deterministic")
 
 
 @pytest.mark.parametrize("seeds", SEEDS, ids=_ids)
 def test_fuzz_threaded(seeds: range) -> None:
-    # R2 R3 R13 R14 R15 R16 R17 R18 R21 R22 R24 R25 R28 R30 R31 R32
+    # R2 R3 R13 R14 R15 R16 R17 R18 R21 R22 R24 R25 R28 R30 R31 R32; R5 R6 R7 R8 R9 R10 R33 R34
     _assert_clean(seeds, "threaded")
 
 
@@ -54,6 +62,32 @@ def test_fuzz_threaded(seeds: range) -> None:
 def test_fuzz_without_cancellation(runtime: str) -> None:
     # R2 R13 R14 R15 R16 R17 R18 R21 R22 R24 R25: the same programs with no cancel at all
     _assert_clean(range(1000, 1010), runtime, cancellation=False)
+
+
+def test_the_generator_covers_the_new_features() -> None:
+    # R5 R7 R33 R34: the features reach the programs (checked on the programs alone: cheap)
+    from .programs import MODEL_NAMES, NOAPT, generate
+
+    activations: set[tuple[str, str | None]] = set()
+    steps: set[str] = set()
+    na_units = na_targets = na_async = 0
+    for seed in range(300):
+        prog = generate(seed)
+        for c in prog.calls.values():
+            if c.kind == "activate":
+                place = ("none" if c.caller == NOAPT else "NA" if c.caller == prog.na
+                         else "MTA" if c.caller == prog.mta else "STA")
+                activations.add((place, c.model))
+            elif c.target == prog.na:
+                na_targets += 1
+                na_async += c.kind == "async"
+        na_units += sum(u.host is not None for u in prog.units)
+        steps.update(step[0] for life in prog.lives for step in life.steps)
+    places = ("STA", "MTA", "NA", "none")
+    assert activations == {(p, m) for p in places for m in MODEL_NAMES}
+    assert steps == {"unmarshal", "missing", "release", "qi", "call", "identity", "remarshal",
+                     "release_data", "locks", "disconnect", "release_all"}
+    assert na_units > 0 and na_targets > 0 and na_async > 0
 
 
 def test_the_generator_is_deterministic() -> None:

@@ -462,3 +462,51 @@ async def test_cancel_a_begun_na_call(rt: comsim.Runtime) -> None:
         return hr_cancel, 0
 
     assert await sta.run(use) == (hresult.S_OK, hresult.RPC_E_CALL_CANCELED)
+
+
+class Lingering(comsim.CoClass, INa):
+    """An NA object whose Hold says when it ends, however it ends."""
+
+    threading_model = "Neutral"
+    ended: list[str] = []
+
+    async def Hold(self, seconds: float, started: Any) -> str:
+        started.Signal()
+        try:
+            await anyio.sleep(seconds)
+        finally:
+            Lingering.ended.append("ended")
+        return "held"
+
+
+@pytest.mark.parametrize("where", ["STA", "MTA"])
+@pytest.mark.asyncio
+async def test_a_begun_na_call_ends_with_the_callers_apartment(where: str) -> None:
+    # R5 (choice), R18, R25: the task Begin_ starts on an NA proxy is a task of the caller's
+    # apartment; when the unit released its call object without Finish_ and the apartment
+    # ends (the STA's shutdown; the MTA's, with the runtime), the task is cancelled and waited
+    # for, not left pending on the loop (found by the fuzz suite, tests/fuzz, seed 504 on the
+    # deterministic runtime)
+    Lingering.ended = []
+    det = isinstance(asyncio.get_running_loop(), comsim.testing.VirtualTimeLoop)
+    started = comsim.ManualResetEvent()
+
+    async def unit() -> None:
+        p = await comsim.CoCreateInstance(Lingering, INa)
+        factory = p.QueryInterface(comsim.ICallFactory)
+        call = factory.CreateCall(AsyncINa)
+        factory.Release()
+        call.Begin_Hold(3600.0, started)
+        call.Release()  # R25: the method runs on, its reply will be dropped
+
+    async with comsim.Runtime(deterministic=det, seed=0 if det else None) as rt:
+        apt = await rt.create_sta("s") if where == "STA" else rt.mta
+        await apt.run(unit)
+        await started.Wait(0, comsim.INFINITE)
+        assert Lingering.ended == []
+        if where == "STA":
+            await apt.shutdown()
+            assert Lingering.ended == ["ended"]
+    assert Lingering.ended == ["ended"]
+    me = asyncio.current_task()
+    assert [t for t in asyncio.all_tasks() if t is not me and not t.done()] == []
