@@ -16,6 +16,7 @@ from .._core.iface import MethodSpec
 from .._core.refcount import RefCount
 from .cancel import _await_cancel, start_cancel
 from .client import _check_proxy, _outcome
+from .context import UNDER
 from .events import ManualResetEvent
 from .inline import begin_neutral
 from .objects import (
@@ -102,6 +103,9 @@ class CallObject:
         self._event = ManualResetEvent()
         self._outer = outer
         self._refs = RefCount(revives=False)  # released, it stays so (R25)
+        #: for a call begun by NA code: where ``outer.Signal()`` runs (the NA, the thread
+        #: under it; R5, R24)
+        self._signal_at: tuple[Any, Any] | None = None
 
     def __repr__(self) -> str:
         return (f"<call object {self._async_iface.__name__} on {self._proxy!r} "
@@ -134,6 +138,8 @@ class CallObject:
                           owner=self)
         if where.apartment._neutral:  # R5: NA code's replies come to the thread under it
             call.client = where.apartment.host()
+            # R24: ``outer.Signal()`` runs with the NA current, on that thread
+            self._signal_at = (where, UNDER.get())
         self._call = call
         if call.server._neutral:  # R5 (choice): the method starts at once, a task of ours
             begin_neutral(call, where)

@@ -20,10 +20,7 @@ from .._core.messages import Reply
 from .._core.stub import CancelReport, StubCall
 from . import trace
 from .boundary import call_hook
-from .context import (
-    WHERE,
-    Where,
-)
+from .context import UNDER, WHERE, Where
 from .hooks import HOOKS
 from .loop import resume
 from .stubs import Stub
@@ -225,10 +222,16 @@ def _ended(call: ClientCall, cancelled: bool) -> None:
 
 
 def _signal_outer(call: ClientCall, outer: Any) -> None:
-    """R24: ``outer.Signal()`` once, on the client's loop, with the client apartment current."""
+    """R24: ``outer.Signal()`` once, on the client's loop, with the client apartment current
+    (for a call made by NA code, the NA over the thread under it, R5)."""
 
     def run() -> None:
-        WHERE.set(call.client._home)
+        at = call.owner._signal_at if call.owner is not None else None
+        if at is None:
+            WHERE.set(call.client._home)
+        else:
+            WHERE.set(at[0])
+            UNDER.set(at[1])
         call_hook("call.signal_failed", call.fields(), None, outer.Signal)
 
     contextvars.Context().run(run)

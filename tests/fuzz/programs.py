@@ -73,12 +73,6 @@ APP_CODE = -2147220991  # 0x80040201, an application's own failure code
 APP_ERRORS = (hr.E_FAIL, hr.E_INVALIDARG, APP_CODE)
 SLEEPS = (0.0, 0.0, 0.001, 0.003, 0.01, 0.02)
 GONE = frozenset({hr.RPC_E_DISCONNECTED, hr.CO_E_OBJNOTCONNECTED})
-#: A known deviation, reported and not yet fixed: outer.Signal() of a call made through a
-#: proxy bound to the NA runs with the apartment under the NA code current (or none), not the
-#: NA (R24 with R5); ``record._signal_outer`` sets the client's ``_home``, which for NA code is
-#: its host's. While True the checker does not look at where such a Signal runs (its count it
-#: still checks). Set it to False to see it: ``python scripts/fuzz.py --seed 6``.
-KNOWN_NA_SIGNAL = True
 NOAPT = -2  # "apartment index" of code in no apartment
 HOSTSTA = -3  # ... of the host STA (R33)
 MODEL_NAMES: tuple[str | None, ...] = ("Apartment", "Free", "Both", "Neutral", None)
@@ -616,8 +610,6 @@ class Outer:
     def Signal(self) -> None:
         self.count += 1
         cur = comsim.current_apartment()
-        if self.apt == "NA" and KNOWN_NA_SIGNAL:
-            return  # see KNOWN_NA_SIGNAL
         if cur is None or cur.name != self.apt:
             self.ctx.violation(f"op {self.op}: outer.Signal() ran in "
                                f"{cur.name if cur else None}, not the caller {self.apt} (R24)")

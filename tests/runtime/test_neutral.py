@@ -409,6 +409,51 @@ async def test_na_proxy_usable_from_na_code_on_any_thread(rt: comsim.Runtime) ->
     assert info.value.hresult == hresult.RPC_E_WRONG_THREAD
 
 
+AsyncICalc = comsim.async_interface(ICalc)
+
+
+class _Outer:
+    """An ``outer`` for CreateCall that notes where each ``Signal()`` ran (R24)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, int]] = []
+
+    def Signal(self) -> None:
+        apt = comsim.current_apartment()
+        self.seen.append((apt.name if apt is not None else None, comsim.current_thread_id()))
+
+
+@pytest.mark.parametrize("under", ["STA", "MTA", "no apartment"])
+@pytest.mark.asyncio
+async def test_outer_signal_of_a_call_from_na_code_runs_in_the_na(rt: comsim.Runtime,
+                                                                    under: str) -> None:
+    # R24 with R5: outer.Signal() runs in the apartment of the call's client -- for a call
+    # made by NA code, the NA, on the thread under it (found by the fuzz suite)
+    a = await rt.create_sta("a")
+
+    async def serve() -> int:
+        return rt.git.RegisterInterfaceInGlobal(Calc(), ICalc)
+
+    cookie = await a.run(serve)
+    outer = _Outer()
+
+    async def in_na() -> tuple[int, int]:
+        calc = rt.git.GetInterfaceFromGlobal(cookie, ICalc)
+        call: Any = calc.QueryInterface(comsim.ICallFactory).CreateCall(AsyncICalc, outer)
+        call.Begin_Add(1, 2)
+        return int(await call.Finish_Add()), comsim.current_thread_id()
+
+    if under == "STA":
+        b = await rt.create_sta("b")
+        total, thread = await b.run(rt.nta.run, in_na)
+    elif under == "MTA":
+        total, thread = await rt.mta.run(rt.nta.run, in_na)
+    else:
+        total, thread = await rt.nta.run(in_na)
+    assert total == 3
+    assert outer.seen == [("NA", thread)]
+
+
 @pytest.mark.asyncio
 async def test_na_object_calls_out(rt: comsim.Runtime) -> None:
     # R5 (R11): an object reference passed into the NA becomes a proxy bound to the NA
