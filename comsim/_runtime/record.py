@@ -52,6 +52,7 @@ class CallObject(Protocol):
     _call: ClientCall | None
     _event: Any
     _outer: Any
+    _signal_at: tuple[Any, Any] | None
 
 
 #: where a new request stands on the server side (the core's initial stage)
