@@ -15,7 +15,7 @@ from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .context import UNDER, WHERE, Where
 from .objects import CoClass, IUnknown, _is_interface
-from .objref import marshal_interface, unmarshal_interface
+from .objref import marshal_interface, release_marshal_data, unmarshal_interface
 
 T = TypeVar("T")
 
@@ -50,7 +50,8 @@ def _main_sta(rt: Any) -> Any:
     return rt._host_sta()
 
 
-def _construct(cls: type[CoClass], iface: type[Any], at_home: bool) -> Any:
+def _construct(cls: type[CoClass], iface: type[Any], at_home: bool,
+               made: list[Any] | None = None) -> Any:
     """In the target apartment: ``cls()``, checked for ``iface``; the object itself for the
     creator's own apartment, else its marshal data (the construction's reference goes to the
     stub: the proxy will hold the only strong reference, R7)."""
@@ -72,6 +73,8 @@ def _construct(cls: type[CoClass], iface: type[Any], at_home: bool) -> Any:
         return obj
     stream = marshal_interface(obj, iface)
     obj.Release()
+    if made is not None:
+        made.append(stream)  # the creator releases it if it is cancelled before it unmarshals
     return stream
 
 
@@ -115,10 +118,18 @@ async def CoCreateInstance(cls: type[Any], iface: type[T]) -> T:
     if core.result_is_object(target is w.apartment):
         result: T = _construct(cls, iface, True)
         return result
-    if target._neutral:
-        stream = await target.run(_construct, cls, iface, False)  # inline: no wait at all
-    else:
-        # a unit of the target; waiting for it is a COM wait (R2)
-        stream = await target.run(_construct, cls, iface, False, _com_wait=True)
+    made: list[Any] = []
+    try:
+        if target._neutral:
+            stream = await target.run(_construct, cls, iface, False, made)  # inline: no wait
+        else:
+            # a unit of the target; waiting for it is a COM wait (R2)
+            stream = await target.run(_construct, cls, iface, False, made, _com_wait=True)
+    except BaseException:
+        # the creator was cancelled (R32) after the object was made: nobody will unmarshal
+        # its data, so it is released and the new object goes with it (R7)
+        for data in made:
+            release_marshal_data(data)
+        raise
     proxy: T = unmarshal_interface(stream, iface)
     return proxy

@@ -366,3 +366,42 @@ async def test_waiting_for_the_constructor_is_a_com_wait(rt: comsim.Runtime) -> 
     assert result["create"] == "Proxy_IWhere"
     assert probe_thread == creator.thread_id
     assert log == ["probe", "blocker ends", "created"]
+
+
+class Counted(comsim.CoClass, IWhere):
+    """Free-threaded: constructed in the MTA; notes every instance made."""
+
+    threading_model = "Free"
+    made: list[Counted] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        Counted.made.append(self)
+
+    async def Home(self) -> tuple[str, str]:
+        return "MTA", "MTA"
+
+
+@pytest.mark.deterministic_only
+@pytest.mark.asyncio
+async def test_a_creator_cancelled_after_the_constructor_ran_leaks_nothing(
+        rt: comsim.Runtime) -> None:
+    # R33 with R32 and R7: the object was made in the MTA, its marshal data is on its way to
+    # the creator when the creator is cancelled; nobody will unmarshal the data, so it is
+    # released and the object's stub disconnects (no strong reference is left)
+    Counted.made = []
+    a = await rt.create_sta("a")
+    rt.set_latency(1.0, source="MTA")  # the constructor's result takes 1 s to come back
+
+    async def create() -> str:
+        with anyio.move_on_after(0.5):
+            await comsim.CoCreateInstance(Counted, IWhere)
+            return "created"
+        return "cancelled"
+
+    with comsim.testing.capture_trace() as events:
+        assert await a.run(create) == "cancelled"
+        await anyio.sleep(2)  # virtual time: every message in flight lands
+    assert len(Counted.made) == 1
+    gone = events.events("stub.disconnected")
+    assert [(e["object"], e["reason"]) for e in gone] == [("Counted", "released")]
