@@ -95,34 +95,27 @@ class PCTPolicy:
 
     def __init__(self, rng: random.Random, depth: int, k: int, channels: bool = False) -> None:
         self.rng = rng
-        self.channels = channels
+        self.keys = _Keys(channels)
         self.priority: dict[Any, float] = {}
         self.change_points = set(rng.sample(range(max(k, depth)), max(depth - 1, 0)))
         self.choice_steps = 0
         self.competing: set[Any] = set()
         self.low = 0.0
-        self.transport: Any = None
 
     def bind(self, transport: Any) -> None:
-        self.transport = transport
+        self.keys.transport = transport
 
     def choose(self, targets: Sequence[str | None], proposal: int) -> int:
-        keys: Sequence[Any] = targets
-        if self.channels:
-            keys = list(zip(self.transport.senders, targets, strict=True))
+        keys = self.keys.of(targets)
         prio = self.priority
         for key in keys:
             if key not in prio:
                 prio[key] = 1.0 + self.rng.random()
         best = 0
-        first = keys[0]
-        choice = False
         for i, key in enumerate(keys):
-            if key != first:
-                choice = True
             if prio[key] > prio[keys[best]]:
                 best = i
-        if choice:
+        if _is_choice(keys):
             self.competing.update(keys)
             if self.choice_steps in self.change_points:
                 self.low -= 1.0
@@ -136,21 +129,36 @@ class DefaultPolicy:
     PCT (``channels``: of PCT over channels)."""
 
     def __init__(self, channels: bool = False) -> None:
-        self.channels = channels
+        self.keys = _Keys(channels)
         self.choice_steps = 0
-        self.transport: Any = None
 
     def bind(self, transport: Any) -> None:
-        self.transport = transport
+        self.keys.transport = transport
 
     def choose(self, targets: Sequence[str | None], proposal: int) -> int:
-        keys: Sequence[Any] = targets
-        if self.channels:
-            keys = list(zip(self.transport.senders, targets, strict=True))
-        first = keys[0]
-        if any(k != first for k in keys):
+        if _is_choice(self.keys.of(targets)):
             self.choice_steps += 1
         return OLDEST
+
+
+class _Keys:
+    """What PCT gives priorities to: the receivers of the pending messages, or (``channels``)
+    their channels, (sender, receiver), read from the transport's ``senders``."""
+
+    def __init__(self, channels: bool) -> None:
+        self.channels = channels
+        self.transport: Any = None
+
+    def of(self, targets: Sequence[str | None]) -> Sequence[Any]:
+        if self.channels:
+            return list(zip(self.transport.senders, targets, strict=True))
+        return targets
+
+
+def _is_choice(keys: Sequence[Any]) -> bool:
+    """A choice step: messages of two keys or more are pending (a priority decides)."""
+    first = keys[0]
+    return any(k != first for k in keys)
 
 
 class Schedule:
