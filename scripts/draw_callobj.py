@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from comsim._core.callobj import TABLE, Effect
+from scripts._readme_block import replace_block
 
 START, END = "<!-- callobj-diagram:start -->", "<!-- callobj-diagram:end -->"
 
@@ -33,10 +34,7 @@ def diagram() -> str:
 def main() -> None:
     text = diagram()
     if "--readme" in sys.argv:
-        readme = Path(__file__).resolve().parents[1] / "README.md"
-        body = readme.read_text()
-        a, b = body.index(START) + len(START), body.index(END)
-        readme.write_text(body[:a] + "\n" + text + "\n" + body[b:])
+        replace_block(START, END, text)
     else:
         print(text)
 

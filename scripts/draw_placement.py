@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from comsim._core.activation import MODELS, TABLE, Creator, Placement
+from scripts._readme_block import replace_block
 
 START, END = "<!-- placement-table:start -->", "<!-- placement-table:end -->"
 
@@ -46,10 +47,7 @@ def table() -> str:
 def main() -> None:
     text = table()
     if "--readme" in sys.argv:
-        readme = Path(__file__).resolve().parents[1] / "README.md"
-        body = readme.read_text()
-        a, b = body.index(START) + len(START), body.index(END)
-        readme.write_text(body[:a] + "\n" + text + "\n" + body[b:])
+        replace_block(START, END, text)
     else:
         print(text)
 
