@@ -85,7 +85,8 @@ _DESCRIPTIONS: dict[int, str] = {
 
 def name(hr: int) -> str:
     """The COM name of ``hr`` (``name(0x80010115) == "RPC_S_CALLPENDING"``), or its hex."""
-    return _NAMES.get(_signed(hr), f"0x{unsigned(hr):08X}")
+    known = _NAMES.get(_signed(hr))
+    return known if known is not None else f"0x{unsigned(hr):08X}"
 
 
 def succeeded(hr: int) -> bool:

@@ -50,7 +50,7 @@ T = TypeVar("T")
 
 #: server tasks kept waiting for calls per apartment; more are started when calls nest or run
 #: concurrently, and end when they find this many idle already
-_MAX_IDLE_SERVER_TASKS = 8
+MAX_IDLE_SERVER_TASKS = 8
 
 
 class Apartment(ComWaits, RunUnits):
@@ -209,7 +209,7 @@ class Apartment(ComWaits, RunUnits):
     def _keeps_serving(self, task: asyncio.Task[Any]) -> bool:
         """Whether a server task that has finished a call waits for the next one: not once the
         apartment shuts down, when enough wait already, or while a cancel is pending on it."""
-        return not (self._closing or len(self._idle) >= _MAX_IDLE_SERVER_TASKS
+        return not (self._closing or len(self._idle) >= MAX_IDLE_SERVER_TASKS
                     or task.cancelling())
 
 

@@ -25,7 +25,7 @@ from .context import (
 )
 from .inline import call_neutral
 from .record import ClientCall, Proxy, _end_grace, _send, drop_reply, on_reply
-from .wire import discard, pack, unpack
+from .wire import Packed, discard, pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -75,16 +75,27 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
         # sent as soon as it is made: the COM wait's bookkeeping overlaps the server's work
         # (and, with the two apartments on two CPUs, the wake-up of the server's thread)
         _send(call)
+        sched = apt._sched
+        unit = where.unit if where.apartment is apt else None
         while True:
-            # a COM wait (apt.com_wait, written out: no coroutine made for it)
-            w = apt._wait_begins(where, WaitKind.CALL, call.causality_id, call)
+            # a COM wait (apt.com_wait, written out: no coroutine made for it; and its
+            # ``_wait_begins`` and ``_wait_ready`` too)
+            w = None
+            if sched is not None and unit is not None and unit in sched.stack:
+                w, actions = sched.begin_wait(unit, WaitKind.CALL, call.causality_id, call)
+                if actions:
+                    apt._apply(actions)
             cancelled: BaseException | None = None
             try:
                 await fut
             except asyncio.CancelledError as exc:
                 cancelled = exc
-            if w is not None and not apt._wait_ready(w):
-                cancelled = await apt._wait_for_top(w, cancelled)
+            if w is not None:
+                actions = sched.wait_ready(w)
+                if actions:
+                    apt._apply(actions)
+                if not w.ended:
+                    cancelled = await apt._wait_for_top(w, cancelled)
             if cancelled is not None:
                 _abandon(call)
                 raise cancelled
@@ -176,4 +187,5 @@ def _outcome(call: ClientCall, apt: Apartment, effect: Effect, code: int | None)
         trace.emit("call.completed", **call.fields(), hresult=reply.hresult)
     if reply.hresult < 0:
         raise COMError(reply.hresult, reply.text) from reply.exc
-    return unpack(reply.value, apt, call.spec.result_label)
+    value = reply.value
+    return value if type(value) is not Packed else unpack(value, apt, call.spec.result_label)

@@ -19,10 +19,10 @@ from typing import Any
 
 from .._core.check import is_number
 from . import trace
-from .boundary import call_hook
 from .context import WHERE
 from .futures import call_in_loop
-from .schedule import DEFER, Policy, RandomPolicy, propose
+from .schedule import DEFER, DEFER_PROBABILITY, Policy, RandomPolicy
+from .vtloop import VirtualTimeLoop
 
 _Message = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...]]
 
@@ -32,10 +32,10 @@ class DeterministicTransport:
 
     deterministic = True
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int | None) -> None:
+    def __init__(self, loop: VirtualTimeLoop, seed: int | None) -> None:
         self.loop = loop
         self.rng = random.Random(seed)
-        self.now: Callable[[], float] = loop.time
+        self.now: Callable[[], float] = loop.clock
         self.pending: list[_Message] = []
         #: the receiver of each pending message (an apartment's name; None: code outside)
         self.targets: list[str | None] = []
@@ -53,23 +53,85 @@ class DeterministicTransport:
         self.host_ctx = contextvars.Context()  # messages to code outside any apartment
         #: per-apartment-pair latency: (sender name or None, target name) -> seconds or callable
         self.latency: dict[tuple[str | None, str | None], Any] = {}
+        #: a message is being taken in; then ``_mark``: where in the loop's ready queue the
+        #: next delivery step was asked for (``VirtualTimeLoop.call_soon_at``)
+        self._delivering = False
+        self._mark = 0
+        self._ready_count = loop.ready_count
+        self._runs_next = loop.runs_next
+        self._call_soon_at = loop.call_soon_at
 
     # ------------------------------------------------------------------ the seam
     def start(self, apartment: Any) -> None:
         apartment._attach(self.loop)
+        apartment._post = self._poster(apartment)
+
+    def _poster(self, apt: Any) -> Callable[..., bool]:
+        """``apt._post``: ``post(apt, fn, args)`` for this one apartment, in one frame (every
+        request, reply and cancel is posted so)."""
+        ctx = apt._ctx0
+        target = apt.name
+        pending = self.pending
+        targets = self.targets
+        senders = self.senders
+        ordinals = self.ordinals
+        get_where = WHERE.get
+
+        def post(fn: Callable[..., Any], *args: Any) -> bool:
+            if not apt._accepting:
+                return False
+            w = get_where()
+            sender = w.apartment.name if w is not None else None
+            if self.latency:
+                delay = self._delay(apt, sender)
+                if delay:
+                    self.loop.call_later(delay, self._arrive, ctx, fn, args, target, sender,
+                                         context=self.ctx)
+                    return True
+            pending.append((ctx, fn, args))
+            targets.append(target)
+            senders.append(sender)
+            ordinals.append(self.enqueued)
+            self.enqueued += 1
+            if not self.scheduled:
+                self.scheduled = True
+                if self._delivering:  # ``_deliver`` schedules its next step when it returns
+                    self._mark = self._ready_count()
+                else:
+                    self.loop.call_soon(self._deliver, context=self.ctx)
+            return True
+
+        return post
 
     def post(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-        if apt is not None and not apt._accepting:
-            return False
-        ctx = apt._ctx0 if apt is not None else self.host_ctx
-        target = apt.name if apt is not None else None
-        sender = _sender()
-        delay = self._delay(apt)
-        if delay:
-            self.loop.call_later(delay, self._enqueue, ctx, fn, args, target, sender,
-                                 context=self.ctx)
+        if apt is not None:
+            if not apt._accepting:
+                return False
+            ctx = apt._ctx0
+            target = apt.name
         else:
-            self._enqueue(ctx, fn, args, target, sender)
+            ctx = self.host_ctx
+            target = None
+        w = WHERE.get()
+        sender = w.apartment.name if w is not None else None
+        if self.latency:
+            delay = self._delay(apt, sender)
+            if delay:
+                self.loop.call_later(delay, self._arrive, ctx, fn, args, target, sender,
+                                     context=self.ctx)
+                return True
+        # ``_enqueue``, written out (every message comes this way)
+        self.pending.append((ctx, fn, args))
+        self.targets.append(target)
+        self.senders.append(sender)
+        self.ordinals.append(self.enqueued)
+        self.enqueued += 1
+        if not self.scheduled:
+            self.scheduled = True
+            if self._delivering:  # ``_deliver`` schedules its next step when it returns
+                self._mark = self._ready_count()
+            else:
+                self.loop.call_soon(self._deliver, context=self.ctx)
         return True
 
     def signal(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
@@ -101,19 +163,27 @@ class DeterministicTransport:
         self.latency[key] = seconds
 
     # ------------------------------------------------------------------ the pump
-    def _delay(self, target: Any) -> float:
-        if not self.latency:
-            return 0.0
-        src = _sender()
+    def _delay(self, target: Any, src: str | None) -> float:
         dst = target.name if target is not None else None
-        spec = self.latency.get((src, dst), self.latency.get((None, dst),
-                                                             self.latency.get((None, None))))
+        latency = self.latency
+        spec = latency.get((src, dst))  # a stored latency is never None (``set_latency``)
         if spec is None:
-            return 0.0
+            spec = latency.get((None, dst))
+            if spec is None:
+                spec = latency.get((None, None))
+                if spec is None:
+                    return 0.0
         if not callable(spec):
             return float(spec)
         # the user's latency function: a failure or a bad value is traced, and means no delay
-        delay = call_hook("latency.error", {"target": dst}, 0.0, spec, self.rng)
+        # (``boundary.call_hook``, written out)
+        try:
+            delay = spec(self.rng)
+        except BaseException as exc:  # the boundary: nothing goes through
+            trace.emit("latency.error", target=dst, exc=repr(exc))
+            return 0.0
+        if type(delay) is float and 0.0 <= delay < math.inf:
+            return delay
         if is_number(delay) and 0 <= delay < math.inf:
             return float(delay)
         trace.emit("latency.error", target=dst, exc=f"bad delay {delay!r}")
@@ -128,33 +198,81 @@ class DeterministicTransport:
         self.enqueued += 1
         if not self.scheduled:
             self.scheduled = True
+            if self._delivering:  # ``_deliver`` schedules its next step when it returns
+                self._mark = self._ready_count()
+            else:
+                self.loop.call_soon(self._deliver, context=self.ctx)
+
+    def _arrive(self, ctx: contextvars.Context, fn: Callable[..., Any],
+                args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
+        """A delayed message arrives (a timer of the loop, set by ``post``)."""
+        self.pending.append((ctx, fn, args))
+        self.targets.append(target)
+        self.senders.append(sender)
+        self.ordinals.append(self.enqueued)
+        self.enqueued += 1
+        if not self.scheduled:
+            if self._runs_next():
+                # the loop's next turn would run nothing but the delivery step: take it here
+                self._deliver()
+                return
+            self.scheduled = True
             self.loop.call_soon(self._deliver, context=self.ctx)
 
     def _deliver(self) -> None:
-        self.scheduled = False
-        if not self.pending:
-            return
-        # the policy picks a pending message, or lets everything else that is ready run first
-        targets = self.targets
-        decision = self.policy.choose(targets, propose(self.rng, len(targets)))
-        self.decisions.append(decision)
-        if decision == DEFER:
-            self.scheduled = True
-            self.loop.call_soon(self._deliver, context=self.ctx)
-            return
-        del self.targets[decision]
-        del self.senders[decision]
-        del self.ordinals[decision]
-        ctx, fn, args = self.pending.pop(decision)
-        try:
-            ctx.run(fn, *args)
-        except BaseException as exc:  # a bug in comsim: report it, and deliver the rest
-            self.loop.call_exception_handler(
-                {"message": f"comsim: message {fn!r} failed", "exception": exc})
-        finally:
-            if self.pending and not self.scheduled:
+        """Delivery steps, one per turn of the loop. While the loop's next turn would run
+        nothing but the next step (``VirtualTimeLoop.runs_next``: nothing else ready, no
+        timer due), that step is taken here at once: the same order of events and the same
+        decisions, with no loop turn in between. A step asked for while a message is taken in
+        is queued where ``call_soon`` would have queued it then (``call_soon_at``)."""
+        runs_next = self._runs_next
+        rng = self.rng
+        while True:
+            self.scheduled = False
+            if not self.pending:
+                return
+            # the policy picks a pending message, or lets everything else that is ready run
+            # first
+            targets = self.targets
+            # ``propose``, written out: the same draws
+            n = len(targets)
+            if rng.random() < DEFER_PROBABILITY:
+                decision = DEFER
+            else:
+                decision = rng.randrange(n) if n > 1 else 0
+            policy = self.policy
+            if type(policy) is not RandomPolicy:  # the random pump takes its proposal
+                decision = policy.choose(targets, decision)
+            self.decisions.append(decision)
+            if decision == DEFER:
+                if runs_next():
+                    continue
                 self.scheduled = True
                 self.loop.call_soon(self._deliver, context=self.ctx)
+                return
+            del targets[decision]
+            del self.senders[decision]
+            del self.ordinals[decision]
+            ctx, fn, args = self.pending.pop(decision)
+            self._delivering = True
+            try:
+                ctx.run(fn, *args)
+            except BaseException as exc:  # a bug in comsim: report it, and deliver the rest
+                self.loop.call_exception_handler(
+                    {"message": f"comsim: message {fn!r} failed", "exception": exc})
+            finally:
+                self._delivering = False
+                if self.scheduled:  # a message came meanwhile: its step was asked for then
+                    mark = self._mark
+                elif self.pending:
+                    self.scheduled = True
+                    mark = self._ready_count()
+                else:
+                    return
+            if runs_next():
+                continue
+            self._call_soon_at(mark, self._deliver, self.ctx)
+            return
 
 
 def _sender() -> str | None:

@@ -1,5 +1,6 @@
 """The threaded runtime's apartment loops: lazy polls while busy, one read per wake-up, and a
-wake-up that makes no handle per message; and ``resume``, a hand-off that costs one loop turn.
+wake-up that makes no handle per message; ``resume``, a hand-off that costs one loop turn; and
+``Handle`` and ``TimerHandle``, made without asking the loop for its debug mode.
 
 With ``vtloop``, this is one of the two modules that touch asyncio's private internals (the
 loop's self-pipe, a future's callbacks, 3.11's current-task dict); each use falls back to the
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ApartmentLoop", "BusyLoopSelector", "resume"]
+__all__ = ["ApartmentLoop", "BusyLoopSelector", "Handle", "TimerHandle", "resume"]
 
 
 class BusyLoopSelector(selectors.BaseSelector):
@@ -53,6 +54,43 @@ class BusyLoopSelector(selectors.BaseSelector):
 
     def close(self) -> None:
         self._real.close()
+
+
+class Handle(asyncio.Handle):
+    """asyncio's ``Handle``, made without asking the loop for its debug mode (the loop makes
+    these only when it is not in debug mode, so there is no source traceback to take)."""
+
+    __slots__ = ()
+
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...],
+                 loop: asyncio.AbstractEventLoop, context: contextvars.Context | None) -> None:
+        this: Any = self
+        this._context = context if context is not None else contextvars.copy_context()
+        this._loop = loop
+        this._callback = callback
+        this._args = args
+        this._cancelled = False
+        this._repr = None
+        this._source_traceback = None
+
+
+class TimerHandle(asyncio.TimerHandle):
+    """asyncio's ``TimerHandle``, made as ``Handle`` is."""
+
+    __slots__ = ()
+
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
+                 loop: asyncio.AbstractEventLoop, context: contextvars.Context | None) -> None:
+        this: Any = self
+        this._context = context if context is not None else contextvars.copy_context()
+        this._loop = loop
+        this._callback = callback
+        this._args = args
+        this._cancelled = False
+        this._repr = None
+        this._source_traceback = None
+        this._when = when
+        this._scheduled = False
 
 
 class ApartmentLoop(asyncio.SelectorEventLoop):

@@ -49,6 +49,9 @@ HOOKS.answer = server.reply_now
 HOOKS.cancel_outgoing = cancel.cancel_outgoing
 
 
+#: the deterministic runtime's random source until it is entered (``Runtime.__aenter__``)
+_UNSEEDED = random.Random(0)
+
 #: the host STA's name (R33); it and the NA's are reserved (``create_sta``)
 HOST_STA = "HostSTA"
 RESERVED_NAMES = frozenset({"NA", HOST_STA})
@@ -134,7 +137,9 @@ class Runtime:
         self._host_lock = threading.Lock()  # at most one host STA (R33)
         self._faults: list[tuple[str, str | None, Any, float]] = []
         self._background: list[asyncio.Task[Any]] = []
-        self._rng = random.Random(seed)
+        #: the seeded choices of fault injection; the deterministic runtime's is its
+        #: transport's, given on entering (made here, a seeding each, only for the threaded one)
+        self._rng = _UNSEEDED if deterministic else random.Random(seed)
         self.git = GlobalInterfaceTable(self._cookies)
 
     # ---------------------------------------------------------------- context manager

@@ -18,6 +18,7 @@ from .._core.hresult import COMError
 from .._core.messages import Reply, new_reply
 from .._core.sta import Unit, UnitKind
 from . import trace
+from .apartment import MAX_IDLE_SERVER_TASKS
 from .context import (
     WHERE,
     new_where,
@@ -29,8 +30,9 @@ from .objects import (
     async_interface,
 )
 from .record import ClientCall, on_reply
-from .stubs import Stub, call_begins, call_ends
-from .wire import discard, pack, unpack
+from .stubs import Stub
+from .stubs import _stub_lock as stub_lock
+from .wire import SCALARS, Packed, discard, pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -64,7 +66,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
     task = asyncio.current_task()
     assert task is not None
     rt = apt._rt
-    sta = apt._sched is not None
+    sched = apt._sched
+    sta = sched is not None
     idle = apt._idle
     new_slot = apt._new_future
     slot: asyncio.Future[tuple[ClientCall, Unit | None]]
@@ -75,7 +78,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     WHERE.set(new_where((rt, apt, unit, call, call.causality_id,
                                          apt.thread_id if sta else rt._new_thread_id())))
                     stub = call.stub
-                    call_begins(stub)
+                    with stub_lock:  # ``stubs.call_begins``, written out
+                        stub.running += 1
                     if call.tracing:
                         trace.emit("call.dispatched", **call.fields())
                     obj = stub.obj
@@ -87,14 +91,18 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             if fault is not None:
                                 discard(call.args)  # R7: the arguments are never unpacked
                                 raise fault
-                        args = unpack(call.args, apt, call.spec.arguments_label)
+                        args = call.args
+                        if type(args) is Packed:
+                            args = unpack(args, apt, call.spec.arguments_label)
                         if stub.call_factory and call.spec.interface is not ICallFactory:
                             done, value = await _via_server_call(apt, call, obj, args)
                             if done:
                                 reply = Reply(hr.S_OK, pack(value, call.spec.result_label))
                         if reply is None:
                             fn = getattr(obj, call.method)
-                            if rules.interrupts(obj.cancel_policy):
+                            policy = obj.cancel_policy
+                            if policy == "interrupt" or (policy != "cooperative"
+                                                         and rules.interrupts(policy)):
                                 # a cancel that reaches the server while the method runs
                                 # cancels this scope; once the method has returned, the stage
                                 # is `returned` and no cancel touches it (R29)
@@ -104,8 +112,9 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             result = fn(*args)
                             if type(result) is _Coroutine or inspect.isawaitable(result):
                                 result = await result
-                            reply = new_reply((hr.S_OK, pack(result, call.spec.result_label),
-                                                None, None, None))
+                            if type(result) not in SCALARS:
+                                result = pack(result, call.spec.result_label)
+                            reply = new_reply((hr.S_OK, result, None, None, None))
                     except asyncio.CancelledError as exc:
                         # only a client's cancel (R30) cancels the scope, and only the
                         # apartment's shutdown (R18) the task itself; anything else is the
@@ -129,7 +138,12 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     except BaseException as exc:  # the fault boundary (``boundary``)
                         reply = _fault_reply(obj, call, exc)
                     finally:
-                        call_ends(stub)  # R17: the last running call may disconnect it
+                        # R17: the last running call may disconnect it (``stubs.call_ends``,
+                        # written out)
+                        with stub_lock:
+                            stub.running -= 1
+                            if stub.conn is stubcore.Connection.DISCONNECTING:
+                                stub.conn = stubcore.after_disconnect(stub.running)
                         if reply is None:  # a BaseException other than a cancel went through
                             reply = Reply(hr.RPC_E_SERVERFAULT,
                                           text="the server task ended abnormally")
@@ -140,13 +154,18 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     if call.server_cancelled and scope.cancel_called:
                         apt._end_unit(unit)
                         break  # told to cancel, but the method returned: the scope is spent
-                    keep = apt._keeps_serving(task)
+                    # ``Apartment._keeps_serving``, written out
+                    keep = not (apt._closing or len(idle) >= MAX_IDLE_SERVER_TASKS
+                                or task.cancelling())
                     if keep:
                         # idle before the unit ends: a queued call that its end starts comes to
                         # this very task, with no loop turn and no task switch
                         slot = new_slot()
                         idle.append(slot)
-                    apt._end_unit(unit)
+                    if unit is not None:  # ``Apartment._end_unit``, written out
+                        actions = sched.end(unit)  # type: ignore[union-attr]
+                        if actions:
+                            apt._apply(actions)
                     if not keep:
                         return
                     try:
@@ -222,7 +241,8 @@ def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
         apt._end_unit(unit)
         return
     flt = apt._filter
-    if rules.consults_incoming_filter(flt is not None, call.sync, apt._sched is not None):
+    if flt is not None and rules.consults_incoming_filter(True, call.sync,
+                                                          apt._sched is not None):
         answer = _ask_filter(apt, flt, call)
         if rules.filter_rejects(answer):
             with rt._lock:

@@ -3,8 +3,11 @@ that fails instead of hanging when nothing can ever run again (a deadlock).
 
 The deterministic runtime runs every apartment on it. With ``loop.ApartmentLoop``, this is one
 of the two modules that touch asyncio's private internals (the loop's ``_scheduled``,
-``_ready``, ``_ssock``, ``_signal_handlers`` and ``_clock_resolution``), each used where
-asyncio has no public way.
+``_ready``, ``_stopping``, ``_debug``, ``_ssock``, ``_signal_handlers`` and
+``_clock_resolution``; handles' fields), each used where asyncio has no public way: a loop
+turn of its own (``_run_once``, the same steps as asyncio's, lighter), ``call_soon`` and
+``call_at`` in one frame, and the deterministic pump's hand-off (``runs_next``,
+``call_soon_at``).
 
 Deadlock rule. asyncio asks its selector to wait with no time-out only when no callback is
 ready and no timer is scheduled (a timer at ``inf`` counts as none: it never fires). Then only
@@ -25,14 +28,23 @@ remaining tasks and closes the loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import heapq
 import math
 import selectors
 import threading
+from asyncio import format_helpers
 from collections.abc import Callable
 from typing import Any
 
 from .context import LIVE_RUNTIMES
-from .loop import BusyLoopSelector
+from .loop import BusyLoopSelector, Handle, TimerHandle
+
+# asyncio's own thresholds (``asyncio.base_events``), for ``VirtualTimeLoop._run_once``
+_MIN_SCHEDULED_TIMER_HANDLES = 100
+_MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
+_MAXIMUM_SELECT_TIMEOUT = 24 * 3600
 
 
 class _VirtualSelector(BusyLoopSelector):
@@ -42,6 +54,18 @@ class _VirtualSelector(BusyLoopSelector):
     def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
         super().__init__(real)
         self._loop = loop
+        #: files registered besides the loop's self-pipe (registered before this wrapper)
+        self._others = 0
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        key = super().register(fileobj, events, data)
+        self._others += 1
+        return key
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        key = super().unregister(fileobj)
+        self._others -= 1
+        return key
 
     def select(self, timeout: float | None = None
                ) -> list[tuple[selectors.SelectorKey, int]]:
@@ -54,14 +78,17 @@ class _VirtualSelector(BusyLoopSelector):
         if timeout <= 0:
             return super().select(timeout)  # callbacks are ready: poll now and then
         self._turns = 0
-        events = self._real.select(0)
-        if events:
-            return events
+        if self._others or getattr(loop, "_signal_handlers", None):
+            events = self._real.select(0)  # real I/O or a signal first
+            if events:
+                return events
+        # (a thread's ``call_soon_threadsafe`` puts its callback on the ready queue itself:
+        # the self-pipe only wakes a loop that waits, and is read at the next poll)
         # jump to the next timer exactly: ``_clock_resolution`` makes asyncio run it now
         target = scheduled[0]._when
         if target > loop._vtime:
             loop._vtime = target
-        return events
+        return []
 
     def _idle(self) -> list[tuple[selectors.SelectorKey, int]]:
         """Nothing ready, no timer: wait for an outside event, or raise the deadlock."""
@@ -102,6 +129,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         #: ``run_in_executor`` jobs not yet done (a token each)
         self._thread_jobs: set[object] = set()
         self._deadlocked: BaseException | None = None
+        #: ``time()`` without a Python frame (every call made on the deterministic runtime
+        #: asks it)
+        self.clock: Callable[[], float] = functools.partial(getattr, self, "_vtime")
+        #: ``get_debug`` without a Python frame (every new future asks it)
+        self.get_debug: Callable[[], bool] = functools.partial(getattr, self, "_debug")
+        #: the tasks made on this loop since the last ``rewind`` (``create_task``)
+        self._made: list[asyncio.Task[Any]] = []
+        self._made_limit = 256
+        #: how many callbacks are ready: a ``call_soon`` now would be queued behind them (the
+        #: ready queue's own ``__len__``: no Python frame)
+        self.ready_count: Callable[[], int] = self._ready.__len__  # type: ignore[attr-defined]
 
     def time(self) -> float:
         return self._vtime
@@ -116,6 +154,129 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     @_clock_resolution.setter
     def _clock_resolution(self, value: float) -> None:
         pass  # asyncio's __init__ sets the real clock's
+
+    # asyncio's call_soon, call_later and call_at, the same outside debug mode, in one frame
+    def call_soon(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
+                  context: contextvars.Context | None = None) -> asyncio.Handle:
+        this: Any = self
+        if this._debug:
+            return super().call_soon(callback, *args, context=context)
+        if this._closed:
+            this._check_closed()
+        handle = Handle(callback, args, self, context)
+        this._ready.append(handle)
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., Any],  # type: ignore[override]
+                   *args: Any, context: contextvars.Context | None = None
+                   ) -> asyncio.TimerHandle:
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return self.call_at(self._vtime + delay, callback, *args, context=context)
+
+    def call_at(self, when: float, callback: Callable[..., Any],  # type: ignore[override]
+                *args: Any, context: contextvars.Context | None = None
+                ) -> asyncio.TimerHandle:
+        this: Any = self
+        if this._debug:
+            return super().call_at(when, callback, *args, context=context)
+        if when is None:
+            raise TypeError("when cannot be None")
+        if this._closed:
+            this._check_closed()
+        timer = TimerHandle(when, callback, args, self, context)
+        heapq.heappush(this._scheduled, timer)
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
+
+    def _run_once(self) -> None:
+        """One turn of the loop: asyncio's ``_run_once``, the same steps in the same order,
+        written for this loop (not in debug mode, which keeps asyncio's own): while callbacks
+        are ready, the selector is polled every 16th turn only (``BusyLoopSelector``) and not
+        called at all otherwise; the due timers are taken at the virtual clock; each callback
+        is run as its handle's ``_run`` would run it, without that frame."""
+        this: Any = self  # asyncio's private attributes, untyped
+        if this._debug:
+            super()._run_once()  # type: ignore[misc]
+            return
+        scheduled: list[Any] = this._scheduled
+        ready = this._ready
+        n = len(scheduled)
+        if n:
+            if (n > _MIN_SCHEDULED_TIMER_HANDLES and this._timer_cancelled_count / n
+                    > _MIN_CANCELLED_TIMER_HANDLES_FRACTION):
+                kept = []
+                for handle in scheduled:
+                    if handle._cancelled:
+                        handle._scheduled = False
+                    else:
+                        kept.append(handle)
+                heapq.heapify(kept)
+                this._scheduled = scheduled = kept
+                this._timer_cancelled_count = 0
+            else:
+                while scheduled and scheduled[0]._cancelled:
+                    this._timer_cancelled_count -= 1
+                    handle = heapq.heappop(scheduled)
+                    handle._scheduled = False
+        selector = this._selector
+        if ready or this._stopping:
+            # ``selector.select(0)``, inline: the real selector every 16th turn
+            selector._turns += 1
+            if not selector._turns & 15:
+                selector._turns = 0
+                events = selector._real.select(0)
+                if events:
+                    this._process_events(events)
+        else:
+            timeout = None
+            if scheduled:
+                timeout = min(max(0, scheduled[0]._when - self._vtime), _MAXIMUM_SELECT_TIMEOUT)
+            events = selector.select(timeout)
+            if events:
+                this._process_events(events)
+            events = None  # no cycle through an exception
+        if scheduled:
+            now = self._vtime
+            resolution = math.ulp(now)  # ``_clock_resolution``
+            end_time = now + (resolution if resolution > 1e-9 else 1e-9)
+            while scheduled and scheduled[0]._when < end_time:
+                handle = heapq.heappop(scheduled)
+                handle._scheduled = False
+                ready.append(handle)
+        popleft = ready.popleft
+        for _ in range(len(ready)):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            try:
+                handle._context.run(handle._callback, *handle._args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(handle, exc)
+        handle = None  # no cycle through an exception
+
+    def _callback_failed(self, handle: Any, exc: BaseException) -> None:
+        """What ``Handle._run`` reports when a callback raises."""
+        cb = format_helpers._format_callback_source(handle._callback, handle._args)
+        context: dict[str, Any] = {"message": f"Exception in callback {cb}",
+                                   "exception": exc, "handle": handle}
+        if handle._source_traceback:
+            context["source_traceback"] = handle._source_traceback
+        self.call_exception_handler(context)
+
+    def create_task(self, coro: Any, *, name: str | None = None,  # type: ignore[override]
+                    context: contextvars.Context | None = None) -> asyncio.Task[Any]:
+        """asyncio's, keeping the task for ``rewind`` (which so need not go through
+        ``asyncio.all_tasks``, every task of every loop not yet collected)."""
+        task = super().create_task(coro, name=name, context=context)
+        made = self._made
+        made.append(task)
+        if len(made) > self._made_limit:  # a long program: forget the tasks that are done
+            made[:] = [t for t in made if not t.done()]
+            self._made_limit = max(256, 2 * len(made))
+        return task
 
     def run_in_executor(self, executor: Any, func: Callable[..., Any],  # type: ignore[override]
                         *args: Any) -> asyncio.Future[Any]:
@@ -146,7 +307,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         """
         if self.is_closed() or self.is_running() or self._deadlocked is not None:
             return False
-        tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
+        made = self._made
+        tasks = [t for t in made if not t.done()]
+        made.clear()
         if tasks:
             for t in tasks:
                 t.cancel()
@@ -164,6 +327,34 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._ready.clear()  # type: ignore[attr-defined]
         self._vtime = 0.0
         return True
+
+    # the deterministic pump's hand-off (``deterministic.DeterministicTransport._deliver``):
+    # while it takes a message in, it asks for its next step here instead of ``call_soon``
+
+    def runs_next(self) -> bool:
+        """Whether a callback ``call_soon`` made now would be all that the loop's next turn
+        runs: nothing else ready, no timer due, no stop asked. Its work may then be done now,
+        in place: the same order of events, one loop turn fewer."""
+        if self._ready or self._stopping:  # type: ignore[attr-defined]
+            return False
+        scheduled = self._scheduled  # type: ignore[attr-defined]
+        if scheduled:
+            now = self._vtime
+            if scheduled[0]._when < now + max(1e-9, math.ulp(now)):
+                return False  # a timer is due: the next turn runs it too
+        return True
+
+    def call_soon_at(self, index: int, callback: Callable[[], Any],
+                     context: contextvars.Context) -> None:
+        """``call_soon(callback, context=context)`` as if made when ``ready_count()`` was
+        ``index``: queued behind the callbacks ready then, ahead of those made since (while a
+        callback runs, the ready queue only grows)."""
+        ready = self._ready  # type: ignore[attr-defined]
+        handle = Handle(callback, (), self, context)
+        if index >= len(ready):
+            ready.append(handle)
+        else:
+            ready.insert(index, handle)
 
     def _could_deadlock(self) -> bool:
         """Nothing the loop knows of can wake it (the module's docstring)."""

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .apartment import Apartment
 
 _SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
+#: the types ``pack`` passes through as they are (immutable; no copy)
+SCALARS = _SCALARS
 
 
 class Packed:

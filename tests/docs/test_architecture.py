@@ -43,3 +43,17 @@ def test_no_module_over_400_lines() -> None:
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "comsim").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+PRIVATE = re.compile(r"\.(_ready|_scheduled|_selector|_ssock|_csock|_run_once|_clock_resolution"
+                     r"|_stopping|_timer_cancelled_count|_signal_handlers|_write_to_self"
+                     r"|_process_events|_asyncgens|_get_running_loop|_set_running_loop"
+                     r"|_enter_task|_leave_task)\b|asyncio\.\w+\._\w+")
+
+
+def test_asyncio_private_internals_in_two_modules_only() -> None:
+    # issue "one seam": the threaded apartment loop and the virtual-time loop, each with its
+    # fallback, and nowhere else
+    users = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "comsim").rglob("*.py")
+                   if PRIVATE.search(p.read_text()))
+    assert users == ["comsim/_runtime/loop.py", "comsim/_runtime/vtloop.py"]
