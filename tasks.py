@@ -3,6 +3,7 @@
 
     python3 tasks.py demo     # creates .venv, installs comsim, runs `comsim demo`
     python3 tasks.py test     # creates .venv, installs comsim[test], runs the test suite
+                              # (on every core: pytest -n auto; extra arguments go to pytest)
     python3 tasks.py bench    # the latency benchmark
     python3 tasks.py lint     # ruff, mypy and the import layers (lint-imports)
 
@@ -55,7 +56,10 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(PY), "-m", "comsim", "demo", *rest], cwd=ROOT)
     if cmd == "test":
         _ensure("test")
-        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+        # spread over the machine's cores (pytest-xdist) unless told otherwise
+        spread = [] if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in rest) \
+            else ["-n", "auto"]
+        return subprocess.call([str(PY), "-m", "pytest", *spread, *rest], cwd=ROOT)
     if cmd == "bench":
         _ensure("")
         return subprocess.call([str(PY), "benchmarks/latency.py", *rest], cwd=ROOT)
