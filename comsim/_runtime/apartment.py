@@ -79,6 +79,8 @@ class Apartment(ComWaits, RunUnits):
         self._closing = False  # the teardown has begun (set on the apartment's own loop)
         self._closed = False
         self._closed_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+        #: ``_never_ran`` bound once: no bound method is made per task
+        self._never_ran_cb: Callable[[asyncio.Task[Any]], None] = self._never_ran
         #: running tasks, each with the call or job it was made for (``_never_ran``)
         self._tasks: dict[asyncio.Task[Any], Any] = {}
         self._stubs: dict[int, Stub] = {}
@@ -127,7 +129,7 @@ class Apartment(ComWaits, RunUnits):
         unit, or a run job); it takes itself off ``_tasks`` as its last step (``_done``)."""
         task = self._loop.create_task(coro, context=contextvars.Context())
         self._tasks[task] = payload
-        task.add_done_callback(self._never_ran)
+        task.add_done_callback(self._never_ran_cb)
         return task
 
     def _never_ran(self, task: asyncio.Task[Any]) -> None:

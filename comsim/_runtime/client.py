@@ -23,8 +23,9 @@ from .context import (
     WHERE,
     Where,
 )
+from .hooks import HOOKS
 from .inline import call_neutral
-from .record import ClientCall, Proxy, _end_grace, _send, drop_reply, on_reply
+from .record import ClientCall, Proxy, _end_grace, _refused, _send, drop_reply, on_reply
 from .wire import Packed, discard, pack, unpack
 
 if TYPE_CHECKING:
@@ -74,7 +75,12 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     try:
         # sent as soon as it is made: the COM wait's bookkeeping overlaps the server's work
         # (and, with the two apartments on two CPUs, the wake-up of the server's thread)
-        _send(call)
+        if call.tracing:
+            _send(call)
+        else:  # ``_send``, written out
+            server = call.server
+            if not server._post(HOOKS.on_request, server, call):
+                _refused(call)
         sched = apt._sched
         unit = where.unit if where.apartment is apt else None
         while True:
@@ -107,6 +113,12 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
             call.waiters.append(fut)
             _send(call)
         effect, _state, code = call.machine.step(Input.FINISH)
+        reply = call.reply
+        if (effect is Effect.DELIVER and not call.tracing and reply is not None
+                and reply.hresult >= 0 and type(reply.value) is not Packed):
+            # ``_outcome`` for a successful reply of a plain value, written out
+            call.reply = None
+            return reply.value
         return _outcome(call, home, effect, code)
     finally:
         stack.remove(call)

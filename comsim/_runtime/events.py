@@ -12,6 +12,7 @@ from .._core.event import EventState
 from .._core.hresult import COMError
 from .._core.refcount import RefCount
 from . import futures
+from .comwait import ComWaits
 from .context import (
     WHERE,
     current_runtime,
@@ -104,10 +105,15 @@ class _Event(ISynchronize):
                      rt._transport if rt is not None else None)
             self._state.add_waiter(entry)
         try:
-            if w is not None:
-                ok = await w.apartment.com_wait(fut, timeout=timeout)
-            else:
+            if w is None:
                 ok = await futures.wait(fut, timeout)
+            elif (timeout is None and type(w.apartment).com_wait is ComWaits.com_wait
+                  and w.apartment._sched is None):
+                # ``ComWaits.com_wait`` in an apartment with no STA scheduler (the MTA) and no
+                # time-out, written out: it is ``await fut``, with no coroutine made for it
+                ok = await fut
+            else:
+                ok = await w.apartment.com_wait(fut, timeout=timeout)
         finally:
             with self._lock:
                 self._state.remove_waiter(entry)

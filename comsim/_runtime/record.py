@@ -13,7 +13,8 @@ import anyio
 
 from .._core import decide
 from .._core import hresult as hr
-from .._core.callobj import CallMachine, Effect
+from .._core.callobj import TABLE as CALL_TABLE
+from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.decide import ReplyKind
 from .._core.iface import MethodSpec
 from .._core.messages import Reply
@@ -57,6 +58,11 @@ class CallObject(Protocol):
 
 #: where a new request stands on the server side (the core's initial stage)
 _WAITING: Final = StubCall().stage
+
+#: ``_core.callobj.TABLE``'s row for a plain reply to a pending call: it completes the call
+#: (``on_reply``'s fast path takes this row without the general path's steps)
+_PENDING_REPLY: Final = CALL_TABLE[(State.PENDING, Input.REPLY)]
+assert _PENDING_REPLY[0] is Effect.COMPLETE
 
 
 class ClientCall(StubCall):
@@ -114,7 +120,8 @@ class ClientCall(StubCall):
         self.waiters: list[asyncio.Future[Any]] = []
         self.cancel_waiters: list[asyncio.Future[Any]] | None = None
         self.sync = sync
-        self.cancellable = rt._cancel_counts.enabled(where.thread_id)
+        # ``rules.CancelCounter.enabled``, written out
+        self.cancellable = rt._cancel_counts.counts.get(where.thread_id, 0) > 0
         self.caller_thread = where.thread_id
         self.sent_at = rt._now()
         self.scope: anyio.CancelScope | None = None
@@ -125,7 +132,8 @@ class ClientCall(StubCall):
         #: the proxy whose manager a released call object still holds for this call until
         #: its reply is taken in (R25, ``_core.callobj.keeps_manager``)
         self.holder: Proxy | None = None
-        self.tracing = trace.enabled()  # asked once per call: no logging work otherwise
+        # asked once per call: no logging work otherwise (``trace.enabled``, written out)
+        self.tracing = bool(trace.CAPTURES) or trace.is_configured()
 
     def __repr__(self) -> str:
         return (f"<call #{self.id} {self.spec.interface.__name__}.{self.method} "
@@ -142,11 +150,15 @@ def _send(call: ClientCall) -> None:
     if call.tracing:
         trace.emit("call.sent", **call.fields())
     if not call.server._post(HOOKS.on_request, call.server, call):
-        # the server apartment has gone (R18): the answer comes back at once; the arguments
-        # are never unpacked (R7)
-        discard(call.args)
-        on_reply(call, Reply(hr.RPC_E_DISCONNECTED,
-                             text=f"apartment {call.server.name!r} has shut down"))
+        _refused(call)
+
+
+def _refused(call: ClientCall) -> None:
+    """The server apartment has gone (R18): the answer comes back at once; the arguments are
+    never unpacked (R7)."""
+    discard(call.args)
+    on_reply(call, Reply(hr.RPC_E_DISCONNECTED,
+                         text=f"apartment {call.server.name!r} has shut down"))
 
 
 def _wake(call: ClientCall, value: Any) -> None:
@@ -161,6 +173,19 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
     """A reply message is taken in by the client apartment (never a unit: R2)."""
     machine = call.machine
     owner = call.owner
+    if (owner is None and reply.reject is None and machine.state is State.PENDING
+            and reply.hresult != hr.RPC_E_CALL_CANCELED and call.grace_handle is None
+            and call.cancel_waiters is None):
+        # the fast path of a plain reply: no call object, no rejection (``decide.reply_kind``
+        # is STEP), ``decide.reply_input`` is REPLY, and ``_core.callobj.TABLE`` completes a
+        # pending call on it (``_PENDING_REPLY``); no cancel is in its grace period, so
+        # ``_ended`` would only wake the waiters
+        machine.state = _PENDING_REPLY[1]
+        call.reply = reply
+        waiters, call.waiters = call.waiters, []
+        for fut in waiters:
+            resume(fut, True)
+        return
     if owner is not None and owner._call is not call:
         discard(reply.value)  # R7: nobody will unpack it
         _trace_dropped(call, reply, "call object began another call")

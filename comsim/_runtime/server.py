@@ -218,20 +218,37 @@ async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
 
 # --------------------------------------------------------------------------- messages in
 def on_request(apt: Apartment, call: ClientCall) -> None:
-    """A request message arrives (not a unit: taken in at once)."""
+    """A request message arrives (not a unit: taken in at once). Into the MTA or an idle STA
+    with no message filter it is dispatched here (``dispatch``, written out: a frame less)."""
     if apt._closing:
         reply_now(apt, call, hr.RPC_E_DISCONNECTED)
         return
     if call.tracing:
         trace.emit("call.arrived", **call.fields())
-    if apt._sched is None:
-        dispatch(apt, call, None)
-    else:
+    sched = apt._sched
+    unit = None
+    if sched is not None:
         unit = Unit(UnitKind.CALL, call)
-        if apt._sched.start_if_idle(unit):
-            dispatch(apt, call, unit)
-        else:
-            apt._apply(apt._sched.arrive(unit))
+        if not sched.start_if_idle(unit):
+            apt._apply(sched.arrive(unit))
+            return
+    if apt._filter is not None:
+        dispatch(apt, call, unit)  # R16: ``rules.consults_incoming_filter`` decides there
+        return
+    # no filter: ``rules.consults_incoming_filter`` is False whatever the call, so ``dispatch``
+    # goes straight to the DISPATCH step (``_core.stub.TABLE``)
+    with apt._rt._lock:
+        effect = call.step(stubcore.Input.DISPATCH)
+    if effect is not stubcore.Effect.RUN or call.stub.conn is not stubcore.Connection.CONNECTED:
+        _not_run(apt, call, unit, effect)
+        return
+    idle = apt._idle
+    while idle:  # a server task that has finished its last call takes this one
+        slot = idle.pop()
+        if not slot.done():  # (a slot whose task was cancelled meanwhile is passed over)
+            resume(slot, (call, unit))
+            return
+    apt._spawn(server_task(apt, call, unit), (call, unit))
 
 
 def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
@@ -252,15 +269,8 @@ def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
             return
     with rt._lock:
         effect = call.step(stubcore.Input.DISPATCH)
-    if effect is stubcore.Effect.SKIP:  # cancelled while queued (R29): never unpacked (R7)
-        discard(call.args)
-        apt._end_unit(unit)
-        return
-    conn = call.stub.conn
-    status = None if conn is stubcore.Connection.CONNECTED else stubcore.request_status(conn)
-    if status is not None:
-        reply_now(apt, call, status)
-        apt._end_unit(unit)
+    if effect is not stubcore.Effect.RUN or call.stub.conn is not stubcore.Connection.CONNECTED:
+        _not_run(apt, call, unit, effect)
         return
     idle = apt._idle
     while idle:  # a server task that has finished its last call takes this one
@@ -269,6 +279,19 @@ def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
             resume(slot, (call, unit))
             return
     apt._spawn(server_task(apt, call, unit), (call, unit))
+
+
+def _not_run(apt: Apartment, call: ClientCall, unit: Unit | None,
+             effect: stubcore.Effect) -> None:
+    """A request the DISPATCH step did not let run: cancelled while queued (R29), or its
+    object disconnected (R17)."""
+    if effect is stubcore.Effect.SKIP:  # cancelled while queued (R29): never unpacked (R7)
+        discard(call.args)
+    else:
+        status = stubcore.request_status(call.stub.conn)
+        assert status is not None  # (the fast check above: the object is not connected)
+        reply_now(apt, call, status)
+    apt._end_unit(unit)
 
 
 def _ask_filter(apt: Apartment, flt: Any, call: ClientCall) -> int:

@@ -7,13 +7,16 @@ work of building the event.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
 from .._core import hresult as _hr
 
 _captures: list[list[dict[str, Any]]] = []
+#: the active captures, for callers that ask ``enabled()`` written out (``record``)
+CAPTURES: Final = _captures
+is_configured: Final = structlog.is_configured
 _logger: Any = None
 
 
