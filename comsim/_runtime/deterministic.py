@@ -120,7 +120,7 @@ class DeterministicTransport:
                 self.loop.call_later(delay, self._arrive, ctx, fn, args, target, sender,
                                      context=self.ctx)
                 return True
-        # ``_enqueue``, written out (every message comes this way)
+        # ``_enqueue``, written out (every message comes this way: no frame to spare)
         self.pending.append((ctx, fn, args))
         self.targets.append(target)
         self.senders.append(sender)
@@ -189,13 +189,19 @@ class DeterministicTransport:
         trace.emit("latency.error", target=dst, exc=f"bad delay {delay!r}")
         return 0.0
 
-    def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
-                 args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
+    def _append(self, ctx: contextvars.Context, fn: Callable[..., Any],
+                args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
+        """A pending message, with its receiver, sender and ordinal (``post`` writes this
+        out: every message comes that way)."""
         self.pending.append((ctx, fn, args))
         self.targets.append(target)
         self.senders.append(sender)
         self.ordinals.append(self.enqueued)
         self.enqueued += 1
+
+    def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
+                 args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
+        self._append(ctx, fn, args, target, sender)
         if not self.scheduled:
             self.scheduled = True
             if self._delivering:  # ``_deliver`` schedules its next step when it returns
@@ -206,11 +212,7 @@ class DeterministicTransport:
     def _arrive(self, ctx: contextvars.Context, fn: Callable[..., Any],
                 args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
         """A delayed message arrives (a timer of the loop, set by ``post``)."""
-        self.pending.append((ctx, fn, args))
-        self.targets.append(target)
-        self.senders.append(sender)
-        self.ordinals.append(self.enqueued)
-        self.enqueued += 1
+        self._append(ctx, fn, args, target, sender)
         if not self.scheduled:
             if self._runs_next():
                 # the loop's next turn would run nothing but the delivery step: take it here

@@ -237,18 +237,7 @@ def on_request(apt: Apartment, call: ClientCall) -> None:
         return
     # no filter: ``rules.consults_incoming_filter`` is False whatever the call, so ``dispatch``
     # goes straight to the DISPATCH step (``_core.stub.TABLE``)
-    with apt._rt._lock:
-        effect = call.step(stubcore.Input.DISPATCH)
-    if effect is not stubcore.Effect.RUN or call.stub.conn is not stubcore.Connection.CONNECTED:
-        _not_run(apt, call, unit, effect)
-        return
-    idle = apt._idle
-    while idle:  # a server task that has finished its last call takes this one
-        slot = idle.pop()
-        if not slot.done():  # (a slot whose task was cancelled meanwhile is passed over)
-            resume(slot, (call, unit))
-            return
-    apt._spawn(server_task(apt, call, unit), (call, unit))
+    _run_call(apt, call, unit)
 
 
 def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
@@ -267,7 +256,13 @@ def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
             send_reply(apt, call, Reply(hr.RPC_E_CALL_REJECTED, reject=answer))
             apt._end_unit(unit)
             return
-    with rt._lock:
+    _run_call(apt, call, unit)
+
+
+def _run_call(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
+    """The DISPATCH step (``_core.stub.TABLE``): the call runs in a server task (an idle one
+    takes it), or ends without running."""
+    with apt._rt._lock:
         effect = call.step(stubcore.Input.DISPATCH)
     if effect is not stubcore.Effect.RUN or call.stub.conn is not stubcore.Connection.CONNECTED:
         _not_run(apt, call, unit, effect)
