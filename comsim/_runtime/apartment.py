@@ -290,6 +290,11 @@ class Apartment(ComWaits, RunUnits):
             for t in tasks:
                 t.cancel()
             await asyncio.wait(tasks)
+        # a task done before the check above may not have had its done callback yet (it was
+        # cancelled before its first step, in the turn the check ran): answered here (R18)
+        for t in list(self._tasks):
+            if t.done():
+                self._never_ran(t)
         self._tasks.clear()
         # what must end with the apartment: the grace periods of its calls' cancels, whose
         # replies it no longer takes in (a CoCancelCall from elsewhere waits on them)

@@ -475,3 +475,30 @@ async def test_shutdown_abandons_outgoing_calls_without_cancelling(rt: comsim.Ru
     assert events.events("call.cancel_requested", method="Block") == []
     dropped = events.events("call.reply_dropped", method="Block")
     assert [e["hresult"] for e in dropped] == [hresult.S_OK]
+
+
+@pytest.mark.asyncio
+@pytest.mark.deterministic_only  # one loop: the turn's order is exact
+async def test_teardown_answers_a_job_cancelled_just_before_it() -> None:  # R18
+    """A ``run`` job whose task was cancelled before its first step, with the teardown's check
+    in the same loop turn as that step (after it, before the task's done callbacks), is
+    answered all the same: its caller does not wait forever (threaded fuzz seed 12)."""
+    from comsim._runtime.jobs import _Job
+
+    async def never() -> None:  # pragma: no cover - cancelled before its first step
+        raise AssertionError("ran")
+
+    async with comsim.Runtime(deterministic=True) as rt:
+        sta = await rt.create_sta("s")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        job = _Job(never, (), loop, waiter)
+        job.task = sta._spawn(sta._run_job(job, None), job)
+        job.task.cancel()
+        sta._accepting = False  # what ``shutdown`` does first, then the teardown begins
+        sta._begin_teardown()  # its first step comes right after the job task's in one turn
+        with anyio.fail_after(5):
+            ok, value = await waiter
+        assert not ok
+        assert isinstance(value, comsim.COMError)
+        assert value.hresult == hresult.RPC_E_DISCONNECTED
