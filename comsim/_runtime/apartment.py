@@ -269,10 +269,15 @@ class Apartment(ComWaits, RunUnits):
     def _begin_teardown(self) -> None:
         self._transport.take_in(self)  # what was posted before shutdown began (R18)
         self._closing = True
+        if not self._tasks:  # an idle apartment ends in this very step: no task, no loop turn
+            self._drop_queued()
+            self._end_teardown()
+            return
         self._teardown_task = self._loop.create_task(self._teardown(),
                                                       context=contextvars.Context())
 
-    async def _teardown(self) -> None:
+    def _drop_queued(self) -> None:
+        """The teardown's first step: queued units fail, stubs are disconnected (R18)."""
         if self._sched is not None:
             for unit in list(self._sched.queue):
                 self._sched.queue.remove(unit)
@@ -283,6 +288,9 @@ class Apartment(ComWaits, RunUnits):
         for stub in list(self._stubs.values()):
             stub.conn = stubcore.Connection.DISCONNECTED
         self._stubs.clear()
+
+    async def _teardown(self) -> None:
+        self._drop_queued()
         for _round in range(100):
             tasks = [t for t in self._tasks if not t.done()]
             if not tasks:
@@ -296,6 +304,10 @@ class Apartment(ComWaits, RunUnits):
             if t.done():
                 self._never_ran(t)
         self._tasks.clear()
+        self._end_teardown()
+
+    def _end_teardown(self) -> None:
+        """The teardown's last step, once the apartment's tasks have ended."""
         # what must end with the apartment: the grace periods of its calls' cancels, whose
         # replies it no longer takes in (a CoCancelCall from elsewhere waits on them)
         while self._at_close:
