@@ -174,11 +174,12 @@ class CallMachine:
         return f"<CallMachine {self.state.value}>"
 
 
-_BEGUN: Final = TABLE[(S.IDLE, In.BEGIN)][1]
+#: the state of a call that has taken BEGIN (``CallMachine(BEGUN)`` is ``begun()`` written out)
+BEGUN: Final = TABLE[(S.IDLE, In.BEGIN)][1]
 
 
 def begun() -> CallMachine:
     """A new machine that has taken BEGIN: a synchronous call's, which begins as it is made.
     The same as ``CallMachine()`` then ``step(Input.BEGIN)``, with the state read from the
     table once."""
-    return CallMachine(_BEGUN)
+    return CallMachine(BEGUN)

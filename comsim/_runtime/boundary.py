@@ -1,7 +1,7 @@
 """Fault boundaries: where code of the user's runs inside an apartment, and what its failures
 become.
 
-Whatever user code raises inside an apartment — server methods (``calls.server_task``), message
+Whatever user code raises inside an apartment — server methods (``server.server_task``), message
 filters, ``outer.Signal()``, pickling hooks — becomes a COM outcome; it never ends an
 apartment's loop or loses a call. That includes ``SystemExit`` and ``KeyboardInterrupt``
 (choice): a server method that raises one fails its call with ``RPC_E_SERVERFAULT`` (R14, the
@@ -9,8 +9,9 @@ original kept), a hook that raises one is traced and treated as if it had answer
 default. The interrupt is not re-raised to the code that owns the runtime: inside a simulated
 process it is one apartment's fault, and COM reports it to the caller.
 
-The synchronous hooks go through ``call_hook``; the server method's outcome is mapped in
-``calls.server_task`` by ``_core.rules.reply_code`` and ``server_cancel_outcome``.
+The synchronous hooks go through ``call_hook``; a method's failure becomes its reply in
+``fault_reply`` (``_core.rules.reply_code``), and a server method's cancellation in
+``server.server_task`` (``_core.rules.server_cancel_outcome``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._core import rules
+from .._core.hresult import COMError
+from .._core.messages import Reply
 from . import trace
 
 T = TypeVar("T")
@@ -33,3 +37,13 @@ def call_hook(event: str, fields: dict[str, Any], default: T, fn: Callable[..., 
     except BaseException as exc:  # the boundary: nothing goes through
         trace.emit(event, **fields, exc=repr(exc))
         return default
+
+
+def fault_reply(obj: Any, method: str, exc: BaseException) -> Reply:
+    """R14: the reply for a method of ``obj`` that raised ``exc`` (anything, ``SystemExit``
+    included): a COMError's own HRESULT, else RPC_E_SERVERFAULT with the original kept."""
+    code = rules.reply_code(exc)
+    if isinstance(exc, COMError) and code == exc.hresult:
+        return Reply(code, text=exc.text)
+    return Reply(code, exc=exc, text=f"{type(obj).__name__}.{method} raised "
+                                     f"{type(exc).__name__}: {exc}")

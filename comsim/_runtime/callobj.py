@@ -4,6 +4,7 @@ facets, the proxy's ``ICallFactory``, and the server's ``ServerCall`` (R19-R28).
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .._core import decide, rules
@@ -28,7 +29,7 @@ from .objects import (
     _check_interface,
     is_async_interface,
 )
-from .record import ClientCall, Proxy, _send, drop_reply
+from .record import ClientCall, Proxy, _send, add_waiter, drop_reply
 from .wire import pack
 
 if TYPE_CHECKING:
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- call objects
+#: guards the making of a call object's event against its signal from the client's loop
+_EVENT_LOCK = threading.Lock()
+
+
 class _Facet:
     """An interface of a call object obtained by QueryInterface: shares its count (R25)."""
 
@@ -57,13 +62,13 @@ class _Facet:
 class _SyncFacet(_Facet, ISynchronize):
     async def Wait(self, flags: int, milliseconds: int) -> int:
         """R23: S_OK once the call has ended, RPC_S_CALLPENDING on time-out (a COM wait)."""
-        return await self._owner._event.Wait(flags, milliseconds)
+        return await self._owner._sync_event().Wait(flags, milliseconds)
 
     def Signal(self) -> int:
-        return self._owner._event.Signal()
+        return self._owner._sync_event().Signal()
 
     def Reset(self) -> int:
-        return self._owner._event.Reset()
+        return self._owner._sync_event().Reset()
 
 
 class _CancelFacet(_Facet, ICancelMethodCalls):
@@ -95,12 +100,13 @@ class CallObject:
     def __init__(self, proxy: Proxy, async_iface: type[Interface], outer: Any) -> None:
         self._proxy = proxy
         self._async_iface = async_iface
-        sync_iface = async_iface._com_sync_interface_
-        assert sync_iface is not None
-        self._iface: type[Interface] = sync_iface
+        assert async_iface._com_sync_interface_ is not None
         self._machine = CallMachine()
         self._call: ClientCall | None = None
-        self._event = ManualResetEvent()
+        #: the call object's event (R23), made when ``ISynchronize`` first needs it; until then
+        #: whether it is set is all there is of it (nobody can wait on it)
+        self._event: ManualResetEvent | None = None
+        self._signalled = False
         self._outer = outer
         self._refs = RefCount(revives=False)  # released, it stays so (R25)
         #: for a call begun by NA code: where ``outer.Signal()`` runs (the NA, the thread
@@ -119,6 +125,34 @@ class CallObject:
     def _check(self) -> Apartment:
         return self._proxy._check_use()
 
+    def _sync_event(self) -> ManualResetEvent:
+        """The call object's event (R23), made now if it was not: set if the call has ended
+        and Finish_ has not been called since (or ``Signal()`` was called)."""
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:
+                event = self._event
+                if event is None:
+                    event = ManualResetEvent()
+                    if self._signalled:
+                        event.Signal()
+                    self._event = event
+        return event
+
+    def _set_event(self, signalled: bool) -> None:
+        """Signal the call object's event (the call has ended, R23), or reset it."""
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:
+                event = self._event
+                if event is None:
+                    self._signalled = signalled
+                    return
+        if signalled:
+            event.Signal()
+        else:
+            event.Reset()
+
     def _begin(self, spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
         self._check()
         if self._machine.state is not State.IDLE:
@@ -133,7 +167,7 @@ class CallObject:
         bound = spec.bind(args, kwargs)
         packed = pack(bound, spec.arguments_label)
         self._machine.step(Input.BEGIN)
-        self._event.Reset()
+        self._set_event(False)
         call = ClientCall(where, self._proxy._stub, spec, packed, self._machine, sync=False,
                           owner=self)
         if where.apartment._neutral:  # R5: NA code's replies come to the thread under it
@@ -162,7 +196,7 @@ class CallObject:
                 break
             assert call is not None
             fut = apt.new_future()
-            call.waiters.append(fut)
+            add_waiter(call, fut)
             try:
                 await apt.com_wait(fut)
             except asyncio.CancelledError:
@@ -170,7 +204,7 @@ class CallObject:
                 if decide.waiter_cancelled(Waiter.FINISH) is Reaction.CANCEL_THEN_FINISH:
                     start_cancel(call, 0.0)
                     self._machine.step(Input.FINISH)
-                    self._event.Reset()
+                    self._set_event(False)
                     drop_reply(call)  # R7: a reply taken in is never unpacked
                 raise
         if effect is Effect.REFUSE:
@@ -178,7 +212,7 @@ class CallObject:
                            f"Finish_{spec.name}: no call in progress (call "
                            f"Begin_{spec.name} first; a call is finished once)")
         assert call is not None
-        self._event.Reset()
+        self._set_event(False)
         return _outcome(call, apt, effect, code)
 
     def QueryInterface(self, iface: type[Any]) -> Any:

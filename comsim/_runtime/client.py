@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._core import decide, rules
 from .._core import hresult as hr
-from .._core.callobj import Effect, Input, State, begun
+from .._core.callobj import BEGUN, CallMachine, Effect, Input, State
+from .._core.callobj import TABLE as CALL_TABLE
 from .._core.decide import Reaction, Waiter
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.messages import Reply
-from .._core.sta import WaitKind
+from .._core.sta import Wait, WaitKind
 from .._core.stub import Connection
 from . import trace
 from .cancel import start_cancel
@@ -25,8 +26,17 @@ from .context import (
 )
 from .hooks import HOOKS
 from .inline import call_neutral
-from .record import ClientCall, Proxy, _end_grace, _refused, _send, drop_reply, on_reply
-from .wire import Packed, discard, pack, unpack
+from .record import (
+    ClientCall,
+    Proxy,
+    _end_grace,
+    _refused,
+    _send,
+    add_waiter,
+    drop_reply,
+    on_reply,
+)
+from .wire import SCALARS, Packed, discard, pack, unpack
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -53,18 +63,29 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
     """A synchronous COM call through a proxy (R13), with rejection retries (R16) and
     cancellation (R31, R32)."""
-    where = _check_proxy(proxy)
+    where = WHERE.get()
     stub = proxy._stub
-    if stub.apartment._neutral:  # R5: a call into the NA runs here, now, on this thread
+    server = stub.apartment
+    if (where is None or where.apartment is not proxy._apartment
+            or stub.conn is not Connection.CONNECTED or not server._accepting
+            or not where.apartment._accepting):
+        where = _check_proxy(proxy)  # (the fast checks above passed the common case)
+    if server._neutral:  # R5: a call into the NA runs here, now, on this thread
         return await call_neutral(where, stub, spec, args, kwargs)
-    packed = pack(spec.bind(args, kwargs), spec.arguments_label)
-    call = ClientCall(where, stub, spec, packed, begun(), True)
+    if kwargs or not spec.simple or len(args) != spec.npos:
+        args = spec.bind(args, kwargs)  # (else ``bind`` gives ``args`` as they are)
+    packed: Any = args
+    for value in args:  # ``pack``, written out for a tuple of scalars: it crosses as it is
+        if type(value) not in SCALARS:
+            packed = pack(args, spec.arguments_label)
+            break
+    call = ClientCall(where, stub, spec, packed, CallMachine(BEGUN), True)
     home = apt = where.apartment
     if apt._neutral:  # R5: NA code waits as the thread under it does; replies come there
         apt = call.client = home.host()
         where = UNDER.get() or where
     fut = apt._new_future()
-    call.waiters.append(fut)
+    call.waiters = [fut]  # (the call's first waiter: it was made just above)
     rt = where.runtime
     # R31: the thread's pending outgoing calls; a call is pending (CoCancelCall finds it,
     # from any thread) before it is sent
@@ -88,18 +109,29 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
             # ``_wait_begins`` and ``_wait_ready`` too)
             w = None
             if sched is not None and unit is not None and unit in sched.stack:
-                w, actions = sched.begin_wait(unit, WaitKind.CALL, call.causality_id, call)
-                if actions:
-                    apt._apply(actions)
+                if sched.queue:
+                    w, actions = sched.begin_wait(unit, WaitKind.CALL, call.causality_id, call)
+                    if actions:
+                        apt._apply(actions)
+                else:  # ``StaScheduler.begin_wait`` with nothing queued, written out
+                    w = Wait(unit, WaitKind.CALL, call.causality_id, call)
+                    unit.waits.append(w)
             cancelled: BaseException | None = None
             try:
                 await fut
             except asyncio.CancelledError as exc:
                 cancelled = exc
             if w is not None:
-                actions = sched.wait_ready(w)
-                if actions:
-                    apt._apply(actions)
+                assert sched is not None and unit is not None
+                units = sched.stack
+                if not w.ready and not sched.queue and units and units[-1] is unit:
+                    # ``StaScheduler.wait_ready`` of the unit on top, nothing queued, written out
+                    w.ready = w.ended = True
+                    unit.waits.remove(w)
+                else:
+                    actions = sched.wait_ready(w)
+                    if actions:
+                        apt._apply(actions)
                 if not w.ended:
                     cancelled = await apt._wait_for_top(w, cancelled)
             if cancelled is not None:
@@ -110,9 +142,10 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
             if not await _retry(apt, call):
                 break
             fut = apt._new_future()  # R16: sent again
-            call.waiters.append(fut)
+            add_waiter(call, fut)
             _send(call)
-        effect, _state, code = call.machine.step(Input.FINISH)
+        machine = call.machine  # ``machine.step(Input.FINISH)``, written out
+        effect, machine.state, code = CALL_TABLE[(machine.state, Input.FINISH)]
         reply = call.reply
         if (effect is Effect.DELIVER and not call.tracing and reply is not None
                 and reply.hresult >= 0 and type(reply.value) is not Packed):

@@ -58,7 +58,7 @@ class _Event(ISynchronize):
         """Set the event, waking waiters (one, for an auto-reset event)."""
         with self._lock:
             wake = self._state.signal()
-        for loop, fut, apartment, transport in wake:
+        for loop, fut, apartment, transport, _w, _t in wake:
             # through the transport (the seed and latency govern it): to the waiter's
             # apartment, or to its loop when it waits outside any
             if apartment is not None:
@@ -85,6 +85,29 @@ class _Event(ISynchronize):
         Raises:
             COMError(E_INVALIDARG): a negative time-out other than INFINITE.
         """
+        # (this coroutine's frame lives as long as the wait: its locals are few)
+        entry = self._wait_begins(milliseconds)
+        if type(entry) is int:
+            return entry
+        try:
+            w = entry[4]
+            if w is None:
+                ok = await futures.wait(entry[1], entry[5])
+            elif (entry[5] is None and type(w.apartment).com_wait is ComWaits.com_wait
+                  and w.apartment._sched is None):
+                # ``ComWaits.com_wait`` in an apartment with no STA scheduler (the MTA) and no
+                # time-out, written out: it is ``await fut``, with no coroutine made for it
+                ok = await entry[1]
+            else:
+                ok = await w.apartment.com_wait(entry[1], timeout=entry[5])
+        finally:
+            with self._lock:
+                self._state.remove_waiter(entry)
+        return hr.S_OK if ok else hr.RPC_S_CALLPENDING
+
+    def _wait_begins(self, milliseconds: int) -> Any:
+        """A wait's answer now (an HRESULT), or the waiter it adds: (loop, future, apartment to
+        signal, transport, ``Where``, time-out)."""
         try:
             timeout = rules.wait_timeout(milliseconds)
         except ValueError as exc:
@@ -95,29 +118,15 @@ class _Event(ISynchronize):
                 return hr.S_OK
             if timeout == 0:
                 return hr.RPC_S_CALLPENDING
-            fut: asyncio.Future[Any] = loop.create_future()
             w = WHERE.get()
             rt = w.runtime if w is not None else current_runtime()
             apt = w.apartment if w is not None else None
             if apt is not None and apt._neutral:  # R5: the signal goes to the thread under it
                 apt = apt.loop_apartment()
-            entry = (loop, fut, apt,
-                     rt._transport if rt is not None else None)
+            entry = (loop, loop.create_future(), apt,
+                     rt._transport if rt is not None else None, w, timeout)
             self._state.add_waiter(entry)
-        try:
-            if w is None:
-                ok = await futures.wait(fut, timeout)
-            elif (timeout is None and type(w.apartment).com_wait is ComWaits.com_wait
-                  and w.apartment._sched is None):
-                # ``ComWaits.com_wait`` in an apartment with no STA scheduler (the MTA) and no
-                # time-out, written out: it is ``await fut``, with no coroutine made for it
-                ok = await fut
-            else:
-                ok = await w.apartment.com_wait(fut, timeout=timeout)
-        finally:
-            with self._lock:
-                self._state.remove_waiter(entry)
-        return hr.S_OK if ok else hr.RPC_S_CALLPENDING
+        return entry
 
     def QueryInterface(self, iface: type[Any]) -> Any:
         iface = _check_interface(iface)

@@ -21,6 +21,7 @@ from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.messages import Reply
 from . import trace
+from .boundary import fault_reply
 from .context import Where
 from .record import ClientCall, on_reply
 from .server import new_scope
@@ -117,23 +118,14 @@ async def invoke(where: Where | None, stub: Stub, spec: MethodSpec, packed: Any,
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise  # the caller's task is cancelled (R32): it propagates through the NA
-        return _fault_reply(obj, spec.name, exc)  # the method raised it itself (R14)
+        return fault_reply(obj, spec.name, exc)  # the method raised it itself (R14)
     except GeneratorExit:
         raise
     except BaseException as exc:  # the fault boundary (``boundary``)
-        return _fault_reply(obj, spec.name, exc)
+        return fault_reply(obj, spec.name, exc)
     finally:
         call_ends(stub)  # R17: the last running call may disconnect it
         nta.leave(tokens)
-
-
-def _fault_reply(obj: Any, method: str, exc: BaseException) -> Reply:
-    """R14: a COMError's own HRESULT, else RPC_E_SERVERFAULT with the original kept."""
-    code = rules.reply_code(exc)
-    if isinstance(exc, COMError) and code == exc.hresult:
-        return Reply(code, text=exc.text)
-    return Reply(code, exc=exc, text=f"{type(obj).__name__}.{method} raised "
-                                     f"{type(exc).__name__}: {exc}")
 
 
 def begin_neutral(call: ClientCall, where: Where) -> None:

@@ -51,9 +51,10 @@ class CallObject(Protocol):
     which sits above this module)."""
 
     _call: ClientCall | None
-    _event: Any
     _outer: Any
     _signal_at: tuple[Any, Any] | None
+
+    def _set_event(self, signalled: bool) -> None: ...
 
 
 #: where a new request stands on the server side (the core's initial stage)
@@ -117,7 +118,8 @@ class ClientCall(StubCall):
         self.stage = _WAITING
         self.report: CancelReport | None = None  # made by start_cancel: cancels are rare
         self.reply: Reply | None = None
-        self.waiters: list[asyncio.Future[Any]] = []
+        #: the futures of the tasks waiting for the call's end (None: none yet)
+        self.waiters: list[asyncio.Future[Any]] | None = None
         self.cancel_waiters: list[asyncio.Future[Any]] | None = None
         self.sync = sync
         # ``rules.CancelCounter.enabled``, written out
@@ -163,9 +165,19 @@ def _refused(call: ClientCall) -> None:
 
 def _wake(call: ClientCall, value: Any) -> None:
     """Wake the tasks that wait for ``call`` (in this loop turn where ``resume`` can)."""
-    waiters, call.waiters = call.waiters, []
-    for fut in waiters:
-        resume(fut, value)
+    waiters, call.waiters = call.waiters, None
+    if waiters is not None:
+        for fut in waiters:
+            resume(fut, value)
+
+
+def add_waiter(call: ClientCall, fut: asyncio.Future[Any]) -> None:
+    """``fut`` is woken when ``call`` ends (or is rejected, R16)."""
+    waiters = call.waiters
+    if waiters is None:
+        call.waiters = [fut]
+    else:
+        waiters.append(fut)
 
 
 # --------------------------------------------------------------------------- replies
@@ -182,9 +194,10 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
         # ``_ended`` would only wake the waiters
         machine.state = _PENDING_REPLY[1]
         call.reply = reply
-        waiters, call.waiters = call.waiters, []
-        for fut in waiters:
-            resume(fut, True)
+        waiters, call.waiters = call.waiters, None
+        if waiters is not None:
+            for fut in waiters:
+                resume(fut, True)
         return
     if owner is not None and owner._call is not call:
         discard(reply.value)  # R7: nobody will unpack it
@@ -238,7 +251,7 @@ def _ended(call: ClientCall, cancelled: bool) -> None:
                            stage=due)
         owner = call.owner
         if owner is not None:
-            owner._event.Signal()
+            owner._set_event(True)
             outer = owner._outer
             if outer is not None:
                 _signal_outer(call, outer)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -19,6 +19,7 @@ from .._core.messages import Reply, new_reply
 from .._core.sta import Unit, UnitKind
 from . import trace
 from .apartment import MAX_IDLE_SERVER_TASKS
+from .boundary import fault_reply
 from .context import (
     WHERE,
     new_where,
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 
 _scope_class: type[anyio.CancelScope] | None = None
 _Coroutine = types.CoroutineType
+_RUNNING: Final = stubcore.Stage.RUNNING
+#: where RETURN takes a running request (``_core.stub.TABLE``), to a reply
+_RETURNED: Final = stubcore.TABLE[(_RUNNING, stubcore.Input.RETURN)][1]
+assert stubcore.TABLE[(_RUNNING, stubcore.Input.RETURN)][0] is stubcore.Effect.REPLY
 
 
 def new_scope() -> anyio.CancelScope:
@@ -61,13 +66,12 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
     coroutine per call, and a cancel scope per call: one scope serves call after call until a
     cancel reaches a running ``interrupt``-policy method (R30) and interrupts it; the scope is
     then spent, and the task waits for its next call in a fresh one, so that no interrupt can
-    reach a later call.
+    reach a later call. Its frame lasts while a call is in flight: it keeps few locals.
     """
     task = asyncio.current_task()
     assert task is not None
     rt = apt._rt
     sched = apt._sched
-    sta = sched is not None
     idle = apt._idle
     new_slot = apt._new_future
     slot: asyncio.Future[tuple[ClientCall, Unit | None]]
@@ -76,7 +80,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
             with new_scope() as scope:
                 while True:
                     WHERE.set(new_where((rt, apt, unit, call, call.causality_id,
-                                         apt.thread_id if sta else rt._new_thread_id())))
+                                         apt.thread_id if sched is not None
+                                         else rt._new_thread_id())))
                     stub = call.stub
                     with stub_lock:  # ``stubs.call_begins``, written out
                         stub.running += 1
@@ -87,19 +92,15 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     propagating = False  # an exception ends the scope or the task
                     try:
                         if rt._faults:
-                            fault = rt._fault_for(call.method, apt)
-                            if fault is not None:
-                                discard(call.args)  # R7: the arguments are never unpacked
-                                raise fault
+                            _inject_fault(rt, apt, call)
                         args = call.args
                         if type(args) is Packed:
                             args = unpack(args, apt, call.spec.arguments_label)
+                            call.args = None  # unpacked: nothing is left to release (R7)
                         if stub.call_factory and call.spec.interface is not ICallFactory:
-                            done, value = await _via_server_call(apt, call, obj, args)
-                            if done:
-                                reply = Reply(hr.S_OK, pack(value, call.spec.result_label))
+                            reply = await _via_server_call(apt, call, obj, args)
                         if reply is None:
-                            fn = getattr(obj, call.method)
+                            result = getattr(obj, call.method)
                             policy = obj.cancel_policy
                             if policy == "interrupt" or (policy != "cooperative"
                                                          and rules.interrupts(policy)):
@@ -109,7 +110,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                 call.scope = scope
                                 if call.server_cancelled:  # it came before the method started
                                     scope.cancel()
-                            result = fn(*args)
+                            result = result(*args)
+                            args = None
                             if type(result) is _Coroutine or inspect.isawaitable(result):
                                 result = await result
                             if type(result) not in SCALARS:
@@ -119,24 +121,15 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                         # only a client's cancel (R30) cancels the scope, and only the
                         # apartment's shutdown (R18) the task itself; anything else is the
                         # method's own exception (R14)
-                        interrupted = scope.cancel_called
-                        code = rules.server_cancel_outcome(
-                            interrupted,
-                            apt._closing or (not interrupted and task.cancelling() > 0))
-                        if code == hr.RPC_E_SERVERFAULT:
-                            reply = _fault_reply(obj, call, exc)
-                        else:
-                            reply = Reply(code, text=(
-                                "the server method was interrupted"
-                                if code == hr.RPC_E_CALL_CANCELED
-                                else f"apartment {apt.name!r} shut down"))
+                        reply = _cancelled_reply(apt, call, obj, scope, task, exc)
+                        if reply.exc is None:  # not the method's own: an interrupt, a shutdown
                             propagating = True
                             raise  # ends the scope (an interrupt) or the task (shutdown)
                     except GeneratorExit:
                         propagating = True
                         raise  # the coroutine is being closed: nothing more runs
                     except BaseException as exc:  # the fault boundary (``boundary``)
-                        reply = _fault_reply(obj, call, exc)
+                        reply = fault_reply(obj, call.method, exc)
                     finally:
                         # R17: the last running call may disconnect it (``stubs.call_ends``,
                         # written out)
@@ -148,7 +141,13 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             reply = Reply(hr.RPC_E_SERVERFAULT,
                                           text="the server task ended abnormally")
                         # R17: the stub is what it will be once the caller has the reply
-                        send_reply(apt, call, reply)
+                        if call.tracing:
+                            send_reply(apt, call, reply)
+                        else:  # ``send_reply``, written out (untraced)
+                            if call.stage is _RUNNING:
+                                call.stage = _RETURNED
+                            if not call.client._post(on_reply, call, reply):
+                                discard(reply.value)  # R7: nobody will unpack it
                         if propagating:
                             apt._end_unit(unit)
                     if call.server_cancelled and scope.cancel_called:
@@ -163,9 +162,14 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                         slot = new_slot()
                         idle.append(slot)
                     if unit is not None:  # ``Apartment._end_unit``, written out
-                        actions = sched.end(unit)  # type: ignore[union-attr]
-                        if actions:
-                            apt._apply(actions)
+                        assert sched is not None
+                        stack = sched.stack
+                        if len(stack) == 1 and stack[0] is unit and not sched.queue:
+                            stack.pop()  # ``StaScheduler.end`` leaving the STA idle, written out
+                        else:
+                            actions = sched.end(unit)
+                            if actions:
+                                apt._apply(actions)
                     if not keep:
                         return
                     try:
@@ -187,25 +191,37 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
         apt._done()
 
 
-def _fault_reply(obj: Any, call: ClientCall, exc: BaseException) -> Reply:
-    """R14: the reply for a server method that raised ``exc`` (anything, ``SystemExit``
-    included): a COMError's own HRESULT, else RPC_E_SERVERFAULT with the original kept."""
-    code = rules.reply_code(exc)
-    if isinstance(exc, COMError) and code == exc.hresult:
-        return Reply(code, text=exc.text)
-    return Reply(code, exc=exc, text=f"{type(obj).__name__}.{call.method} raised "
-                                     f"{type(exc).__name__}: {exc}")
+def _inject_fault(rt: Any, apt: Apartment, call: ClientCall) -> None:
+    fault = rt._fault_for(call.method, apt)  # ``Runtime.inject_fault``'s, raised here
+    if fault is not None:
+        discard(call.args)  # R7: the arguments are never unpacked
+        raise fault
+
+
+def _cancelled_reply(apt: Apartment, call: ClientCall, obj: Any, scope: anyio.CancelScope,
+                     task: asyncio.Task[Any], exc: BaseException) -> Reply:
+    """The reply for a method a CancelledError went through: an interrupt (R30) or a shutdown
+    (R18), which goes on (the reply has no ``exc``), or the method's own exception (R14)."""
+    interrupted = scope.cancel_called
+    code = rules.server_cancel_outcome(
+        interrupted, apt._closing or (not interrupted and task.cancelling() > 0))
+    if code == hr.RPC_E_SERVERFAULT:
+        return fault_reply(obj, call.method, exc)
+    return Reply(code, text=("the server method was interrupted"
+                             if code == hr.RPC_E_CALL_CANCELED
+                             else f"apartment {apt.name!r} shut down"))
 
 
 async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
-                           args: tuple[Any, ...]) -> tuple[bool, Any]:
-    """R26: the stub drives the server's own call object: Begin_, wait for Signal, Finish_."""
+                           args: tuple[Any, ...]) -> Reply | None:
+    """R26: the stub drives the server's own call object: Begin_, wait for Signal, Finish_.
+    None: the object makes no call object for the interface (the method runs as it is)."""
     outer = ManualResetEvent()
     try:
         scall = obj.CreateCall(async_interface(call.spec.interface), outer)
     except COMError as exc:
         if exc.hresult == hr.E_NOINTERFACE:
-            return False, None
+            return None
         raise
     scall._com_incoming = call
     getattr(scall, "Begin_" + call.method)(*args)
@@ -213,7 +229,7 @@ async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
     result = getattr(scall, "Finish_" + call.method)()
     if inspect.isawaitable(result):
         result = await result
-    return True, result
+    return Reply(hr.S_OK, pack(result, call.spec.result_label))
 
 
 # --------------------------------------------------------------------------- messages in
@@ -229,9 +245,11 @@ def on_request(apt: Apartment, call: ClientCall) -> None:
     unit = None
     if sched is not None:
         unit = Unit(UnitKind.CALL, call)
-        if not sched.start_if_idle(unit):
+        stack = sched.stack
+        if stack or sched.queue:  # not ``sched.start_if_idle(unit)``: it waits its turn
             apt._apply(sched.arrive(unit))
             return
+        stack.append(unit)  # ``StaScheduler.start_if_idle``, written out: it starts now
     if apt._filter is not None:
         dispatch(apt, call, unit)  # R16: ``rules.consults_incoming_filter`` decides there
         return
@@ -262,8 +280,11 @@ def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
 def _run_call(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
     """The DISPATCH step (``_core.stub.TABLE``): the call runs in a server task (an idle one
     takes it), or ends without running."""
-    with apt._rt._lock:
-        effect = call.step(stubcore.Input.DISPATCH)
+    with apt._rt._lock:  # ``call.step(Input.DISPATCH)``, written out (one read of the stage)
+        stage = call.stage
+        effect, after = stubcore.TABLE[(stage, stubcore.Input.DISPATCH)]
+        if after is not stage:
+            call.stage = after
     if effect is not stubcore.Effect.RUN or call.stub.conn is not stubcore.Connection.CONNECTED:
         _not_run(apt, call, unit, effect)
         return
@@ -329,8 +350,8 @@ def reply_now(apt: Apartment, call: ClientCall, code: int) -> None:
 
 
 def send_reply(apt: Apartment, call: ClientCall, reply: Reply) -> None:
-    if call.stage is stubcore.Stage.RUNNING:
-        call.step(stubcore.Input.RETURN)  # needs no lock (``_core.stub``)
+    if call.stage is _RUNNING:  # ``call.step(Input.RETURN)``, written out: needs no lock
+        call.stage = _RETURNED  # (``_core.stub``)
     if call.tracing and reply.reject is None:
         fields: dict[str, Any] = {}
         if reply.exc is not None:
