@@ -1186,8 +1186,15 @@ def check_many(seeds: Iterable[int], runtime: str = "threaded", *,
                cancellation: bool = True, replay: bool = True) -> list[Report]:
     """``run_program`` for each seed (``runtime="both"``: on each runtime in turn)."""
     runtimes = ("threaded", "deterministic") if runtime == "both" else (runtime,)
-    return [run_program(s, r, cancellation=cancellation, replay=replay)
-            for s in seeds for r in runtimes]
+    # what lives already (a test process's heap: other tests' leftovers) is no program's: the
+    # collection each program makes (``_execute``) need not walk it
+    gc.collect()
+    gc.freeze()
+    try:
+        return [run_program(s, r, cancellation=cancellation, replay=replay)
+                for s in seeds for r in runtimes]
+    finally:
+        gc.unfreeze()
 
 
 # =========================================================================== the checker
