@@ -126,7 +126,8 @@ class Apartment(ComWaits, RunUnits):
     def _spawn(self, coro: Any, payload: tuple[ClientCall, Unit | None] | _Job
                ) -> asyncio.Task[Any]:
         """A task of this apartment for ``payload`` (a new server task's first call and its
-        unit, or a run job); it takes itself off ``_tasks`` as its last step (``_done``)."""
+        unit, or a run job); it takes itself off ``_tasks`` as its last step (``_done``). A
+        server task sets its payload to None as its first step (``server.server_task``)."""
         task = self._loop.create_task(coro, context=contextvars.Context())
         self._tasks[task] = payload
         task.add_done_callback(self._never_ran_cb)

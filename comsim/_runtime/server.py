@@ -70,6 +70,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
     """
     task = asyncio.current_task()
     assert task is not None
+    # started: its first call is its own now, not ``_never_ran``'s (nor kept alive by it)
+    apt._tasks[task] = None
     rt = apt._rt
     sched = apt._sched
     idle = apt._idle

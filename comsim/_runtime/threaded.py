@@ -97,11 +97,43 @@ class ThreadedTransport:
 
         thread = threading.Thread(target=main, name=f"comsim-{apartment.name}", daemon=True)
         apartment._thread = thread
+        apartment._post = self._poster(apartment)
         thread.start()
         ready.wait()
         if failed:
             thread.join()
             raise failed[0]
+
+    def _poster(self, apt: Any) -> Callable[..., bool]:
+        """``apt._post``: ``post(apt, fn, args)`` for this one apartment, in one frame (every
+        request, reply and cancel is posted so; ``post`` is the same, written out)."""
+        get_ident = threading.get_ident
+
+        def post(fn: Callable[..., Any], *args: Any) -> bool:
+            if not apt._accepting:
+                return False
+            if get_ident() == apt._ident:
+                apt._loop.call_soon(fn, *args, context=apt._ctx0)
+                return True
+            message = (fn, args)
+            inbox = apt._inbox
+            inbox.append(message)
+            if not apt._accepting:  # shutdown began meanwhile
+                try:
+                    inbox.remove(message)
+                except ValueError:
+                    return True  # the teardown has taken it in
+                return False
+            if apt._woken:
+                return True  # a wake-up is on its way: its drain takes this message in too
+            apt._woken = True
+            try:
+                apt._wake()
+            except RuntimeError:
+                pass  # the loop has closed: its teardown took the message in
+            return True
+
+        return post
 
     def post(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         if not apt._accepting:
