@@ -10,9 +10,10 @@
    replaced by one that keeps nothing.
 3. Speed-up with workers: the same seeds with ``workers=N`` for N = 1 .. the machine's cores
    (the results are checked equal).
-4. Exhaustive exploration with and without partial-order reduction on
-   ``examples/explore_orders.py`` and on a two-caller scenario: runs to exhaust, and whether
-   every outcome random exploration reaches is reached.
+4. Exhaustive exploration with partial-order reduction (optimal DPOR over what deliveries
+   touch), with the sleep sets of old, and without reduction on ``examples/explore_orders.py``,
+   a two-caller scenario and (without ``--quick``) race zoo scenarios: runs to exhaust, and
+   whether every outcome random exploration reaches is reached.
 
 Each timed figure is the median of ``--rounds`` rounds.
 """
@@ -110,17 +111,36 @@ def workers(n: int, rounds: int) -> dict[str, Any]:
     return out
 
 
-def reduction() -> dict[str, Any]:
+#: race zoo scenarios (``benchmarks/zoo``) on which every mode of exhaustive finishes
+ZOO_REDUCTION = ("reentrant_half_update", "request_overtaken", "cancel_before_testcancel",
+                 "signal_races_finish", "git_revoke_races_get", "nested_record")
+#: a race zoo scenario on which the sleep sets of old miss an outcome random reaches
+ZOO_SLEEP_MISSES = ("shutdown_races_call",)
+
+
+def reduction(quick: bool = False) -> dict[str, Any]:
+    """Runs to exhaust with the reduction (optimal DPOR over observed footprints), with the
+    sleep sets of old, and for every order; whether each reaches every outcome random
+    exploration reaches."""
+    from benchmarks.race_zoo import Captured
+
+    cases: list[tuple[str, Any]] = [("explore_orders", explore_orders.scenario),
+                                    ("two_callers", two_callers)]
+    if not quick:
+        cases += [(name, Captured(name)) for name in ZOO_REDUCTION + ZOO_SLEEP_MISSES]
     out = {}
-    for name, scenario in (("explore_orders", explore_orders.scenario),
-                           ("two_callers", two_callers)):
+    for name, scenario in cases:
         reduced = exhaustive(scenario, 100_000)
-        every = exhaustive(scenario, 100_000, reduce=False)
-        sampled = explore(scenario, range(1000))
-        out[name] = {"runs_reduced": reduced.runs, "runs_every_order": every.runs,
-                     "exhausted": reduced.exhausted and every.exhausted,
+        sleep = exhaustive(scenario, 100_000, reduce="sleep")
+        every = exhaustive(scenario, 100_000 if name != "shutdown_races_call" else 5000,
+                           reduce=False)
+        sampled = set(explore(scenario, range(300 if quick else 2000)))
+        out[name] = {"runs_reduced": reduced.runs, "runs_sleep_sets": sleep.runs,
+                     "runs_every_order": every.runs,
+                     "exhausted": reduced.exhausted and sleep.exhausted and every.exhausted,
                      "fewer": every.runs / reduced.runs, "outcomes": len(reduced),
-                     "reaches_random_outcomes": set(sampled) <= set(reduced)}
+                     "reaches_random_outcomes": sampled <= set(reduced),
+                     "sleep_sets_reach_random_outcomes": sampled <= set(sleep)}
     return out
 
 
@@ -135,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     if ns.quick:
         ns.runs, ns.rounds = 100, 2
     figures = {"speed": speed(ns.runs, ns.rounds), "workers": workers(ns.runs * 2, ns.rounds),
-               "reduction": reduction()}
+               "reduction": reduction(ns.quick)}
     s = figures["speed"]
     print(f"explore_cancel_race: {s['runs_per_s']:.0f} runs/s on one core "
           f"(raw baseline, an empty asyncio.run: {s['raw_empty_asyncio_run_per_s']:.0f}/s, "
@@ -145,10 +165,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"workers={w}: {x:.2f}x the runs/s of workers=1 "
               f"({x / w:.2f} per worker; {figures['workers']['cores']} cores)")
     for name, r in figures["reduction"].items():
+        every = f"{r['runs_every_order']}" + ("" if r["exhausted"] else "+")
         print(f"exhaustive {name}: {r['runs_reduced']} runs with the reduction, "
-              f"{r['runs_every_order']} for every order ({r['fewer']:.1f}x fewer), "
+              f"{every} for every order ({r['fewer']:.1f}x fewer), "
               f"{r['outcomes']} outcomes, every random outcome reached: "
-              f"{r['reaches_random_outcomes']}")
+              f"{r['reaches_random_outcomes']}; sleep sets of old: {r['runs_sleep_sets']} "
+              f"runs, every random outcome reached: {r['sleep_sets_reach_random_outcomes']}")
     if ns.json:
         Path(ns.json).write_text(json.dumps(figures, indent=2))
 

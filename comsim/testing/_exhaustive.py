@@ -1,26 +1,28 @@
 """Exhaustive exploration: every distinct delivery order of the deterministic pump once.
 
-Two deliveries to different apartments commute (comsim's messages have known receivers), so
-orders that differ only by swapping such deliveries are one Mazurkiewicz trace; deliveries to
-one apartment (request vs. request, cancel vs. reply) do not commute. The search is depth first
-by re-execution: each run replays a prefix of choices, then takes the first message it may, and
-records at each step the pending messages (by ordinal: the n-th message enqueued, the same in
-every run sharing the prefix) and a sleep set (Godefroid's partial-order reduction): a message
-already explored at an ancestor, and independent of every delivery since, need not be tried
-again. Sleep sets are sound: every trace is reached, and the reduction only drops repeats.
+The search is depth first by re-execution: each run replays a prefix of choices, then takes
+the first message it may. A message is delivered only when the loop is quiet, so the only
+choice is which message. Orders that differ only by swapping deliveries that commute are one
+Mazurkiewicz trace, and need one run. Which deliveries commute is the question: deliveries to
+one apartment never do, and deliveries to different apartments do unless they touch the
+runtime's shared state (a call's stage, a stub's references, the GIT, an apartment's
+teardown). By default (``_dpor``) that is observed, and optimal DPOR runs one order per trace.
+``reduce="sleep"`` keeps the reduction of old: sleep sets (Godefroid) over "deliveries to
+different apartments commute" alone, at each step recording the pending messages (by ordinal:
+the n-th message enqueued, the same in every run sharing the prefix) and the messages asleep.
+That claim does not hold in comsim (a cancel reads the stage the server's side wrote), and the
+sleep sets can miss outcomes (``tests/testing/test_exhaustive_reduction.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Literal
 
 from .._runtime.schedule import DEFER, Schedule
 from .._runtime.vtloop import all_tasks_blocked
+from ._dpor import QUIET_LIMIT, SEED, Search
 from ._runs import Exploration, Raised, Scenario, run_once
-
-#: the seed of the runtime's other seeded choices (faults, latency functions) in every run
-SEED = 0
 
 
 class _Step:
@@ -79,14 +81,9 @@ class _DFSPolicy:
         return ordinals.index(chosen)
 
 
-#: a delivery waits for the loop to be quiet at most this many times in a row (a task that
-#: never waits, polling in a loop, would keep it busy for ever)
-QUIET_LIMIT = 64
-
-
 def exhaustive(scenario: Scenario, budget: int,
                until: Callable[[Exploration], bool] | None = None, *,
-               reduce: bool = True,
+               reduce: bool | Literal["sleep", "dpor"] = True,
                on_raise: Callable[[int, Schedule, Raised], None] | None = None
                ) -> Exploration:
     """Run every distinct delivery order of ``scenario`` once, at most ``budget`` runs; the
@@ -94,25 +91,49 @@ def exhaustive(scenario: Scenario, budget: int,
     A run whose scenario raises is the outcome ``Raised(type, message)``, and ``on_raise`` (if
     given) is called with its run number and schedule. ``reduce=False`` turns the
     partial-order reduction off: every order, commuting deliveries included (to measure what
-    the reduction saves)."""
+    the reduction saves). ``reduce=True`` (or ``"dpor"``) is optimal DPOR over what deliveries
+    are seen to touch (``_dpor``); ``reduce="sleep"``, the reduction of old: sleep sets over
+    "deliveries to different apartments commute", which comsim's shared state breaks (a cancel
+    reads the stage the server's side of the call wrote), so that it can miss outcomes."""
     found = Exploration()
-    steps: list[_Step] = []
-    prefix: list[int] | None = []
+    search: _DFS | Search = (Search() if reduce is True or reduce == "dpor"
+                             else _DFS(reduce == "sleep"))
     for run_no in range(budget):
-        assert prefix is not None
-        policy = _DFSPolicy(prefix, steps, reduce)
-        outcome, schedule = run_once(scenario, SEED, policy)
+        outcome, schedule = search.run(scenario)
         if on_raise is not None and isinstance(outcome, Raised):
             on_raise(run_no, Schedule(schedule.decisions, SEED), outcome)
         found._add(run_no, outcome, Schedule(schedule.decisions, SEED))
         if until is not None and until(found):
             return found
-        del steps[policy.i:]  # a run can end sooner than the prefix said
-        prefix = _backtrack(steps)
-        if prefix is None:
+        if not search.advance():
             found.exhausted = True
             return found
     return found
+
+
+class _DFS:
+    """The depth-first search of every order, with sleep sets (``sleep_sets``) or none."""
+
+    def __init__(self, sleep_sets: bool) -> None:
+        self.sleep_sets = sleep_sets
+        self.steps: list[_Step] = []
+        self.prefix: list[int] = []
+        self.current: _DFSPolicy | None = None
+
+    def run(self, scenario: Scenario) -> tuple[Hashable, Schedule]:
+        """The next run: its outcome and schedule."""
+        self.current = _DFSPolicy(self.prefix, self.steps, self.sleep_sets)
+        return run_once(scenario, SEED, self.current)
+
+    def advance(self) -> bool:
+        """After a run: whether there is another to run."""
+        assert self.current is not None
+        del self.steps[self.current.i:]  # a run can end sooner than the prefix said
+        prefix = _backtrack(self.steps)
+        if prefix is None:
+            return False
+        self.prefix = prefix
+        return True
 
 
 def _backtrack(steps: list[_Step]) -> list[int] | None:
