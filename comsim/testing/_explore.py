@@ -6,7 +6,8 @@ Strategies (``explore(strategy=...)``): ``"random"``, the seeded pump (a seed pe
 priorities and change points drawn from its seed); ``"pct-channels"``, the same with
 priorities on channels (sender, receiver), so that a message can overtake an older one from
 another sender to the same receiver; ``"exhaustive"``, every distinct delivery order once,
-where deliveries to different apartments commute (``_exhaustive``).
+up to deliveries that commute: to different apartments, touching no shared state of the
+runtime that the other touches (``_exhaustive``, ``_dpor``).
 
 Runs go in blocks of ``BLOCK`` seeds, in one process or spread over an executor's workers;
 the results are taken in seed order, so the exploration is the same however it was spread.
