@@ -100,11 +100,17 @@ def bring_in(stub: Stub, iface: type[Interface], apt: Apartment, hold: Hold) -> 
             result = mgr.proxy(iface)
         elif build is identity.Build.BUILD:
             mgr = ProxyManager(stub, apt)
-            if table is None:
-                table = _managers[apt] = {}
-                first = True
-            table[key] = mgr  # a manager of a gone stub stays with its holders, unlisted
             result = mgr.proxy(iface)
+            if apt._closing:
+                # R18: the apartment's teardown releases its managers, maybe already: this one
+                # goes at once (its proxies give CO_E_OBJNOTCONNECTED there, R12)
+                mgr.count.end()
+                effect = lifetime.step_locked(stub, LifeInput.DROP_STRONG)  # BUILD added one
+            else:
+                if table is None:
+                    table = _managers[apt] = {}
+                    first = True
+                table[key] = mgr  # a manager of a gone stub stays with its holders, unlisted
     if build is identity.Build.OBJECT:
         stub.obj.AddRef()
     if first:

@@ -6,6 +6,7 @@ gives it minus the creator's reference, so 1 while a stub holds it and 0 once it
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -380,6 +381,40 @@ async def test_proxy_apartment_shutdown(rt: comsim.Runtime) -> None:
 
     assert await c.run(call) == hresult.CO_E_OBJNOTCONNECTED
     assert p.Release() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.deterministic_only  # one loop: a task of the apartment's outlives its teardown
+async def test_a_proxy_manager_made_after_its_apartments_teardown_goes_at_once(
+        rt: comsim.Runtime) -> None:
+    """A task that the apartment's teardown does not wait for (not a unit: made with
+    ``create_task`` inside one) brings an object in after the teardown released the
+    apartment's proxy managers: that manager is released at once too, so that the object goes
+    when its marshal data is released."""
+    # R7 R18 R34
+    a = await rt.create_sta("a")
+    b = await rt.create_sta("b")
+    obj, stream = await serve(b, flags=S)
+    go, done = asyncio.Event(), asyncio.Event()
+    got: list[Any] = []
+    kept: list[asyncio.Task[None]] = []
+
+    async def later() -> None:
+        await go.wait()
+        got.append(comsim.unmarshal_interface(stream))  # in ``a``, after its teardown
+        done.set()
+
+    async def start() -> None:
+        kept.append(asyncio.get_running_loop().create_task(later()))
+
+    await a.run(start)
+    await a.shutdown()
+    go.set()
+    await done.wait()
+    assert await b.run(_locks, obj) == 1  # the data's reference, not the manager's
+    await b.run(_release_data, stream)
+    assert await b.run(_locks, obj) == 0
+    assert got[0].Release() == 0
 
 
 @pytest.mark.asyncio
