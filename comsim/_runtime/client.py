@@ -5,7 +5,7 @@ request, the COM wait for the reply, rejection retries, abandoning a call, the o
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._core import decide, rules
 from .._core import hresult as hr
@@ -41,6 +41,14 @@ from .wire import SCALARS, Packed, discard, pack, unpack
 if TYPE_CHECKING:
     from .apartment import Apartment
 
+# enum members the hot path compares against, read once: an enum class's attribute costs a
+# Python ``__getattr__`` hook on every read (``EnumType``)
+_CONNECTED: Final = Connection.CONNECTED
+_CALL_WAIT: Final = WaitKind.CALL
+_DELIVER: Final = Effect.DELIVER
+#: ``CALL_TABLE``'s FINISH rows by state (a synchronous call's ``machine.step(Input.FINISH)``)
+_ON_FINISH: Final = {state: row for (state, inp), row in CALL_TABLE.items()
+                     if inp is Input.FINISH}
 
 # --------------------------------------------------------------------------- sync calls
 def _check_proxy(proxy: Proxy) -> Where:
@@ -67,7 +75,7 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     stub = proxy._stub
     server = stub.apartment
     if (where is None or where.apartment is not proxy._apartment
-            or stub.conn is not Connection.CONNECTED or not server._accepting
+            or stub.conn is not _CONNECTED or not server._accepting
             or not where.apartment._accepting):
         where = _check_proxy(proxy)  # (the fast checks above passed the common case)
     if server._neutral:  # R5: a call into the NA runs here, now, on this thread
@@ -110,11 +118,11 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
             w = None
             if sched is not None and unit is not None and unit in sched.stack:
                 if sched.queue:
-                    w, actions = sched.begin_wait(unit, WaitKind.CALL, call.causality_id, call)
+                    w, actions = sched.begin_wait(unit, _CALL_WAIT, call.causality_id, call)
                     if actions:
                         apt._apply(actions)
                 else:  # ``StaScheduler.begin_wait`` with nothing queued, written out
-                    w = Wait(unit, WaitKind.CALL, call.causality_id, call)
+                    w = Wait(unit, _CALL_WAIT, call.causality_id, call)
                     unit.waits.append(w)
             cancelled: BaseException | None = None
             try:
@@ -145,9 +153,9 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
             add_waiter(call, fut)
             _send(call)
         machine = call.machine  # ``machine.step(Input.FINISH)``, written out
-        effect, machine.state, code = CALL_TABLE[(machine.state, Input.FINISH)]
+        effect, machine.state, code = _ON_FINISH[machine.state]
         reply = call.reply
-        if (effect is Effect.DELIVER and not call.tracing and reply is not None
+        if (effect is _DELIVER and not call.tracing and reply is not None
                 and reply.hresult >= 0 and type(reply.value) is not Packed):
             # ``_outcome`` for a successful reply of a plain value, written out
             call.reply = None

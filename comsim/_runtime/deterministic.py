@@ -24,7 +24,11 @@ from .futures import call_in_loop
 from .schedule import DEFER, DEFER_PROBABILITY, Policy, RandomPolicy
 from .vtloop import VirtualTimeLoop
 
-_Message = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...]]
+#: a pending message: its context, handler and arguments, its receiver and sender (an
+#: apartment's name; None: code outside), and its ordinal (the n-th message enqueued in this
+#: run: the same message has the same ordinal in every run with the same decisions up to it)
+_Message = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...], str | None,
+                 str | None, int]
 
 
 class DeterministicTransport:
@@ -36,14 +40,10 @@ class DeterministicTransport:
         self.loop = loop
         self.rng = random.Random(seed)
         self.now: Callable[[], float] = loop.clock
+        #: the pending messages, oldest first: (context, handler, arguments, receiver,
+        #: sender, ordinal) each (one list, one append per message; ``targets``, ``senders``
+        #: and ``ordinals`` read its columns)
         self.pending: list[_Message] = []
-        #: the receiver of each pending message (an apartment's name; None: code outside)
-        self.targets: list[str | None] = []
-        #: the sender of each pending message (an apartment's name; None: code outside)
-        self.senders: list[str | None] = []
-        #: each pending message's ordinal: the n-th message enqueued in this run (the same
-        #: message has the same ordinal in every run with the same decisions up to it)
-        self.ordinals: list[int] = []
         self.enqueued = 0
         #: who decides the next delivery (``schedule``), and what was decided so far
         self.policy: Policy = RandomPolicy()
@@ -61,6 +61,21 @@ class DeterministicTransport:
         self._runs_next = loop.runs_next
         self._call_soon_at = loop.call_soon_at
 
+    @property
+    def targets(self) -> list[str | None]:
+        """The receiver of each pending message (an apartment's name; None: code outside)."""
+        return [m[3] for m in self.pending]
+
+    @property
+    def senders(self) -> list[str | None]:
+        """The sender of each pending message (an apartment's name; None: code outside)."""
+        return [m[4] for m in self.pending]
+
+    @property
+    def ordinals(self) -> list[int]:
+        """Each pending message's ordinal (``_Message``)."""
+        return [m[5] for m in self.pending]
+
     # ------------------------------------------------------------------ the seam
     def start(self, apartment: Any) -> None:
         apartment._attach(self.loop)
@@ -72,10 +87,8 @@ class DeterministicTransport:
         ctx = apt._ctx0
         target = apt.name
         pending = self.pending
-        targets = self.targets
-        senders = self.senders
-        ordinals = self.ordinals
         get_where = WHERE.get
+        ready_count = self._ready_count
 
         def post(fn: Callable[..., Any], *args: Any) -> bool:
             if not apt._accepting:
@@ -88,15 +101,13 @@ class DeterministicTransport:
                     self.loop.call_later(delay, self._arrive, ctx, fn, args, target, sender,
                                          context=self.ctx)
                     return True
-            pending.append((ctx, fn, args))
-            targets.append(target)
-            senders.append(sender)
-            ordinals.append(self.enqueued)
-            self.enqueued += 1
+            ordinal = self.enqueued
+            pending.append((ctx, fn, args, target, sender, ordinal))
+            self.enqueued = ordinal + 1
             if not self.scheduled:
                 self.scheduled = True
                 if self._delivering:  # ``_deliver`` schedules its next step when it returns
-                    self._mark = self._ready_count()
+                    self._mark = ready_count()
                 else:
                     self.loop.call_soon(self._deliver, context=self.ctx)
             return True
@@ -121,11 +132,9 @@ class DeterministicTransport:
                                      context=self.ctx)
                 return True
         # ``_enqueue``, written out (every message comes this way: no frame to spare)
-        self.pending.append((ctx, fn, args))
-        self.targets.append(target)
-        self.senders.append(sender)
-        self.ordinals.append(self.enqueued)
-        self.enqueued += 1
+        ordinal = self.enqueued
+        self.pending.append((ctx, fn, args, target, sender, ordinal))
+        self.enqueued = ordinal + 1
         if not self.scheduled:
             self.scheduled = True
             if self._delivering:  # ``_deliver`` schedules its next step when it returns
@@ -193,11 +202,9 @@ class DeterministicTransport:
                 args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
         """A pending message, with its receiver, sender and ordinal (``post`` writes this
         out: every message comes that way)."""
-        self.pending.append((ctx, fn, args))
-        self.targets.append(target)
-        self.senders.append(sender)
-        self.ordinals.append(self.enqueued)
-        self.enqueued += 1
+        ordinal = self.enqueued
+        self.pending.append((ctx, fn, args, target, sender, ordinal))
+        self.enqueued = ordinal + 1
 
     def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
                  args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
@@ -229,33 +236,30 @@ class DeterministicTransport:
         is queued where ``call_soon`` would have queued it then (``call_soon_at``)."""
         runs_next = self._runs_next
         rng = self.rng
+        pending = self.pending
+        decided = self.decisions.append
         while True:
             self.scheduled = False
-            if not self.pending:
+            if not pending:
                 return
             # the policy picks a pending message, or lets everything else that is ready run
-            # first
-            targets = self.targets
-            # ``propose``, written out: the same draws
-            n = len(targets)
+            # first; ``propose``, written out: the same draws
+            n = len(pending)
             if rng.random() < DEFER_PROBABILITY:
                 decision = DEFER
             else:
                 decision = rng.randrange(n) if n > 1 else 0
             policy = self.policy
             if type(policy) is not RandomPolicy:  # the random pump takes its proposal
-                decision = policy.choose(targets, decision)
-            self.decisions.append(decision)
+                decision = policy.choose([m[3] for m in pending], decision)
+            decided(decision)
             if decision == DEFER:
                 if runs_next():
                     continue
                 self.scheduled = True
                 self.loop.call_soon(self._deliver, context=self.ctx)
                 return
-            del targets[decision]
-            del self.senders[decision]
-            del self.ordinals[decision]
-            ctx, fn, args = self.pending.pop(decision)
+            ctx, fn, args, _target, _sender, _ordinal = pending.pop(decision)
             self._delivering = True
             try:
                 ctx.run(fn, *args)
@@ -266,7 +270,7 @@ class DeterministicTransport:
                 self._delivering = False
                 if self.scheduled:  # a message came meanwhile: its step was asked for then
                     mark = self._mark
-                elif self.pending:
+                elif pending:
                     self.scheduled = True
                     mark = self._ready_count()
                 else:

@@ -64,6 +64,8 @@ _WAITING: Final = StubCall().stage
 #: (``on_reply``'s fast path takes this row without the general path's steps)
 _PENDING_REPLY: Final = CALL_TABLE[(State.PENDING, Input.REPLY)]
 assert _PENDING_REPLY[0] is Effect.COMPLETE
+#: ``State.PENDING``, read once (an enum class's attribute costs a Python ``__getattr__`` hook)
+_PENDING: Final = State.PENDING
 
 
 class ClientCall(StubCall):
@@ -135,7 +137,7 @@ class ClientCall(StubCall):
         #: its reply is taken in (R25, ``_core.callobj.keeps_manager``)
         self.holder: Proxy | None = None
         # asked once per call: no logging work otherwise (``trace.enabled``, written out)
-        self.tracing = bool(trace.CAPTURES) or trace.is_configured()
+        self.tracing = True if trace.CAPTURES else trace.is_configured()
 
     def __repr__(self) -> str:
         return (f"<call #{self.id} {self.spec.interface.__name__}.{self.method} "
@@ -185,7 +187,7 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
     """A reply message is taken in by the client apartment (never a unit: R2)."""
     machine = call.machine
     owner = call.owner
-    if (owner is None and reply.reject is None and machine.state is State.PENDING
+    if (owner is None and reply.reject is None and machine.state is _PENDING
             and reply.hresult != hr.RPC_E_CALL_CANCELED and call.grace_handle is None
             and call.cancel_waiters is None):
         # the fast path of a plain reply: no call object, no rejection (``decide.reply_kind``

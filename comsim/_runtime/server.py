@@ -13,8 +13,7 @@ import anyio
 from .._core import hresult as hr
 from .._core import rules
 from .._core import stub as stubcore
-from .._core.constants import INFINITE, SERVERCALL_ISHANDLED
-from .._core.hresult import COMError
+from .._core.constants import SERVERCALL_ISHANDLED
 from .._core.messages import Reply, new_reply
 from .._core.sta import Unit, UnitKind
 from . import trace
@@ -24,13 +23,10 @@ from .context import (
     WHERE,
     new_where,
 )
-from .events import ManualResetEvent
 from .loop import resume
-from .objects import (
-    ICallFactory,
-    async_interface,
-)
+from .objects import ICallFactory
 from .record import ClientCall, on_reply
+from .serverside import cancelled_reply, inject_fault, via_server_call
 from .stubs import Stub
 from .stubs import _stub_lock as stub_lock
 from .wire import SCALARS, Packed, discard, pack, unpack
@@ -45,6 +41,13 @@ _RUNNING: Final = stubcore.Stage.RUNNING
 #: where RETURN takes a running request (``_core.stub.TABLE``), to a reply
 _RETURNED: Final = stubcore.TABLE[(_RUNNING, stubcore.Input.RETURN)][1]
 assert stubcore.TABLE[(_RUNNING, stubcore.Input.RETURN)][0] is stubcore.Effect.REPLY
+# read once: an enum class's attribute costs a Python ``__getattr__`` hook on every read
+_CONNECTED, _DISCONNECTING = stubcore.Connection.CONNECTED, stubcore.Connection.DISCONNECTING
+_RUN: Final = stubcore.Effect.RUN
+_CALL_UNIT: Final = UnitKind.CALL
+#: ``_core.stub.TABLE``'s DISPATCH rows by stage
+_ON_DISPATCH: Final = {s: r for (s, i), r in stubcore.TABLE.items()
+                       if i is stubcore.Input.DISPATCH}
 
 
 def new_scope() -> anyio.CancelScope:
@@ -85,8 +88,12 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                          apt.thread_id if sched is not None
                                          else rt._new_thread_id())))
                     stub = call.stub
-                    with stub_lock:  # ``stubs.call_begins``, written out
+                    lock = stub_lock  # ``stubs.call_begins``, written out; and ``with``
+                    lock.acquire()  # written out too: no special-method lookups
+                    try:
                         stub.running += 1
+                    finally:
+                        lock.release()
                     if call.tracing:
                         trace.emit("call.dispatched", **call.fields())
                     obj = stub.obj
@@ -94,13 +101,13 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     propagating = False  # an exception ends the scope or the task
                     try:
                         if rt._faults:
-                            _inject_fault(rt, apt, call)
+                            inject_fault(rt, apt, call)
                         args = call.args
                         if type(args) is Packed:
                             args = unpack(args, apt, call.spec.arguments_label)
                             call.args = None  # unpacked: nothing is left to release (R7)
                         if stub.call_factory and call.spec.interface is not ICallFactory:
-                            reply = await _via_server_call(apt, call, obj, args)
+                            reply = await via_server_call(apt, call, obj, args)
                         if reply is None:
                             result = getattr(obj, call.method)
                             policy = obj.cancel_policy
@@ -123,7 +130,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                         # only a client's cancel (R30) cancels the scope, and only the
                         # apartment's shutdown (R18) the task itself; anything else is the
                         # method's own exception (R14)
-                        reply = _cancelled_reply(apt, call, obj, scope, task, exc)
+                        reply = cancelled_reply(apt, call, obj, scope, task, exc)
                         if reply.exc is None:  # not the method's own: an interrupt, a shutdown
                             propagating = True
                             raise  # ends the scope (an interrupt) or the task (shutdown)
@@ -135,10 +142,14 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     finally:
                         # R17: the last running call may disconnect it (``stubs.call_ends``,
                         # written out)
-                        with stub_lock:
+                        lock = stub_lock
+                        lock.acquire()
+                        try:
                             stub.running -= 1
-                            if stub.conn is stubcore.Connection.DISCONNECTING:
+                            if stub.conn is _DISCONNECTING:
                                 stub.conn = stubcore.after_disconnect(stub.running)
+                        finally:
+                            lock.release()
                         if reply is None:  # a BaseException other than a cancel went through
                             reply = Reply(hr.RPC_E_SERVERFAULT,
                                           text="the server task ended abnormally")
@@ -193,47 +204,6 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
         apt._done()
 
 
-def _inject_fault(rt: Any, apt: Apartment, call: ClientCall) -> None:
-    fault = rt._fault_for(call.method, apt)  # ``Runtime.inject_fault``'s, raised here
-    if fault is not None:
-        discard(call.args)  # R7: the arguments are never unpacked
-        raise fault
-
-
-def _cancelled_reply(apt: Apartment, call: ClientCall, obj: Any, scope: anyio.CancelScope,
-                     task: asyncio.Task[Any], exc: BaseException) -> Reply:
-    """The reply for a method a CancelledError went through: an interrupt (R30) or a shutdown
-    (R18), which goes on (the reply has no ``exc``), or the method's own exception (R14)."""
-    interrupted = scope.cancel_called
-    code = rules.server_cancel_outcome(
-        interrupted, apt._closing or (not interrupted and task.cancelling() > 0))
-    if code == hr.RPC_E_SERVERFAULT:
-        return fault_reply(obj, call.method, exc)
-    return Reply(code, text=("the server method was interrupted"
-                             if code == hr.RPC_E_CALL_CANCELED
-                             else f"apartment {apt.name!r} shut down"))
-
-
-async def _via_server_call(apt: Apartment, call: ClientCall, obj: Any,
-                           args: tuple[Any, ...]) -> Reply | None:
-    """R26: the stub drives the server's own call object: Begin_, wait for Signal, Finish_.
-    None: the object makes no call object for the interface (the method runs as it is)."""
-    outer = ManualResetEvent()
-    try:
-        scall = obj.CreateCall(async_interface(call.spec.interface), outer)
-    except COMError as exc:
-        if exc.hresult == hr.E_NOINTERFACE:
-            return None
-        raise
-    scall._com_incoming = call
-    getattr(scall, "Begin_" + call.method)(*args)
-    await outer.Wait(0, INFINITE)
-    result = getattr(scall, "Finish_" + call.method)()
-    if inspect.isawaitable(result):
-        result = await result
-    return Reply(hr.S_OK, pack(result, call.spec.result_label))
-
-
 # --------------------------------------------------------------------------- messages in
 def on_request(apt: Apartment, call: ClientCall) -> None:
     """A request message arrives (not a unit: taken in at once). Into the MTA or an idle STA
@@ -246,7 +216,7 @@ def on_request(apt: Apartment, call: ClientCall) -> None:
     sched = apt._sched
     unit = None
     if sched is not None:
-        unit = Unit(UnitKind.CALL, call)
+        unit = Unit(_CALL_UNIT, call)
         stack = sched.stack
         if stack or sched.queue:  # not ``sched.start_if_idle(unit)``: it waits its turn
             apt._apply(sched.arrive(unit))
@@ -282,12 +252,16 @@ def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
 def _run_call(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
     """The DISPATCH step (``_core.stub.TABLE``): the call runs in a server task (an idle one
     takes it), or ends without running."""
-    with apt._rt._lock:  # ``call.step(Input.DISPATCH)``, written out (one read of the stage)
+    lock = apt._rt._lock  # ``call.step(Input.DISPATCH)``, written out (one read of the stage)
+    lock.acquire()
+    try:
         stage = call.stage
-        effect, after = stubcore.TABLE[(stage, stubcore.Input.DISPATCH)]
+        effect, after = _ON_DISPATCH[stage]
         if after is not stage:
             call.stage = after
-    if effect is not stubcore.Effect.RUN or call.stub.conn is not stubcore.Connection.CONNECTED:
+    finally:
+        lock.release()
+    if effect is not _RUN or call.stub.conn is not _CONNECTED:
         _not_run(apt, call, unit, effect)
         return
     idle = apt._idle

@@ -7,6 +7,8 @@ work of building the event.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
@@ -16,7 +18,12 @@ from .._core import hresult as _hr
 _captures: list[list[dict[str, Any]]] = []
 #: the active captures, for callers that ask ``enabled()`` written out (``record``)
 CAPTURES: Final = _captures
-is_configured: Final = structlog.is_configured
+#: ``structlog.is_configured`` without a Python frame (asked once per call): a read of the
+#: flag that function returns, where this structlog keeps it
+is_configured: Callable[[], bool] = structlog.is_configured
+_config = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
+if isinstance(getattr(_config, "is_configured", None), bool):
+    is_configured = functools.partial(getattr, _config, "is_configured")
 _logger: Any = None
 
 

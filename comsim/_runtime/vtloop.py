@@ -31,6 +31,7 @@ import asyncio
 import contextvars
 import functools
 import heapq
+import itertools
 import math
 import selectors
 import threading
@@ -132,8 +133,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         #: ``time()`` without a Python frame (every call made on the deterministic runtime
         #: asks it)
         self.clock: Callable[[], float] = functools.partial(getattr, self, "_vtime")
-        #: ``get_debug`` without a Python frame (every new future asks it)
-        self.get_debug: Callable[[], bool] = functools.partial(getattr, self, "_debug")
+        #: ``get_debug`` without a Python frame (every new future asks it; ``set_debug``)
+        debug = self._debug  # type: ignore[attr-defined]
+        self.get_debug: Callable[[], bool] = itertools.repeat(debug).__next__
         #: the tasks made on this loop since the last ``rewind`` (``create_task``)
         self._made: list[asyncio.Task[Any]] = []
         self._made_limit = 256
@@ -143,6 +145,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._vtime
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        self.get_debug = itertools.repeat(self._debug).__next__  # type: ignore[attr-defined]
 
     # asyncio runs the timers due before ``time() + _clock_resolution``: at least one step of
     # the float clock, so that a timer the clock jumped to exactly runs, however large the
