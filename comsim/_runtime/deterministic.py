@@ -116,31 +116,16 @@ class DeterministicTransport:
 
     def post(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         if apt is not None:
-            if not apt._accepting:
-                return False
-            ctx = apt._ctx0
-            target = apt.name
-        else:
-            ctx = self.host_ctx
-            target = None
-        w = WHERE.get()
-        sender = w.apartment.name if w is not None else None
+            return bool(apt._post(fn, *args))  # the apartment's own (``_poster``)
+        # to code outside any apartment (a ``run`` result, a shutdown's end)
+        sender = _sender()
         if self.latency:
-            delay = self._delay(apt, sender)
+            delay = self._delay(None, sender)
             if delay:
-                self.loop.call_later(delay, self._arrive, ctx, fn, args, target, sender,
-                                     context=self.ctx)
+                self.loop.call_later(delay, self._arrive, self.host_ctx, fn, args, None,
+                                     sender, context=self.ctx)
                 return True
-        # ``_enqueue``, written out (every message comes this way: no frame to spare)
-        ordinal = self.enqueued
-        self.pending.append((ctx, fn, args, target, sender, ordinal))
-        self.enqueued = ordinal + 1
-        if not self.scheduled:
-            self.scheduled = True
-            if self._delivering:  # ``_deliver`` schedules its next step when it returns
-                self._mark = self._ready_count()
-            else:
-                self.loop.call_soon(self._deliver, context=self.ctx)
+        self._enqueue(self.host_ctx, fn, args, None, sender)
         return True
 
     def signal(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:

@@ -106,13 +106,17 @@ class ThreadedTransport:
 
     def _poster(self, apt: Any) -> Callable[..., bool]:
         """``apt._post``: ``post(apt, fn, args)`` for this one apartment, in one frame (every
-        request, reply and cancel is posted so; ``post`` is the same, written out)."""
+        message to an apartment is posted so; ``start`` installs it before anything can
+        post)."""
         get_ident = threading.get_ident
 
         def post(fn: Callable[..., Any], *args: Any) -> bool:
             if not apt._accepting:
                 return False
             if get_ident() == apt._ident:
+                # from the loop's own thread: the message runs in a later turn of this loop,
+                # which lasts until the teardown (itself run here) has ended; its handler sees
+                # `_closing`
                 apt._loop.call_soon(fn, *args, context=apt._ctx0)
                 return True
             message = (fn, args)
@@ -136,30 +140,7 @@ class ThreadedTransport:
         return post
 
     def post(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-        if not apt._accepting:
-            return False
-        if threading.get_ident() == apt._ident:
-            # from the loop's own thread: the message runs in a later turn of this loop, which
-            # lasts until the teardown (itself run here) has ended; its handler sees `_closing`
-            apt._loop.call_soon(fn, *args, context=apt._ctx0)
-            return True
-        message = (fn, args)
-        inbox = apt._inbox
-        inbox.append(message)
-        if not apt._accepting:  # shutdown began meanwhile
-            try:
-                inbox.remove(message)
-            except ValueError:
-                return True  # the teardown has taken it in
-            return False
-        if apt._woken:
-            return True  # a wake-up is on its way: its drain takes this message in too
-        apt._woken = True
-        try:
-            apt._wake()
-        except RuntimeError:
-            pass  # the loop has closed: its teardown took the message in
-        return True
+        return bool(apt._post(fn, *args))  # the apartment's own (``_poster``)
 
     def signal(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         return self.post(apt, fn, args)
