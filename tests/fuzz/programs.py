@@ -1295,6 +1295,12 @@ def _check_async(prog: Program, ctx: Context, c: CallSpec, o: tuple[Any, ...],
         if op not in ctx.begun:
             if n:
                 out.append(f"{where}: outer.Signal() x{n} for a call that never began (R24)")
+        elif o[0] == "hr" and o[1] == hr.CO_E_OBJNOTCONNECTED and c.caller_apt in prog.dying:
+            # R12 first: Finish_ through a proxy of the shut-down caller fails at once; the call
+            # was abandoned with its apartment (R18) unless its reply came in before: it ended
+            # (one Signal) or never will (none)
+            if n > 1:
+                out.append(f"{where}: outer.Signal() x{n} (R24: at most once)")
         elif op in ctx.finished or op in ctx.scoped_out:
             if n != 1:
                 out.append(f"{where}: outer.Signal() x{n} for a call that ended (R24)")

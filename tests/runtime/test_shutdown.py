@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import comsim
 from comsim import hresult
 
-from ..helpers import add_via, unmarshal
+from ..helpers import add_via, drain, new_call, unmarshal
 
 
 class ICalc(comsim.Interface):
@@ -21,6 +22,9 @@ class ICalc(comsim.Interface):
     async def Block(self, entered: Any, release: Any) -> str: ...
     async def DisconnectSelf(self, entered: Any, release: Any) -> str: ...
     async def NapThenDisconnect(self, entered: Any) -> str: ...
+
+
+AsyncICalc = comsim.async_interface(ICalc)
 
 
 class Calc(comsim.CoClass, ICalc):
@@ -385,6 +389,44 @@ async def test_proxies_bound_to_dead_apartment(rt: comsim.Runtime) -> None:  # R
     # the object itself (in a live apartment) is fine
     fresh = await a.run(unmarshal(strong))
     assert await a.run(add_via(fresh)) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_call_abandoned_by_its_apartments_shutdown_is_never_signalled(
+        rt: comsim.Runtime) -> None:  # R18, R24, R12
+    """An STA that shuts down while its own asynchronous call is in flight abandons the call
+    (R18: its reply is dropped): the call never ends in the client, so ``outer.Signal()`` never
+    runs (R24 counts calls that end), and Finish_ through the dead proxy's call object gives
+    CO_E_OBJNOTCONNECTED at once (R12) -- it does not wait for a reply that cannot come."""
+    srv = await rt.create_sta("srv")
+    cli = await rt.create_sta("cli")
+    obj, stream = await srv.run(make_in())
+    entered, release = comsim.ManualResetEvent(), comsim.ManualResetEvent()
+    signals: list[Any] = []
+    finish: list[int] = []
+
+    class Outer:
+        def Signal(self) -> None:
+            signals.append(comsim.current_apartment())
+
+    async def use() -> None:
+        call = new_call(comsim.unmarshal_interface(stream), AsyncICalc, outer=Outer())
+        call.Begin_Block(entered, release)
+        await cli.shutdown()  # from inside: returns at once, the teardown comes next
+        try:
+            await call.Finish_Block()
+        except comsim.COMError as exc:
+            finish.append(exc.hresult)
+        call.Release()
+
+    with contextlib.suppress(comsim.COMError):  # R18: the run's caller may see the teardown
+        await cli.run(use)
+    assert finish == [hresult.CO_E_OBJNOTCONNECTED]
+    await entered.Wait(0, comsim.INFINITE)  # the server got the call all the same
+    release.Signal()
+    await drain(rt, srv)  # its reply has gone to the dead apartment, and was dropped
+    assert obj.finished == 1
+    assert signals == []
 
 
 @pytest.mark.asyncio
