@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- call objects
 #: guards the making of a call object's event against its signal from the client's loop
 _EVENT_LOCK = threading.Lock()
+#: makes a call object's Release atomic across threads (COM's interlocked count)
+_RELEASE_LOCK = threading.Lock()
+_get_ident = threading.get_ident
 
 
 class _Facet:
@@ -245,22 +248,33 @@ class CallObject:
     def Release(self) -> int:
         """The last Release without Finish_ does not cancel: the reply is dropped (R25), a reply
         already taken in with it (R7), and the call object's count on its proxy manager goes
-        (R19, R25, R34: ``_core.callobj.TABLE``'s FORGET)."""
-        refs = self._refs
-        if refs.count <= 0:
-            return 0
-        if refs.release() == 0:
-            before = self._machine.state
-            effect = self._machine.step(Input.RELEASE)[0]
-            if effect is Effect.FORGET:
-                call = self._call
-                if call is not None:
-                    drop_reply(call)
-                if call is not None and keeps_manager(before):
-                    call.holder = self._proxy  # released when its reply is taken in (R25)
-                else:
-                    self._proxy.Release()
-        return refs.count
+        (R19, R25, R34: ``_core.callobj.TABLE``'s FORGET). Allowed from any thread (R12): the
+        count goes at once; a last Release from a thread other than the client apartment's
+        does its step there, in order with the replies that apartment takes in."""
+        with _RELEASE_LOCK:
+            refs = self._refs
+            if refs.count <= 0:
+                return 0
+            left = refs.release()
+        if left == 0:
+            call = self._call
+            client = call.client if call is not None else None
+            if client is None or client._ident == _get_ident() or not client._post(self._forget):
+                self._forget()  # never begun, on its own thread, or its apartment is gone
+        return left
+
+    def _forget(self) -> None:
+        """The last reference went: the call machine's RELEASE step (on the client's loop)."""
+        before = self._machine.state
+        effect = self._machine.step(Input.RELEASE)[0]
+        if effect is Effect.FORGET:
+            call = self._call
+            if call is not None:
+                drop_reply(call)
+            if call is not None and keeps_manager(before):
+                call.holder = self._proxy  # released when its reply is taken in (R25)
+            else:
+                self._proxy.Release()
 
 
 _call_object_classes: dict[type[Interface], type[CallObject]] = {}

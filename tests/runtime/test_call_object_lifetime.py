@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from typing import Any
 
@@ -111,6 +112,46 @@ async def test_released_call_object_releases_the_manager_while_its_call_runs(
     # the manager went with the reply, after the call had run
     assert events.index(gone) > events.index(dropped)
     assert await p.server.run(_locks, p.obj) == 0
+
+
+@pytest.mark.threaded_only
+@pytest.mark.asyncio
+async def test_last_release_from_another_thread_steps_on_the_clients_loop(
+        rt: comsim.Runtime) -> None:
+    # R25 R12 R34: Release is allowed from any thread, and the count goes at once; the call
+    # object's step (dropping a reply, letting go of the manager) is done on the client
+    # apartment's loop, in order with the replies it takes in -- done from the releasing
+    # thread, it raced the reply's step there and could keep the manager's count forever
+    p = await pair(rt)
+    proxy = p.proxy
+
+    async def use() -> Any:
+        call = new_call(proxy, AsyncICalc)
+        proxy.Release()
+        call.Begin_Add(1, 2)
+        sync = call.QueryInterface(comsim.ISynchronize)
+        await sync.Wait(0, comsim.INFINITE)  # the reply is taken in: the call has ended
+        sync.Release()
+        return call
+
+    call = await p.client.run(use)
+    entered, gate = threading.Event(), threading.Event()
+
+    async def block() -> None:
+        entered.set()
+        gate.wait(10)  # not a COM wait: the client's thread is busy
+
+    blocked = asyncio.ensure_future(p.client.run(block))
+    try:
+        assert await asyncio.to_thread(entered.wait, 10)
+        assert call.Release() == 0  # from the test's thread, in no apartment
+        assert call.Release() == 0  # released stays released
+        assert await p.server.run(_locks, p.obj) == 1  # its step waits for the client's loop
+    finally:
+        gate.set()
+        await blocked
+    await drain(rt, p.client, p.server)
+    assert await p.server.run(_locks, p.obj) == 0  # done there: the manager went
 
 
 # --------------------------------------------------------------------------- late stubs
