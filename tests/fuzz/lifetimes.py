@@ -276,7 +276,8 @@ class LifeRun:
         self.kinds = list(spec.kinds)  # grows with data marshalled from proxies
         self.obj: Any = None
         self.streams: list[Any] = []  # MarshalStream, or a GIT cookie
-        #: (pointer, "mgr"|"disc", gen); self.ifaces: the interface of each slot
+        #: (pointer, "mgr"|"disc", gen; a released "disc" one's gen is "released");
+        #: self.ifaces: the interface of each slot
         self.slots: list[tuple[Any, str, Any] | None] = []
         self.ifaces: list[str] = []
         self.known: dict[tuple[int, str], Any] = {}  # (gen, iface) -> the manager's proxy
@@ -413,6 +414,8 @@ class LifeRun:
         p, kind, gen = slot
         want = 0 if kind == "disc" else self.model.release(gen)
         got = p.Release()
+        if kind == "disc":  # its own count of 1 reached 0: it is dead too (R34)
+            self.slots[i] = (p, kind, "released")
         self.log.append(("release", i, got))
         if got != want:
             self.bad(self._where(f"Release of {kind} pointer {i}") + f": gave {got}, the "
@@ -487,7 +490,8 @@ class LifeRun:
             return
         p, kind, gen = slot
         if kind == "disc":
-            want = hr.RPC_E_DISCONNECTED  # R7
+            # R7; once released, R34's dead proxy: R12's checks at the proxy come first
+            want = hr.CO_E_OBJNOTCONNECTED if gen == "released" else hr.RPC_E_DISCONNECTED
         elif not self.model.live(gen):
             want = hr.CO_E_OBJNOTCONNECTED  # R34
         elif self.model.cut:

@@ -268,6 +268,31 @@ async def test_disconnected_proxies_are_never_shared(rt: comsim.Runtime) -> None
 
 
 @pytest.mark.asyncio
+async def test_a_released_disconnected_proxy_is_dead(rt: comsim.Runtime) -> None:
+    # R7, R34, R12: a disconnected proxy has its own count of 1; released, it is dead like any
+    # proxy whose count reached 0: use fails at the proxy with CO_E_OBJNOTCONNECTED, before
+    # anything is sent (so not RPC_E_DISCONNECTED); Release and AddRef give 0 (fuzz seed 6185)
+    a = await rt.create_sta("a")
+    b = await rt.create_sta("b")
+
+    async def export() -> comsim.MarshalStream:
+        gone = comsim.marshal_interface(Calc(), ICalc)
+        comsim.release_marshal_data(gone)
+        return gone
+
+    gone = await b.run(export)
+
+    async def use() -> tuple[int, int, int, int, int]:
+        d = comsim.unmarshal_interface(gone)
+        before = await ahr_of(d.Add, 1, 1)
+        released = d.Release()
+        return before, released, await ahr_of(d.Add, 1, 1), d.Release(), d.AddRef()
+
+    assert await a.run(use) == (hresult.RPC_E_DISCONNECTED, 0, hresult.CO_E_OBJNOTCONNECTED,
+                                0, 0)
+
+
+@pytest.mark.asyncio
 async def test_git_at_home_and_elsewhere(rt: comsim.Runtime) -> None:
     # R34, R10: GetInterfaceFromGlobal is a route: the object itself at home, the manager's
     # proxy elsewhere, one count added each time
