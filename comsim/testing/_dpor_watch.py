@@ -12,10 +12,14 @@ its local ``stub`` (or ``self.stub``, or its call's stub), a variable of the stu
 under another lock, the call in its local ``call``, a variable of the call's client and server
 apartments; else None (the lock as a whole, which conflicts with every variable of that
 lock). The wrappers only note; they lock as the locks do.
+
+Besides, which tasks wait in ``wait_all_tasks_blocked`` (``waiting_tasks``): code that polls
+the loop so, and does nothing else until it returns, may run beside a delivery.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from collections.abc import Callable, Hashable, Iterator
@@ -25,6 +29,7 @@ from typing import Any
 
 from .._runtime.record import ClientCall
 from .._runtime.stubs import Stub
+from ._loop import wait_all_tasks_blocked
 
 Variable = tuple[str, Hashable]
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
@@ -133,3 +138,27 @@ def watch_runtime(rt: Any) -> None:
 def noting(note: Callable[[Variable], None] | None) -> None:
     """Send this thread's noted acquisitions to ``note`` (None: nowhere)."""
     _local.note = note
+
+
+_WAIT = wait_all_tasks_blocked.__code__
+
+
+def still_waiting(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` waits in ``wait_all_tasks_blocked`` (its coroutine, or one it awaits,
+    is that function's)."""
+    if task.done():
+        return False
+    coro: Any = task.get_coro()
+    while coro is not None:
+        if getattr(coro, "cr_code", None) is _WAIT:
+            return True
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return False
+
+
+def waiting_tasks(loop: Any) -> list[asyncio.Task[Any]]:
+    """The tasks of ``loop`` waiting in ``wait_all_tasks_blocked``, when they are all that
+    is ready to run (each has one step ready: it polls); else none. Such a task reads nothing
+    but whether the loop is quiet, and returns only once it is and no message is pending."""
+    tasks = [t for t in asyncio.all_tasks(loop) if still_waiting(t)]
+    return tasks if tasks and len(tasks) == loop.ready_count() else []
