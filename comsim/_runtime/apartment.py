@@ -33,10 +33,11 @@ from .._core.sta import (
 )
 from .boundary import call_hook
 from .comwait import ComWaits
-from .context import WHERE, Where
+from .context import WHERE, new_where
 from .futures import settle
 from .hooks import HOOKS
 from .jobs import RunUnits, _Job
+from .loop import current_task
 from .transport import Transport
 
 #: the classes of the modules above this one, named here for the reader: a call is a
@@ -99,7 +100,7 @@ class Apartment(ComWaits, RunUnits):
         #: server tasks waiting for their next call (each a future to hand it over)
         self._idle: list[asyncio.Future[tuple[ClientCall, Unit | None]]] = []
         self._ctx0 = contextvars.Context()  # messages run in this empty context
-        self._home = Where(runtime, self, None, None, None, thread_id)
+        self._home = new_where((runtime, self, None, None, None, thread_id))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("closing" if not self._accepting else "running")
@@ -159,7 +160,7 @@ class Apartment(ComWaits, RunUnits):
 
     def _done(self) -> None:
         """Called by a task of this apartment as its last step."""
-        self._tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        self._tasks.pop(current_task(self._loop), None)  # type: ignore[arg-type]
 
     def _at_home(self, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn`` synchronously with this apartment current (for message filters)."""
@@ -317,6 +318,6 @@ class Apartment(ComWaits, RunUnits):
         with self._rt._lock:
             self._closed = True
             waiters, self._closed_waiters = self._closed_waiters, []
-        for loop, fut in waiters:
-            self._rt._send_to_loop(loop, settle, fut, None)
+        for loop, fut in waiters:  # on each waiter's loop, through the transport
+            self._rt._transport.to_loop(loop, settle, (fut, None))
         self._transport.stop(self)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import Any, TypeVar, overload
 
 import anyio
@@ -19,13 +20,43 @@ from .._core.sta import (
     Unit,
     UnitKind,
 )
-from .context import WHERE, Where
+from .context import WHERE, new_where
 from .futures import settle
 
 #: the runtime (``runtime.Runtime``, a module above this one)
 Runtime = Any
 
 T = TypeVar("T")
+
+
+def shield(inner: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """``asyncio.shield(inner)`` for a future (the same on Python 3.11 to 3.13): the same outer
+    future and the same two done callbacks, without ``ensure_future``'s frames."""
+    if inner.done():
+        return inner
+    outer = inner.get_loop().create_future()
+
+    def _inner_done_callback(inner: asyncio.Future[Any]) -> None:
+        if outer.cancelled():
+            if not inner.cancelled():
+                inner.exception()  # mark inner's result as retrieved
+            return
+        if inner.cancelled():
+            outer.cancel()
+        else:
+            exc = inner.exception()
+            if exc is not None:
+                outer.set_exception(exc)
+            else:
+                outer.set_result(inner.result())
+
+    def _outer_done_callback(outer: asyncio.Future[Any]) -> None:
+        if not inner.done():
+            inner.remove_done_callback(_inner_done_callback)
+
+    inner.add_done_callback(_inner_done_callback)
+    outer.add_done_callback(_outer_done_callback)
+    return outer
 
 
 class _Job:
@@ -98,7 +129,7 @@ class RunUnits:
                 # the waiter must outlive our cancel
                 ok, value = await w.apartment.com_wait(asyncio.shield(waiter))
             else:
-                ok, value = await asyncio.shield(waiter)  # the waiter must outlive our cancel
+                ok, value = await shield(waiter)  # the waiter must outlive our cancel
             value_t: Any = value
         except asyncio.CancelledError:
             job.cancelled = True
@@ -139,12 +170,13 @@ class RunUnits:
     async def _run_job(self, job: _Job, unit: Unit | None) -> None:
         rt = self._rt
         tid = self.thread_id if self._sched is not None else rt._new_thread_id()
-        WHERE.set(Where(rt, self, unit, None, None, tid))
+        WHERE.set(new_where((rt, self, unit, None, None, tid)))
         try:
             if job.cancelled:
                 raise asyncio.CancelledError
             result = job.fn(*job.args)
-            if inspect.isawaitable(result):  # a plain function runs in the apartment too
+            # a plain function runs in the apartment too (``isawaitable``; a coroutine first)
+            if type(result) is CoroutineType or inspect.isawaitable(result):
                 result = await result
             outcome: tuple[bool, Any] = (True, result)
         except asyncio.CancelledError as exc:
@@ -157,5 +189,6 @@ class RunUnits:
         self._settle_job(job, *outcome)
 
     def _settle_job(self, job: _Job, ok: bool, value: Any) -> None:
-        self._rt._send_to_loop(job.loop, settle, job.waiter, (ok, value))
+        # on the caller's loop (any thread), through the transport; dropped if it has closed
+        self._rt._transport.to_loop(job.loop, settle, (job.waiter, (ok, value)))
 

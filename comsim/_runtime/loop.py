@@ -1,10 +1,13 @@
 """The threaded runtime's apartment loops: lazy polls while busy, one read per wake-up, and a
-wake-up that makes no handle per message; ``resume``, a hand-off that costs one loop turn; and
-``Handle`` and ``TimerHandle``, made without asking the loop for its debug mode.
+wake-up that makes no handle per message; ``resume``, a hand-off that costs one loop turn;
+``Handle`` and ``TimerHandle``, made without asking the loop for its debug mode (or without
+``__init__``: ``new_handle``); ``callback_failed``, what a failed callback reports; and
+``VirtualSelector``, the virtual-time loop's selector, with the deadlock it raises
+(``deadlock_of``).
 
 With ``vtloop``, this is one of the two modules that touch asyncio's private internals (the
-loop's self-pipe, a future's callbacks, 3.11's current-task dict); each use falls back to the
-public path where the internal is missing.
+loop's self-pipe, a future's callbacks, 3.11's current-task dict, the virtual-time loop's
+timers); each use falls back to the public path where the internal is missing.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import math
 import selectors
 import sys
+from asyncio import format_helpers
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ApartmentLoop", "BusyLoopSelector", "Handle", "TimerHandle", "resume"]
+__all__ = ["ApartmentLoop", "BusyLoopSelector", "Handle", "TimerHandle", "VirtualSelector",
+           "callback_failed", "current_task", "deadlock_of", "new_handle", "resume"]
 
 
 class BusyLoopSelector(selectors.BaseSelector):
@@ -56,6 +62,79 @@ class BusyLoopSelector(selectors.BaseSelector):
         self._real.close()
 
 
+class VirtualSelector(BusyLoopSelector):
+    """The selector of ``vtloop.VirtualTimeLoop`` (the virtual-time loop, named ``loop`` here):
+    it polls lazily while callbacks are ready, like an apartment loop's, and never blocks while
+    a timer is pending: it moves the clock instead. With nothing scheduled it waits for an
+    outside event, or raises the loop's deadlock (``vtloop``'s docstring gives the rule)."""
+
+    def __init__(self, real: selectors.BaseSelector, loop: Any) -> None:
+        super().__init__(real)
+        self._loop = loop
+        #: files registered besides the loop's self-pipe (registered before this wrapper)
+        self._others = 0
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        key = super().register(fileobj, events, data)
+        self._others += 1
+        return key
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        key = super().unregister(fileobj)
+        self._others -= 1
+        return key
+
+    def select(self, timeout: float | None = None
+               ) -> list[tuple[selectors.SelectorKey, int]]:
+        loop = self._loop
+        scheduled = loop._scheduled
+        if timeout is not None and timeout > 0 and scheduled[0]._when == math.inf:
+            timeout = None  # only timers that never fire (``anyio.sleep_forever``)
+        if timeout is None:
+            return self._idle()
+        if timeout <= 0:
+            return super().select(timeout)  # callbacks are ready: poll now and then
+        self._turns = 0
+        if self._others or getattr(loop, "_signal_handlers", None):
+            events = self._real.select(0)  # real I/O or a signal first
+            if events:
+                return events
+        # (a thread's ``call_soon_threadsafe`` puts its callback on the ready queue itself:
+        # the self-pipe only wakes a loop that waits, and is read at the next poll)
+        # jump to the next timer exactly: ``_clock_resolution`` makes asyncio run it now
+        target = scheduled[0]._when
+        if target > loop._vtime:
+            loop._vtime = target
+        return []
+
+    def _idle(self) -> list[tuple[selectors.SelectorKey, int]]:
+        """Nothing ready, no timer: wait for an outside event, or raise the deadlock."""
+        self._turns = 0
+        loop = self._loop
+        events = self._real.select(0)
+        grace = loop.deadlock_grace
+        if events or grace is None or not loop._could_deadlock():
+            return events or self._real.select(None)
+        events = self._real.select(grace)
+        if events or not loop._could_deadlock():
+            return events  # the loop asks again, and then waits for real
+        raise deadlock_of(loop)
+
+
+def deadlock_of(loop: Any) -> BaseException:
+    """The exception a deadlocked virtual-time loop raises: made once, by its
+    ``explain_deadlock`` (a deadlock during the cleanup raises the same again)."""
+    if loop._deadlocked is None:
+        explain = type(loop).explain_deadlock
+        plain = "deadlock: nothing can ever run again on the virtual-time loop"
+        try:
+            loop._deadlocked = explain(loop) if explain is not None else RuntimeError(plain)
+        except Exception as exc:  # no report, but still no hang
+            loop._deadlocked = RuntimeError(f"{plain} (no report: {exc!r})")
+    deadlocked: BaseException = loop._deadlocked
+    return deadlocked
+
+
 class Handle(asyncio.Handle):
     """asyncio's ``Handle``, made without asking the loop for its debug mode (the loop makes
     these only when it is not in debug mode, so there is no source traceback to take)."""
@@ -91,6 +170,37 @@ class TimerHandle(asyncio.TimerHandle):
         this._source_traceback = None
         this._when = when
         this._scheduled = False
+
+    def cancel(self) -> None:
+        """asyncio's ``TimerHandle.cancel``, its loop's ``_timer_handle_cancelled`` and
+        ``Handle.cancel``, in one frame."""
+        this: Any = self
+        if this._cancelled:
+            return
+        loop = this._loop
+        if this._scheduled:
+            loop._timer_cancelled_count += 1
+        this._cancelled = True
+        if loop.get_debug():
+            this._repr = repr(self)
+        this._callback = None
+        this._args = None
+
+
+def callback_failed(loop: asyncio.AbstractEventLoop, handle: Any, exc: BaseException) -> None:
+    """What ``Handle._run`` reports when a callback raises (a loop that runs its handles'
+    callbacks itself calls this)."""
+    cb = format_helpers._format_callback_source(handle._callback, handle._args)
+    context: dict[str, Any] = {"message": f"Exception in callback {cb}",
+                               "exception": exc, "handle": handle}
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    loop.call_exception_handler(context)
+
+
+#: a ``Handle`` or ``TimerHandle`` not yet initialised (``object.__new__``: no Python frame);
+#: a loop that makes one sets each of its fields, as ``__init__`` does
+new_handle: Callable[[type[Any]], Any] = object.__new__
 
 
 class ApartmentLoop(asyncio.SelectorEventLoop):
@@ -141,6 +251,8 @@ _current_task: Any = asyncio.current_task
 if sys.version_info < (3, 12) and isinstance(getattr(asyncio.tasks, "_current_tasks", None),
                                              dict):
     _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+#: ``asyncio.current_task(loop)`` (``loop`` given), in C on every version
+current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = _current_task
 
 
 def resume(fut: asyncio.Future[Any], value: Any) -> None:

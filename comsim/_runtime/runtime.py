@@ -120,6 +120,8 @@ class Runtime:
         self._closing = False
         self._entered = False
         self._apartments: dict[str, Apartment] = {}
+        #: an STA is among ``_apartments`` (the next one is no main STA: R4)
+        self._has_sta = False
         #: new ids, and the clock (the loop's virtual time on the deterministic runtime)
         self._new_call_id: Callable[[], int] = itertools.count(1).__next__
         self._new_causality_id: Callable[[], int] = itertools.count(1).__next__
@@ -162,16 +164,17 @@ class Runtime:
             self._rng = det.rng
             self._now = det.now
         self._t0 = self._now()
-        self._mta = await self._create("MTA", ApartmentType.MTA)
+        self._mta = self._create_now("MTA", ApartmentType.MTA)
         self._token = OUTER_RUNTIME.set(self)
         LIVE_RUNTIMES.append(self)
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Shut every apartment down (STAs newest first, then the MTA) and join threads."""
+        await self.__aexit__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        """``aclose`` (its body here: one coroutine fewer under ``async with``)."""
         if self._closing:
             return
         self._closing = True
@@ -247,7 +250,7 @@ class Runtime:
         return apt
 
     def _next_sta_kind(self) -> ApartmentType:
-        return rules.sta_kind(not any(a.type.is_sta for a in self._apartments.values()))
+        return rules.sta_kind(not self._has_sta)
 
     def _check_running(self) -> None:
         if self._mta is None or self._closing:
@@ -278,13 +281,11 @@ class Runtime:
                 name = f"sta{sum(1 for a in self._apartments.values() if a.type.is_sta) + 1}"
             return self._create_now(name, self._next_sta_kind())
 
-    async def _create(self, name: str, kind: ApartmentType) -> Apartment:
-        return self._create_now(name, kind)
-
     def _create_now(self, name: str, kind: ApartmentType) -> Apartment:
         if name in self._apartments:
             raise ValueError(f"an apartment named {name!r} exists in this runtime")
-        tid = self._new_thread_id() if kind.is_sta else 0
+        is_sta = kind.is_sta
+        tid = self._new_thread_id() if is_sta else 0
         apt = Apartment(self, name, kind, tid)
         self._apartments[name] = apt
         try:
@@ -292,19 +293,14 @@ class Runtime:
         except BaseException:
             del self._apartments[name]
             raise
+        if is_sta:
+            self._has_sta = True
         return apt
 
     # ---------------------------------------------------------------- ids and time
 
     def _ticks_since(self, t: float) -> int:
         return max(0, round((self._now() - t) * 1000))
-
-    # ---------------------------------------------------------------- moving things
-    def _send_to_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
-                      *args: Any) -> None:
-        """Run ``fn(*args)`` on ``loop`` (any thread), through the transport; dropped if that
-        loop is closed."""
-        self._transport.to_loop(loop, fn, args)
 
     # ---------------------------------------------------------------- fault injection
     def set_latency(self, seconds: float | Callable[[random.Random], float], *,

@@ -25,12 +25,14 @@ _config = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
 if isinstance(getattr(_config, "is_configured", None), bool):
     is_configured = functools.partial(getattr, _config, "is_configured")
 _logger: Any = None
+#: ``hresult.name`` of the codes emitted so far (the same few, event after event)
+_names: dict[int, str] = {}
 
 
 def enabled() -> bool:
     """Whether anyone listens: a ``capture_trace()`` is active, or the application has
     configured structlog."""
-    return bool(_captures) or structlog.is_configured()
+    return bool(_captures) or is_configured()
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -39,12 +41,17 @@ def emit(event: str, **fields: Any) -> None:
     callers only reach here when ``enabled()``, so the name costs nothing when nobody listens."""
     code = fields.get("hresult")
     if isinstance(code, int) and "hresult_name" not in fields:
-        fields["hresult_name"] = _hr.name(code)
+        name = _names.get(code)
+        if name is None:
+            name = _hr.name(code)
+            if len(_names) < 1024:
+                _names[code] = name
+        fields["hresult_name"] = name
     if _captures:
         record = {"event": event, **fields}
         for sink in list(_captures):
             sink.append(record)
-    if structlog.is_configured():
+    if is_configured():
         global _logger
         if _logger is None:
             _logger = structlog.get_logger("comsim")

@@ -4,10 +4,11 @@ that fails instead of hanging when nothing can ever run again (a deadlock).
 The deterministic runtime runs every apartment on it. With ``loop.ApartmentLoop``, this is one
 of the two modules that touch asyncio's private internals (the loop's ``_scheduled``,
 ``_ready``, ``_stopping``, ``_debug``, ``_ssock``, ``_signal_handlers`` and
-``_clock_resolution``; handles' fields), each used where asyncio has no public way: a loop
-turn of its own (``_run_once``, the same steps as asyncio's, lighter), ``call_soon`` and
-``call_at`` in one frame, and the deterministic pump's hand-off (``runs_next``,
-``call_soon_at``).
+``_clock_resolution``; handles' fields), each used where asyncio has no public way: loop
+turns of its own (``_run_once``, the same steps as asyncio's, lighter, one call for every turn
+until a stop), ``call_soon``, ``call_later`` and ``call_at`` in one frame, ``create_future``
+and ``create_task`` without asyncio's frames, and the deterministic pump's hand-off
+(``runs_next``, ``call_soon_at``). Its selector is ``loop.VirtualSelector``.
 
 Deadlock rule. asyncio asks its selector to wait with no time-out only when no callback is
 ready and no timer is scheduled (a timer at ``inf`` counts as none: it never fires). Then only
@@ -21,9 +22,9 @@ loop's self-pipe (``call_soon_threadsafe``). The loop is deadlocked when none ca
 - and, for threads the loop cannot see, nothing arrives during a short real grace
   (``deadlock_grace``).
 
-Then ``select`` raises the deadlock (``comsim.testing.Deadlock``, made by the hook the testing
-package installs) out of the loop, and so out of ``anyio.run``, whose runner cancels the
-remaining tasks and closes the loop.
+Then the selector's ``select`` raises the deadlock (``comsim.testing.Deadlock``, made by the
+hook the testing package installs) out of the loop, and so out of ``anyio.run``, whose runner
+cancels the remaining tasks and closes the loop.
 """
 from __future__ import annotations
 
@@ -33,76 +34,22 @@ import functools
 import heapq
 import itertools
 import math
-import selectors
 import threading
-from asyncio import format_helpers
 from collections.abc import Callable
+from contextvars import copy_context
+from types import CoroutineType
 from typing import Any
 
 from .context import LIVE_RUNTIMES
-from .loop import BusyLoopSelector, Handle, TimerHandle
+from .loop import Handle, TimerHandle, VirtualSelector, callback_failed, new_handle
 
 # asyncio's own thresholds (``asyncio.base_events``), for ``VirtualTimeLoop._run_once``
 _MIN_SCHEDULED_TIMER_HANDLES = 100
 _MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
 _MAXIMUM_SELECT_TIMEOUT = 24 * 3600
-
-
-class _VirtualSelector(BusyLoopSelector):
-    """An apartment loop's selector (it polls lazily while callbacks are ready) that never
-    blocks while a timer is pending: it moves the clock instead."""
-
-    def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
-        super().__init__(real)
-        self._loop = loop
-        #: files registered besides the loop's self-pipe (registered before this wrapper)
-        self._others = 0
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        key = super().register(fileobj, events, data)
-        self._others += 1
-        return key
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        key = super().unregister(fileobj)
-        self._others -= 1
-        return key
-
-    def select(self, timeout: float | None = None
-               ) -> list[tuple[selectors.SelectorKey, int]]:
-        loop = self._loop
-        scheduled = loop._scheduled  # type: ignore[attr-defined]
-        if timeout is not None and timeout > 0 and scheduled[0]._when == math.inf:
-            timeout = None  # only timers that never fire (``anyio.sleep_forever``)
-        if timeout is None:
-            return self._idle()
-        if timeout <= 0:
-            return super().select(timeout)  # callbacks are ready: poll now and then
-        self._turns = 0
-        if self._others or getattr(loop, "_signal_handlers", None):
-            events = self._real.select(0)  # real I/O or a signal first
-            if events:
-                return events
-        # (a thread's ``call_soon_threadsafe`` puts its callback on the ready queue itself:
-        # the self-pipe only wakes a loop that waits, and is read at the next poll)
-        # jump to the next timer exactly: ``_clock_resolution`` makes asyncio run it now
-        target = scheduled[0]._when
-        if target > loop._vtime:
-            loop._vtime = target
-        return []
-
-    def _idle(self) -> list[tuple[selectors.SelectorKey, int]]:
-        """Nothing ready, no timer: wait for an outside event, or raise the deadlock."""
-        self._turns = 0
-        loop = self._loop
-        events = self._real.select(0)
-        grace = loop.deadlock_grace
-        if events or grace is None or not loop._could_deadlock():
-            return events or self._real.select(None)
-        events = self._real.select(grace)
-        if events or not loop._could_deadlock():
-            return events  # the loop asks again, and then waits for real
-        raise loop._deadlock()
+#: for ``VirtualTimeLoop.run_until_complete``: asyncio's own done callback, and its check
+_until_complete = asyncio.base_events._run_until_complete_cb  # type: ignore[attr-defined]
+_running_loop = asyncio.events._get_running_loop
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -126,7 +73,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         super().__init__()
         self._vtime = 0.0
         real: Any = self._selector  # type: ignore[has-type]
-        self._selector = _VirtualSelector(real, self)
+        self._selector = VirtualSelector(real, self)
         #: ``run_in_executor`` jobs not yet done (a token each)
         self._thread_jobs: set[object] = set()
         self._deadlocked: BaseException | None = None
@@ -142,6 +89,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         #: how many callbacks are ready: a ``call_soon`` now would be queued behind them (the
         #: ready queue's own ``__len__``: no Python frame)
         self.ready_count: Callable[[], int] = self._ready.__len__  # type: ignore[attr-defined]
+        #: ``create_future`` without a Python frame (asyncio's makes ``Future(loop=self)``)
+        self.create_future = functools.partial(asyncio.Future, loop=self)  # type: ignore[method-assign]
 
     def time(self) -> float:
         return self._vtime
@@ -162,6 +111,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         pass  # asyncio's __init__ sets the real clock's
 
     # asyncio's call_soon, call_later and call_at, the same outside debug mode, in one frame
+    # (the handle too: ``loop.new_handle``)
     def call_soon(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
                   context: contextvars.Context | None = None) -> asyncio.Handle:
         this: Any = self
@@ -169,16 +119,40 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         if this._closed:
             this._check_closed()
-        handle = Handle(callback, args, self, context)
+        handle: Any = new_handle(Handle)
+        handle._context = context if context is not None else copy_context()
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
         this._ready.append(handle)
         return handle
 
     def call_later(self, delay: float, callback: Callable[..., Any],  # type: ignore[override]
                    *args: Any, context: contextvars.Context | None = None
                    ) -> asyncio.TimerHandle:
+        this: Any = self
         if delay is None:
             raise TypeError("delay must not be None")
-        return self.call_at(self._vtime + delay, callback, *args, context=context)
+        when = this._vtime + delay
+        if this._debug:
+            return super().call_at(when, callback, *args, context=context)
+        if this._closed:
+            this._check_closed()
+        timer: Any = new_handle(TimerHandle)  # ``call_at``'s, written out
+        timer._context = context if context is not None else copy_context()
+        timer._loop = self
+        timer._callback = callback
+        timer._args = args
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = None
+        timer._when = when
+        heapq.heappush(this._scheduled, timer)
+        timer._scheduled = True
+        return timer
 
     def call_at(self, when: float, callback: Callable[..., Any],  # type: ignore[override]
                 *args: Any, context: contextvars.Context | None = None
@@ -190,93 +164,130 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             raise TypeError("when cannot be None")
         if this._closed:
             this._check_closed()
-        timer = TimerHandle(when, callback, args, self, context)
+        timer: Any = new_handle(TimerHandle)
+        timer._context = context if context is not None else copy_context()
+        timer._loop = self
+        timer._callback = callback
+        timer._args = args
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = None
+        timer._when = when
         heapq.heappush(this._scheduled, timer)
-        timer._scheduled = True  # type: ignore[attr-defined]
+        timer._scheduled = True
         return timer
 
     def _run_once(self) -> None:
-        """One turn of the loop: asyncio's ``_run_once``, the same steps in the same order,
-        written for this loop (not in debug mode, which keeps asyncio's own): while callbacks
-        are ready, the selector is polled every 16th turn only (``BusyLoopSelector``) and not
-        called at all otherwise; the due timers are taken at the virtual clock; each callback
-        is run as its handle's ``_run`` would run it, without that frame."""
+        """Turns until a stop is asked (``run_forever``'s loop checks ``_stopping`` after each
+        call). A turn is asyncio's, the same steps, lighter (not in debug mode): the selector
+        is polled every 16th busy turn only (``BusyLoopSelector``), a jump of the clock to the
+        next timer needs no call of it, due timers are taken at the virtual clock, and each
+        callback is run as its handle's ``_run`` would run it, without that frame."""
         this: Any = self  # asyncio's private attributes, untyped
         if this._debug:
             super()._run_once()  # type: ignore[misc]
             return
-        scheduled: list[Any] = this._scheduled
         ready = this._ready
-        n = len(scheduled)
-        if n:
-            if (n > _MIN_SCHEDULED_TIMER_HANDLES and this._timer_cancelled_count / n
-                    > _MIN_CANCELLED_TIMER_HANDLES_FRACTION):
-                kept = []
-                for handle in scheduled:
-                    if handle._cancelled:
-                        handle._scheduled = False
-                    else:
-                        kept.append(handle)
-                heapq.heapify(kept)
-                this._scheduled = scheduled = kept
-                this._timer_cancelled_count = 0
-            else:
-                while scheduled and scheduled[0]._cancelled:
-                    this._timer_cancelled_count -= 1
-                    handle = heapq.heappop(scheduled)
-                    handle._scheduled = False
         selector = this._selector
-        if ready or this._stopping:
-            # ``selector.select(0)``, inline: the real selector every 16th turn
-            selector._turns += 1
-            if not selector._turns & 15:
+        popleft = ready.popleft
+        while True:
+            scheduled: list[Any] = this._scheduled
+            n = len(scheduled)
+            if n:
+                if (n > _MIN_SCHEDULED_TIMER_HANDLES and this._timer_cancelled_count / n
+                        > _MIN_CANCELLED_TIMER_HANDLES_FRACTION):
+                    kept = []
+                    for handle in scheduled:
+                        if handle._cancelled:
+                            handle._scheduled = False
+                        else:
+                            kept.append(handle)
+                    heapq.heapify(kept)
+                    this._scheduled = scheduled = kept
+                    this._timer_cancelled_count = 0
+                else:
+                    while scheduled and scheduled[0]._cancelled:
+                        this._timer_cancelled_count -= 1
+                        handle = heapq.heappop(scheduled)
+                        handle._scheduled = False
+            if ready or this._stopping:
+                # ``selector.select(0)``, inline: the real selector every 16th turn
+                selector._turns += 1
+                if not selector._turns & 15:
+                    selector._turns = 0
+                    events = selector._real.select(0)
+                    if events:
+                        this._process_events(events)
+            elif (scheduled and scheduled[0]._when > this._vtime
+                  and scheduled[0]._when != math.inf and not selector._others
+                  and not getattr(this, "_signal_handlers", None)):
+                # ``selector.select(timeout)``, inline, where it jumps to the next timer
                 selector._turns = 0
-                events = selector._real.select(0)
+                this._vtime = scheduled[0]._when
+            else:
+                timeout = None
+                if scheduled:
+                    timeout = min(max(0, scheduled[0]._when - this._vtime),
+                                  _MAXIMUM_SELECT_TIMEOUT)
+                events = selector.select(timeout)
                 if events:
                     this._process_events(events)
-        else:
-            timeout = None
+                events = None  # no cycle through an exception
             if scheduled:
-                timeout = min(max(0, scheduled[0]._when - self._vtime), _MAXIMUM_SELECT_TIMEOUT)
-            events = selector.select(timeout)
-            if events:
-                this._process_events(events)
-            events = None  # no cycle through an exception
-        if scheduled:
-            now = self._vtime
-            resolution = math.ulp(now)  # ``_clock_resolution``
-            end_time = now + (resolution if resolution > 1e-9 else 1e-9)
-            while scheduled and scheduled[0]._when < end_time:
-                handle = heapq.heappop(scheduled)
-                handle._scheduled = False
-                ready.append(handle)
-        popleft = ready.popleft
-        for _ in range(len(ready)):
-            handle = popleft()
-            if handle._cancelled:
-                continue
-            try:
-                handle._context.run(handle._callback, *handle._args)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._callback_failed(handle, exc)
-        handle = None  # no cycle through an exception
+                now = this._vtime
+                resolution = math.ulp(now)  # ``_clock_resolution``
+                end_time = now + (resolution if resolution > 1e-9 else 1e-9)
+                while scheduled and scheduled[0]._when < end_time:
+                    handle = heapq.heappop(scheduled)
+                    handle._scheduled = False
+                    ready.append(handle)
+            for _ in range(len(ready)):
+                handle = popleft()
+                if handle._cancelled:
+                    continue
+                try:
+                    handle._context.run(handle._callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    callback_failed(self, handle, exc)
+            handle = None  # no cycle through an exception
+            if this._stopping or this._debug:
+                return
 
-    def _callback_failed(self, handle: Any, exc: BaseException) -> None:
-        """What ``Handle._run`` reports when a callback raises."""
-        cb = format_helpers._format_callback_source(handle._callback, handle._args)
-        context: dict[str, Any] = {"message": f"Exception in callback {cb}",
-                                   "exception": exc, "handle": handle}
-        if handle._source_traceback:
-            context["source_traceback"] = handle._source_traceback
-        self.call_exception_handler(context)
+    def run_until_complete(self, future: Any) -> Any:
+        """asyncio's, the same steps; for a coroutine (a run's program) without the frames of
+        its checks and of ``ensure_future`` (whose ``isfuture`` fails a lookup, twice)."""
+        this: Any = self
+        if type(future) is not CoroutineType or this._debug or this._task_factory is not None:
+            return super().run_until_complete(future)
+        if this._closed or this._thread_id is not None or _running_loop() is not None:
+            this._check_closed()
+            this._check_running()
+        task: Any = self.create_task(future)
+        task._log_destroy_pending = False
+        task.add_done_callback(_until_complete)
+        try:
+            self.run_forever()
+        except BaseException:
+            if task.done() and not task.cancelled():
+                task.exception()
+            raise
+        finally:
+            task.remove_done_callback(_until_complete)
+        if not task.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return task.result()
 
     def create_task(self, coro: Any, *, name: str | None = None,  # type: ignore[override]
                     context: contextvars.Context | None = None) -> asyncio.Task[Any]:
         """asyncio's, keeping the task for ``rewind`` (which so need not go through
         ``asyncio.all_tasks``, every task of every loop not yet collected)."""
-        task = super().create_task(coro, name=name, context=context)
+        this: Any = self
+        if this._task_factory is None and not this._debug and not this._closed:
+            task = asyncio.Task(coro, loop=self, name=name, context=context)  # asyncio's, inline
+        else:
+            task = super().create_task(coro, name=name, context=context)
         made = self._made
         made.append(task)
         if len(made) > self._made_limit:  # a long program: forget the tasks that are done
@@ -346,7 +357,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         scheduled = self._scheduled  # type: ignore[attr-defined]
         if scheduled:
             now = self._vtime
-            if scheduled[0]._when < now + max(1e-9, math.ulp(now)):
+            resolution = math.ulp(now)  # ``_clock_resolution``
+            if scheduled[0]._when < now + (resolution if resolution > 1e-9 else 1e-9):
                 return False  # a timer is due: the next turn runs it too
         return True
 
@@ -380,18 +392,6 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                     and not getattr(t, "stopping", False) and t not in idle):
                 return False
         return True
-
-    def _deadlock(self) -> BaseException:
-        """The exception to raise: made once (a deadlock during the cleanup raises it
-        again)."""
-        if self._deadlocked is None:
-            explain = type(self).explain_deadlock
-            plain = "deadlock: nothing can ever run again on the virtual-time loop"
-            try:
-                self._deadlocked = explain(self) if explain is not None else RuntimeError(plain)
-            except Exception as exc:  # no report, but still no hang
-                self._deadlocked = RuntimeError(f"{plain} (no report: {exc!r})")
-        return self._deadlocked
 
 
 def all_tasks_blocked(loop: asyncio.AbstractEventLoop) -> bool:

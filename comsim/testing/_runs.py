@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, NamedTuple
 
 from .._runtime.runtime import Runtime
-from .._runtime.schedule import Policy, Schedule
+from .._runtime.schedule import DEFER, Policy, Schedule
 from ._loop import VirtualTimeLoop
 
 Scenario = Callable[[Runtime], Awaitable[Any]]
@@ -21,6 +21,10 @@ class Raised(NamedTuple):
 
     type: str
     message: str
+
+
+#: a decision that delivers a message (>= 0; ``DEFER`` is -1), without a Python frame
+_DELIVERY: Callable[[int], bool] = DEFER.__lt__
 
 
 class Exploration(dict[Hashable, int]):
@@ -46,7 +50,7 @@ class Exploration(dict[Hashable, int]):
             self.schedules[outcome] = schedule
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         self.runs += 1
-        order = tuple(d for d in schedule.decisions if d >= 0)
+        order = tuple(filter(_DELIVERY, schedule.decisions))  # the decisions >= 0
         if order not in self._orders:
             self._orders.add(order)
             self.interleavings += 1
