@@ -398,10 +398,18 @@ async def test_a_call_abandoned_by_its_apartments_shutdown_is_never_signalled(
     (R18: its reply is dropped): the call never ends in the client, so ``outer.Signal()`` never
     runs (R24 counts calls that end), and Finish_ through the dead proxy's call object gives
     CO_E_OBJNOTCONNECTED at once (R12) -- it does not wait for a reply that cannot come."""
+    class Telling(Calc):
+        async def Block(self, entered: Any, release: Any) -> str:
+            try:
+                return await super().Block(entered, release)
+            finally:
+                returned.Signal()  # its reply is sent in this same step of srv's loop
+
     srv = await rt.create_sta("srv")
     cli = await rt.create_sta("cli")
-    obj, stream = await srv.run(make_in())
+    obj, stream = await srv.run(make_in(Telling))
     entered, release = comsim.ManualResetEvent(), comsim.ManualResetEvent()
+    returned = comsim.ManualResetEvent()
     signals: list[Any] = []
     finish: list[int] = []
 
@@ -424,6 +432,7 @@ async def test_a_call_abandoned_by_its_apartments_shutdown_is_never_signalled(
     assert finish == [hresult.CO_E_OBJNOTCONNECTED]
     await entered.Wait(0, comsim.INFINITE)  # the server got the call all the same
     release.Signal()
+    await returned.Wait(0, comsim.INFINITE)
     await drain(rt, srv)  # its reply has gone to the dead apartment, and was dropped
     assert obj.finished == 1
     assert signals == []
