@@ -6,7 +6,9 @@ the next delivery (``choose`` delivers when the loop is quiet, or when all that 
 tasks waiting in ``wait_all_tasks_blocked``, which read nothing but whether the loop is quiet:
 ``_dpor_watch.waiting_tasks``). Two events are dependent when they deliver to the same receiver
 (an apartment, or None: code outside any apartment), or touch the same shared state of the
-runtime (``_dpor_watch``: its locks, noted with the call they guard), or one is a barrier:
+runtime (``_dpor_watch``: its locks, noted with the call they guard, and the fields used
+without a lock across apartments: a stub's connection, proxy and call-object counts, a thread's
+pending calls; two reads of a stub's connection do not conflict), or one is a barrier:
 delivered while other code was still running (an apartment's, or the host's, polling), or
 followed by an apartment's teardown. Code is taken to read only its own apartment's state
 besides that shared state (an object is used through its proxies, R1). Virtual time moves on
