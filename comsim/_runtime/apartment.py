@@ -94,6 +94,8 @@ class Apartment(ComWaits, RunUnits):
         #: the threaded transport wakes the loop with it to take in the inbox
         self._wake: Callable[[], Any] = None  # type: ignore[assignment]
         self._woken = False  # a wake-up is on its way (the threaded transport's)
+        #: apartments whose wake-up waits for this one's drain to reach its last message
+        self._deferred: list[Apartment] = []
         self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
         self._thread: threading.Thread | None = None
         self._teardown_task: asyncio.Task[None] | None = None

@@ -10,6 +10,17 @@ thread switches per message.
 A burst of messages costs one wake-up: a message posted while a wake-up is on its way (the
 apartment's ``_woken``, cleared as the drain begins) is taken in by that wake-up's drain.
 
+A wake-up posted while a drain takes in a burst is sent as that drain reaches its burst's last
+message (the draining apartment's ``_deferred``; ``_DRAINING`` names it per thread): the woken
+thread then finds the GIL free, or nearly, as it wakes. Sent at once, it would wake into a GIL
+held for the rest of the burst, and sleep and be woken again (a second thread switch, and on
+two CPUs a second cross-CPU wake-up). A message posted from the last message of a burst, or
+from outside a drain, wakes its apartment at once, as before: a single call's hand-off still
+overlaps the sender's remaining work. The cost: a task resumed inside a burst (``resume``) that
+then blocks its OS thread (a non-COM wait, a long computation) holds back the wake-ups of the
+messages it posted until it lets go; waiting so for another apartment's work can deadlock, as
+blocking an apartment's thread can in COM (R2).
+
 Messages to one apartment are taken in in the order they entered its inbox. As in COM, nothing
 orders them against other channels (an event's ``Signal``, a ``run`` result). A message that
 wakes a task (a request for an idle server task, a reply for its caller) lets that task go on
@@ -39,18 +50,52 @@ def _new_apartment_loop() -> asyncio.AbstractEventLoop:
     return ApartmentLoop()
 
 
+#: the apartment whose inbox each thread is draining, by thread (``threading.get_ident``)
+_DRAINING: dict[int, Any] = {}
+
+
 def _drain(apt: Any) -> None:
     """Take in the messages of ``apt``'s inbox, in the order they were posted (each post wakes
-    the loop once; a wake-up may find its message taken in by an earlier one)."""
+    the loop once; a wake-up may find its message taken in by an earlier one). Wake-ups posted
+    meanwhile wait in ``apt._deferred`` until the last message (the module's docstring)."""
     apt._woken = False  # before the first read: a message posted from now on wakes again
     inbox = apt._inbox
-    while inbox:
-        fn, args = inbox.popleft()
+    if len(inbox) == 1:  # a lone message (a single call's hop): it is its burst's last, so
+        fn, args = inbox.popleft()  # what it posts wakes at once; no wake-up is held back
         try:
             fn(*args)
         except BaseException as exc:  # a bug in comsim: report it, and take in the rest
             apt._loop.call_exception_handler(
                 {"message": f"comsim: message {fn!r} failed in {apt!r}", "exception": exc})
+    if not inbox:
+        return
+    ident = apt._ident  # (a drain runs on its apartment's own thread)
+    outer = _DRAINING.get(ident)
+    _DRAINING[ident] = apt
+    try:
+        while inbox:
+            fn, args = inbox.popleft()
+            if not inbox and apt._deferred:
+                _send_deferred(apt)  # before the last message: its work overlaps them
+            try:
+                fn(*args)
+            except BaseException as exc:  # a bug in comsim: report it, and take in the rest
+                apt._loop.call_exception_handler(
+                    {"message": f"comsim: message {fn!r} failed in {apt!r}", "exception": exc})
+    finally:
+        _DRAINING[ident] = outer
+        if apt._deferred:
+            _send_deferred(apt)
+
+
+def _send_deferred(apt: Any) -> None:
+    """Send the wake-ups that ``apt``'s drain held back."""
+    deferred, apt._deferred = apt._deferred, []
+    for other in deferred:
+        try:
+            other._wake()
+        except RuntimeError:
+            pass  # its loop has closed: its teardown took the message in
 
 
 class ThreadedTransport:
@@ -113,7 +158,8 @@ class ThreadedTransport:
         def post(fn: Callable[..., Any], *args: Any) -> bool:
             if not apt._accepting:
                 return False
-            if get_ident() == apt._ident:
+            ident = get_ident()
+            if ident == apt._ident:
                 # from the loop's own thread: the message runs in a later turn of this loop,
                 # which lasts until the teardown (itself run here) has ended; its handler sees
                 # `_closing`
@@ -131,6 +177,10 @@ class ThreadedTransport:
             if apt._woken:
                 return True  # a wake-up is on its way: its drain takes this message in too
             apt._woken = True
+            draining = _DRAINING.get(ident)
+            if draining is not None and draining._inbox:
+                draining._deferred.append(apt)  # sent at its burst's last message
+                return True
             try:
                 apt._wake()
             except RuntimeError:
