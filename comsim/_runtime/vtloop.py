@@ -77,8 +77,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         #: ``run_in_executor`` jobs not yet done (a token each)
         self._thread_jobs: set[object] = set()
         self._deadlocked: BaseException | None = None
-        #: ``time()`` without a Python frame (every call made on the deterministic runtime
-        #: asks it)
+        #: ``time()`` without a Python frame (every deterministic call asks it)
         self.clock: Callable[[], float] = functools.partial(getattr, self, "_vtime")
         #: ``get_debug`` without a Python frame (every new future asks it; ``set_debug``)
         debug = self._debug  # type: ignore[attr-defined]
@@ -86,8 +85,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         #: the tasks made on this loop since the last ``rewind`` (``create_task``)
         self._made: list[asyncio.Task[Any]] = []
         self._made_limit = 256
-        #: how many callbacks are ready: a ``call_soon`` now would be queued behind them (the
-        #: ready queue's own ``__len__``: no Python frame)
+        #: how many callbacks are ready (the ready queue's own ``__len__``: no Python frame)
         self.ready_count: Callable[[], int] = self._ready.__len__  # type: ignore[attr-defined]
         #: ``create_future`` without a Python frame (asyncio's makes ``Future(loop=self)``)
         self.create_future = functools.partial(asyncio.Future, loop=self)  # type: ignore[method-assign]
@@ -111,7 +109,6 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         pass  # asyncio's __init__ sets the real clock's
 
     # asyncio's call_soon, call_later and call_at, the same outside debug mode, in one frame
-    # (the handle too: ``loop.new_handle``)
     def call_soon(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
                   context: contextvars.Context | None = None) -> asyncio.Handle:
         this: Any = self
@@ -295,10 +292,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self._made_limit = max(256, 2 * len(made))
         return task
 
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """asyncio's, waiting for the threads however long: a virtual time-out passes at once."""
+        await super().shutdown_default_executor()
+
     def run_in_executor(self, executor: Any, func: Callable[..., Any],  # type: ignore[override]
                         *args: Any) -> asyncio.Future[Any]:
-        """asyncio's, counting the job as in flight until it returns (a thread at work for
-        the loop: no deadlock is declared meanwhile)."""
+        """asyncio's; the job is in flight until it returns (no deadlock is declared)."""
         jobs = self._thread_jobs
         token = object()
         jobs.add(token)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -228,6 +229,19 @@ def test_threads_at_work_for_the_loop_are_no_deadlock() -> None:
         return got
 
     assert comsim.testing.run(main) == ["to_thread", "anyio worker", "posted"]
+
+
+def test_the_default_executor_is_joined_for_real() -> None:
+    # asyncio (3.12+) joins the default executor's threads under a 300 s time-out as the run
+    # ends; in virtual time that would pass at once (a RuntimeWarning, threads left unjoined)
+    async def main() -> str:
+        await asyncio.to_thread(time.sleep, 0.01)
+        asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.2)  # still at work
+        return "done"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert comsim.testing.run(main) == "done"
 
 
 PLUGIN_TEST = '''
