@@ -127,7 +127,7 @@ class RunUnits:
         try:
             if _com_wait and w is not None:  # (comsim's own: R33 waits for cls() so, R2)
                 # the waiter must outlive our cancel
-                ok, value = await w.apartment.com_wait(asyncio.shield(waiter))
+                ok, value = await w.apartment.com_wait(shield(waiter))
             else:
                 ok, value = await shield(waiter)  # the waiter must outlive our cancel
             value_t: Any = value

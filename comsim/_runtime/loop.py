@@ -154,22 +154,10 @@ class Handle(asyncio.Handle):
 
 
 class TimerHandle(asyncio.TimerHandle):
-    """asyncio's ``TimerHandle``, made as ``Handle`` is."""
+    """asyncio's ``TimerHandle`` with a one-frame ``cancel``. The virtual-time loop makes these
+    with ``new_handle`` and sets their fields itself (``call_at``)."""
 
     __slots__ = ()
-
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
-                 loop: asyncio.AbstractEventLoop, context: contextvars.Context | None) -> None:
-        this: Any = self
-        this._context = context if context is not None else contextvars.copy_context()
-        this._loop = loop
-        this._callback = callback
-        this._args = args
-        this._cancelled = False
-        this._repr = None
-        this._source_traceback = None
-        this._when = when
-        this._scheduled = False
 
     def cancel(self) -> None:
         """asyncio's ``TimerHandle.cancel``, its loop's ``_timer_handle_cancelled`` and

@@ -120,8 +120,6 @@ class Runtime:
         self._closing = False
         self._entered = False
         self._apartments: dict[str, Apartment] = {}
-        #: an STA is among ``_apartments`` (the next one is no main STA: R4)
-        self._has_sta = False
         #: new ids, and the clock (the loop's virtual time on the deterministic runtime)
         self._new_call_id: Callable[[], int] = itertools.count(1).__next__
         self._new_causality_id: Callable[[], int] = itertools.count(1).__next__
@@ -250,7 +248,7 @@ class Runtime:
         return apt
 
     def _next_sta_kind(self) -> ApartmentType:
-        return rules.sta_kind(not self._has_sta)
+        return rules.sta_kind(not any(a.type.is_sta for a in self._apartments.values()))
 
     def _check_running(self) -> None:
         if self._mta is None or self._closing:
@@ -284,8 +282,7 @@ class Runtime:
     def _create_now(self, name: str, kind: ApartmentType) -> Apartment:
         if name in self._apartments:
             raise ValueError(f"an apartment named {name!r} exists in this runtime")
-        is_sta = kind.is_sta
-        tid = self._new_thread_id() if is_sta else 0
+        tid = self._new_thread_id() if kind.is_sta else 0
         apt = Apartment(self, name, kind, tid)
         self._apartments[name] = apt
         try:
@@ -293,8 +290,6 @@ class Runtime:
         except BaseException:
             del self._apartments[name]
             raise
-        if is_sta:
-            self._has_sta = True
         return apt
 
     # ---------------------------------------------------------------- ids and time
