@@ -21,9 +21,9 @@ class Log(comsim.CoClass, ILog):
         return len(self.seen)
 
 
-async def two_callers(rt: comsim.Runtime) -> tuple[str, ...]:
-    """Three STAs: a and b each call c's object twice, concurrently; the outcome is the order
-    in which c saw the calls (which depends on the pump's choices)."""
+async def log_in_c(rt: comsim.Runtime) -> tuple[Any, Any, dict[str, Any], Any]:
+    """Three STAs a, b, c, with a ``Log`` served in c (in ``log["obj"]``); gives
+    ``(a, b, log, caller)``, where ``caller(name)`` is a unit that calls the log twice."""
     a, b, c = [await rt.create_sta(n) for n in ("a", "b", "c")]
     log: dict[str, Any] = {}
 
@@ -37,6 +37,14 @@ async def two_callers(rt: comsim.Runtime) -> tuple[str, ...]:
         proxy = comsim.unmarshal_interface(stream, ILog)
         await proxy.Log(name + "1")
         await proxy.Log(name + "2")
+
+    return a, b, log, caller
+
+
+async def two_callers(rt: comsim.Runtime) -> tuple[str, ...]:
+    """Three STAs: a and b each call c's object twice, concurrently; the outcome is the order
+    in which c saw the calls (which depends on the pump's choices)."""
+    a, b, log, caller = await log_in_c(rt)
 
     import anyio
 

@@ -14,7 +14,7 @@ from comsim.testing import explore, run, wait_all_tasks_blocked
 from comsim.testing._dpor_watch import still_waiting, waiting_tasks
 from comsim.testing._exhaustive import exhaustive
 
-from .scenarios import ILog, Log
+from .scenarios import log_in_c
 
 
 class _Box:
@@ -47,20 +47,7 @@ async def polls_a_flag(rt: comsim.Runtime) -> bool:
 async def calls_then_waits(rt: comsim.Runtime) -> tuple[str, ...]:
     """``a`` and ``b`` each call ``c``'s log twice; code outside any apartment starts both and
     waits for the loop to be quiet: the outcome is the order ``c`` saw the calls in."""
-    a, b, c = [await rt.create_sta(n) for n in ("a", "b", "c")]
-    log: dict[str, Any] = {}
-
-    async def serve() -> comsim.MarshalStream:
-        log["obj"] = obj = Log()
-        return comsim.marshal_interface(obj, ILog, flags=comsim.MSHLFLAGS.TABLESTRONG)
-
-    stream = await c.run(serve)
-
-    async def caller(name: str) -> None:
-        proxy = comsim.unmarshal_interface(stream, ILog)
-        await proxy.Log(name + "1")
-        await proxy.Log(name + "2")
-
+    a, b, log, caller = await log_in_c(rt)
     units = [asyncio.ensure_future(apt.run(caller, n)) for apt, n in ((a, "a"), (b, "b"))]
     await wait_all_tasks_blocked()
     assert all(u.done() for u in units)
