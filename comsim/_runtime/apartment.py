@@ -126,6 +126,17 @@ class Apartment(ComWaits, RunUnits):
         (``transport``). False if it no longer takes messages (R18)."""
         return self._transport.post(self, fn, args)
 
+    def _run_at_close(self, key: Any, fn: Callable[[], None]) -> bool:
+        """From any thread, once ``_post`` has been refused: ``fn()`` runs on this apartment's
+        loop with what ends with it (``_at_close``), after whatever its teardown takes in and
+        steps meanwhile. False once the teardown has ended: nothing of the apartment runs any
+        more, and ``fn`` may run on the caller's thread."""
+        with self._rt._lock:
+            if self._closed:
+                return False
+            self._at_close[key] = fn
+        return True
+
     def _spawn(self, coro: Any, payload: tuple[ClientCall, Unit | None] | _Job
                ) -> asyncio.Task[Any]:
         """A task of this apartment for ``payload`` (a new server task's first call and its
@@ -313,13 +324,17 @@ class Apartment(ComWaits, RunUnits):
     def _end_teardown(self) -> None:
         """The teardown's last step, once the apartment's tasks have ended."""
         # what must end with the apartment: the grace periods of its calls' cancels, whose
-        # replies it no longer takes in (a CoCancelCall from elsewhere waits on them)
-        while self._at_close:
-            _key, fn = self._at_close.popitem()
+        # replies it no longer takes in (a CoCancelCall from elsewhere waits on them), and what
+        # other threads left to it (``_run_at_close``): it is closed under the same hold of the
+        # lock that finds none left
+        while True:
+            with self._rt._lock:
+                if not self._at_close:
+                    self._closed = True
+                    waiters, self._closed_waiters = self._closed_waiters, []
+                    break
+                _key, fn = self._at_close.popitem()
             fn()
-        with self._rt._lock:
-            self._closed = True
-            waiters, self._closed_waiters = self._closed_waiters, []
         for loop, fut in waiters:  # on each waiter's loop, through the transport
             self._rt._transport.to_loop(loop, settle, (fut, None))
         self._transport.stop(self)

@@ -250,7 +250,8 @@ class CallObject:
         already taken in with it (R7), and the call object's count on its proxy manager goes
         (R19, R25, R34: ``_core.callobj.TABLE``'s FORGET). Allowed from any thread (R12): the
         count goes at once; a last Release from a thread other than the client apartment's
-        does its step there, in order with the replies that apartment takes in."""
+        does its step there, in order with the replies it takes in (in its shutdown: at the
+        end of its teardown, which takes in the replies that came before, R18)."""
         with _RELEASE_LOCK:
             refs = self._refs
             if refs.count <= 0:
@@ -259,8 +260,9 @@ class CallObject:
         if left == 0:
             call = self._call
             client = call.client if call is not None else None
-            if client is None or client._ident == _get_ident() or not client._post(self._forget):
-                self._forget()  # never begun, on its own thread, or its apartment is gone
+            if client is None or client._ident == _get_ident() or not (
+                    client._post(self._forget) or client._run_at_close(self, self._forget)):
+                self._forget()  # never begun, on its own thread, or its apartment has ended
         return left
 
     def _forget(self) -> None:
