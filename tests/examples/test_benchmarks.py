@@ -52,3 +52,12 @@ def test_floor_prototypes_run_beside_comsim() -> None:
     rows = [line.split()[0:3] for line in out.stdout.splitlines()[1:]]
     assert [r[0] for r in rows] == ["bare", "shape", "comsim"]
     assert all("ratio" in line for line in out.stdout.splitlines()[1:])
+
+
+def test_instruction_count_driver_runs_every_kind() -> None:
+    """benchmarks/instructions.py's driver (what valgrind counts) runs each kind; counting
+    itself needs valgrind, which a plain machine lacks, and is a benchmark's job."""
+    for kind in ("race", "race_unrecorded", "empty", "asyncio.run"):
+        out = subprocess.run([sys.executable, "benchmarks/instructions.py", "--child", kind,
+                              "3"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert out.returncode == 0, (kind, out.stderr)
