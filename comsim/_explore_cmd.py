@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ DESCRIPTION = (
     "by the scenario is an outcome too, and its schedule is shrunk to the fewest preemptions "
     "that still raise it and saved: replay it with comsim.testing.replay or "
     "pytest --comsim-replay PATH. Exit status: 0, 1 (some run raised), 2 (bad input).")
+#: seconds between redraws of the progress bar
+REDRAW = 0.1
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -86,13 +89,19 @@ def run(ns: argparse.Namespace) -> int:
 
 def _explore(scenario: Any, ns: argparse.Namespace, console: Console) -> Exploration:
     seeds = range(ns.first_seed, ns.first_seed + ns.runs)
+    # redrawn from here, without rich's refresh thread: a process of one thread starts the
+    # --workers by fork (fast, nothing imported again; comsim.testing._pool)
     with Progress(TextColumn(f"exploring {ns.target}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True,
+                  TimeElapsedColumn(), console=console, transient=True, auto_refresh=False,
                   disable=not console.is_terminal) as bar:
         task = bar.add_task("runs", total=ns.runs)
+        drawn = [0.0]
 
         def progress(found: Exploration) -> bool:
             bar.update(task, completed=found.runs)
+            if time.monotonic() - drawn[0] >= REDRAW:
+                drawn[0] = time.monotonic()
+                bar.refresh()
             return False
 
         return explore(scenario, seeds, strategy=ns.strategy, depth=ns.depth,

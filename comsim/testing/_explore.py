@@ -22,19 +22,20 @@ carries notes naming the seed and the saved file.
 
 from __future__ import annotations
 
-import importlib
 import os
 import random
 import re
 import tempfile
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .._core.check import BadArgumentValue
 from .._runtime.schedule import DefaultPolicy, PCTPolicy, Policy, ReplayPolicy, Schedule
+from . import _pool
 from ._exhaustive import exhaustive
 from ._runs import Exploration, Raised, Scenario, run_once
 from ._shrink import replay, shrink
@@ -66,11 +67,11 @@ def _policy(strategy: str, seed: int, depth: int, k: int) -> Policy | None:
     return None
 
 
-def _run_block(scenario: Scenario | tuple[str, str], seeds: list[int], strategy: str,
+def _run_block(scenario: Scenario | _pool.Target, seeds: list[int], strategy: str,
                depth: int, k: int, keep_going: bool = False) -> list[_Run]:
     """The runs of one block; a raising scenario ends the block with that run, unless
     ``keep_going``."""
-    fn = _import(*scenario) if isinstance(scenario, tuple) else scenario
+    fn = _pool.load(scenario) if isinstance(scenario, tuple) else scenario
     out = []
     for seed in seeds:
         policy = _policy(strategy, seed, depth, k)
@@ -93,9 +94,19 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
     time, under ``strategy``; gives the distinct outcomes, each with the first seed that reached
     it and its ``Schedule`` (replay it with ``Runtime(deterministic=True, schedule=...)`` or
     ``replay``). ``until`` stops early once it returns True. ``workers=N`` runs blocks of seeds
-    in N processes (the scenario must be importable by its module and name, and its outcomes
+    in N processes (the scenario must be a module-level function, and its outcomes
     picklable), ``executor=`` on any ``concurrent.futures.Executor``; the result equals
     ``workers=1``'s. For ``"exhaustive"``, ``seeds`` only bounds the number of runs.
+
+    The N processes start by ``fork`` while this process has one thread (counted by the
+    system), on every platform that has it but macOS: nothing is imported again, so a script
+    that calls explore at its top level works. With other threads alive (a threaded runtime's
+    apartments) a fork could copy locks they hold (Python 3.12+ warns), so they start by
+    ``forkserver`` (Linux), else ``spawn`` (macOS, Windows): the same on every Python
+    version. Those run the script again without its ``if __name__ == "__main__":`` block;
+    explore then must be called under it. A worker finds the scenario by its module and name,
+    or, for a script's ``__main__`` or a module loaded from a file (``comsim explore
+    path.py:scenario``), by the file, loaded under a private name (``executor=`` too).
 
     A run whose scenario raises ends the exploration: its schedule is shrunk to the fewest
     preemptions that still raise that type of exception, saved as
@@ -108,7 +119,14 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
     Raises:
         Whatever the scenario raises, with the notes above.
         COMError(E_INVALIDARG), also a ValueError: an unknown strategy, ``depth`` < 1,
-            ``workers`` < 1, a scenario not importable by name with ``workers``/``executor``.
+            ``workers`` < 1, a scenario a worker of ``workers``/``executor`` cannot import or
+            load from its file.
+        COMError(E_INVALIDARG), also a ValueError and a ``BrokenProcessPool``: a worker
+            process of ``workers=N`` died or did not start; the message names the likely
+            cause (a script without the ``__main__`` guard, a module not importable in a
+            fresh process).
+        RuntimeError: ``workers=N`` while this process starts as a worker (a script's top
+            level run again).
     """
     if strategy not in STRATEGIES:
         raise BadArgumentValue(f"explore: strategy must be one of {STRATEGIES}, "
@@ -126,7 +144,7 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
         return exhaustive(scenario, budget=len(seeds), until=until,
                           on_raise=None if keep_going else failed)
     parallel = workers > 1 or executor is not None
-    target: Scenario | tuple[str, str] = _by_name(scenario) if parallel else scenario
+    target: Scenario | _pool.Target = _pool.by_name(scenario) if parallel else scenario
     found = Exploration()
     longest = [0]  # PCT's k: the most choice steps of a run so far (of the blocks before)
     if strategy in PCT:
@@ -156,7 +174,7 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
     return found
 
 
-def _blocks(target: Scenario | tuple[str, str], seeds: list[int], strategy: str, depth: int,
+def _blocks(target: Scenario | _pool.Target, seeds: list[int], strategy: str, depth: int,
             longest: list[int], workers: int, executor: Executor | None,
             keep_going: bool) -> Iterator[list[_Run]]:
     """The runs in seed order: here, one at a time; on an executor, a block per job, a
@@ -168,8 +186,9 @@ def _blocks(target: Scenario | tuple[str, str], seeds: list[int], strategy: str,
             yield _run_block(target, [seed], strategy, depth, longest[0], keep_going)
         return
     chunks = [seeds[i:i + BLOCK] for i in range(0, len(seeds), BLOCK)]
-    own = executor is None
-    pool: Executor = executor or ProcessPoolExecutor(max_workers=workers)
+    own = _pool.WorkerPool(workers) if executor is None else None
+    pool = own or executor
+    assert pool is not None
     window = 2 * max(workers, 2)  # blocks in flight
     pending: deque[tuple[int, int, Future[list[_Run]]]] = deque()
     submitted = 0
@@ -177,8 +196,14 @@ def _blocks(target: Scenario | tuple[str, str], seeds: list[int], strategy: str,
         while pending or submitted < len(chunks):
             while len(pending) < window and submitted < len(chunks):
                 kk = longest[0]
-                pending.append((submitted, kk, pool.submit(
-                    _run_block, target, chunks[submitted], strategy, depth, kk, keep_going)))
+                try:  # starts a worker (not by fork), which may fail
+                    fut = pool.submit(_run_block, target, chunks[submitted], strategy, depth,
+                                      kk, keep_going)
+                except (BrokenProcessPool, OSError, EOFError) as e:
+                    if own is None:
+                        raise
+                    raise _pool.broken(e, workers, own) from e
+                pending.append((submitted, kk, fut))
                 submitted += 1
             index, kk, fut = pending.popleft()
             if kk != longest[0]:  # PCT's k moved since this block was sent: send it again,
@@ -188,12 +213,21 @@ def _blocks(target: Scenario | tuple[str, str], seeds: list[int], strategy: str,
                 pending.clear()
                 submitted = index
                 continue
-            yield fut.result()
+            try:
+                block = fut.result()
+            except BrokenProcessPool as e:
+                if own is None:
+                    raise
+                raise _pool.broken(e, workers, own) from e
+            except _pool.NotLoadable as e:  # the worker could not find the scenario
+                where = "executor=..." if own is None else f"workers={workers}"
+                raise BadArgumentValue(f"explore({where}): {e}") from e
+            yield block
     finally:
         for _, _, f in pending:
             f.cancel()
-        if own:
-            pool.shutdown(cancel_futures=True)
+        if own is not None:
+            own.shutdown(cancel_futures=True)
 
 
 def _raise(scenario: Scenario, label: str, tag: str, schedule: Schedule, outcome: Raised,
@@ -230,19 +264,3 @@ def _save(scenario: Scenario, tag: str, schedule: Schedule,
     path = directory / f"{name}-{tag}.json"
     schedule.save(path)
     return path
-
-
-# ------------------------------------------------------------------ scenarios by name
-def _by_name(scenario: Scenario) -> tuple[str, str]:
-    module, name = getattr(scenario, "__module__", None), getattr(scenario, "__qualname__", "")
-    if not module or "<" in name:
-        raise BadArgumentValue("explore(workers=...): the scenario must be importable by name "
-                               f"(a module-level function), not {scenario!r}")
-    return module, name
-
-
-def _import(module: str, name: str) -> Scenario:
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
