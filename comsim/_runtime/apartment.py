@@ -12,7 +12,7 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core import hresult as hr
 from .._core import rules
@@ -33,7 +33,7 @@ from .._core.sta import (
 )
 from .boundary import call_hook
 from .comwait import ComWaits
-from .context import WHERE, new_where
+from .context import WHERE, Client, new_where
 from .futures import settle
 from .hooks import HOOKS
 from .jobs import RunUnits, _Job
@@ -338,3 +338,7 @@ class Apartment(ComWaits, RunUnits):
         for loop, fut in waiters:  # on each waiter's loop, through the transport
             self._rt._transport.to_loop(loop, settle, (fut, None))
         self._transport.stop(self)
+
+
+if TYPE_CHECKING:  # an apartment is the client side of the calls made from it (mypy checks)
+    _AS_CLIENT: type[Client] = Apartment

@@ -29,7 +29,7 @@ from .objects import (
     _check_interface,
     is_async_interface,
 )
-from .record import ClientCall, Proxy, _send, add_waiter, drop_reply
+from .record import ClientCall, Proxy, _send, add_waiter, drop_reply, keep_for_reply
 from .wire import pack
 
 if TYPE_CHECKING:
@@ -274,7 +274,7 @@ class CallObject:
             if call is not None:
                 drop_reply(call)
             if call is not None and keeps_manager(before):
-                call.holder = self._proxy  # released when its reply is taken in (R25)
+                keep_for_reply(call, self._proxy)  # until no reply can come any more (R25)
             else:
                 self._proxy.Release()
 

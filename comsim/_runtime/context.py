@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from .._core.sta import Unit
 
@@ -25,6 +26,46 @@ class Where(NamedTuple):
     incoming: Any  # the incoming call being handled, or None
     causality_id: int | None
     thread_id: int
+
+
+class Client(Protocol):
+    """The client side of a call (``record.ClientCall.client``): where its replies are taken
+    in, and its call object's steps run (R12, R18, R25). An apartment (an STA or the MTA; for
+    NA code, the one under it, R5), or for NA code entered from no apartment a
+    ``neutral.OutsideHost``, the caller's own loop. Each has all of this; nothing else of a
+    call's client is read (``apartment.Apartment``'s own docstrings say what each does)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def _rt(self) -> Any: ...  # ``runtime.Runtime``
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def _ident(self) -> int | None: ...  # the OS thread running its loop
+
+    @property
+    def _home(self) -> Where | None: ...
+
+    @property
+    def _closing(self) -> bool: ...  # its teardown has begun (R18)
+
+    @property
+    def _closed(self) -> bool: ...  # ... and ended: it takes in nothing more, ever
+
+    @property
+    def _at_close(self) -> dict[Any, Callable[[], None]]: ...  # what ends with it, by key
+
+    def _post(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """``fn(*args)`` on its loop, through the transport; False: it takes in nothing
+        more."""
+
+    def _run_at_close(self, key: Any, fn: Callable[[], None]) -> bool:
+        """Once ``_post`` was refused: ``fn()`` at the end of its teardown, on its loop; False
+        once that has ended (``fn`` may then run on the caller's thread)."""
 
 
 #: ``Where`` from a tuple of its six fields, without a Python ``__new__`` (the hot path's)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from contextvars import Token
 from typing import Any, TypeVar, overload
@@ -25,7 +26,7 @@ from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.sta import WaitKind
 from . import futures
-from .context import UNDER, WHERE, Where, outside_thread_id
+from .context import UNDER, WHERE, Client, Where, outside_thread_id
 
 #: the runtime (``runtime.Runtime``, a module above this one)
 Runtime = Any
@@ -33,21 +34,23 @@ T = TypeVar("T")
 
 
 class OutsideHost:
-    """The loop under NA code that code in no apartment entered: what an outgoing call made
-    by that NA code needs of its client side (replies come back to this loop; it just waits)."""
+    """The loop under NA code that code in no apartment entered: the client side
+    (``context.Client``) of the calls that NA code makes (replies come back to this loop; it
+    just waits). It has no teardown: it takes in messages until its loop closes."""
 
     _neutral = False
     _sched = None
     _filter = None
     _closing = False
     _accepting = True
-    _home = None
+    _home: Where | None = None  # (read only for a call with no NA code behind it: never)
     type = ApartmentType.NA
 
     def __init__(self, nta: NeutralApartment, loop: asyncio.AbstractEventLoop) -> None:
         self.name = nta.name
         self._rt = nta._rt
         self._loop = loop
+        self._ident: int | None = threading.get_ident()  # made by code running on ``loop``
         self.thread_id = 0
         self._at_close: dict[Any, Callable[[], None]] = {}
         self._new_future: Callable[[], asyncio.Future[Any]] = functools.partial(
@@ -56,9 +59,22 @@ class OutsideHost:
     def new_future(self) -> asyncio.Future[Any]:
         return self._new_future()
 
+    @property
+    def _closed(self) -> bool:
+        """Its loop has closed: nothing is taken in there any more."""
+        return self._loop.is_closed()
+
     def _post(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """``fn(*args)`` on the loop, through the transport; False once it has closed."""
+        if self._loop.is_closed():
+            return False
         self._rt._transport.to_loop(self._loop, fn, args)
         return True
+
+    def _run_at_close(self, key: Any, fn: Callable[[], None]) -> bool:
+        """False: ``_post`` refuses only once the loop has closed, and no teardown follows;
+        ``fn`` runs on the caller's thread (``Apartment._run_at_close``)."""
+        return False
 
     def _wait_begins(self, *_args: Any) -> None:
         return None  # no apartment under it: it just waits
@@ -163,10 +179,10 @@ class NeutralApartment:
         under = UNDER.get()
         return under.apartment if under is not None else None
 
-    def host(self) -> Any:
+    def host(self) -> Client:
         """What the calling NA code's outgoing calls use as their client side: the apartment
         under it, or an ``OutsideHost`` for the caller's loop."""
-        apt = self.loop_apartment()
+        apt: Client | None = self.loop_apartment()
         if apt is not None:
             return apt
         loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
@@ -21,7 +22,7 @@ from .._core.messages import Reply
 from .._core.stub import CancelReport, StubCall
 from . import trace
 from .boundary import call_hook
-from .context import UNDER, WHERE, Where
+from .context import UNDER, WHERE, Client, Where
 from .hooks import HOOKS
 from .loop import resume
 from .stubs import Stub
@@ -114,7 +115,7 @@ class ClientCall(StubCall):
         self.method = spec.name
         self.stub = stub
         self.server: Apartment = stub.apartment
-        self.client: Apartment = where.apartment
+        self.client: Client = where.apartment
         self.args = args
         self.machine = machine
         self.stage = _WAITING
@@ -220,10 +221,36 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
     elif effect is Effect.DROP:
         discard(reply.value)  # R7: R29's `finished` (and R25): nobody will unpack it
         _trace_dropped(call, reply, machine.state.value)
-        holder = call.holder
-        if holder is not None:  # R25: the released call object's count on the manager goes
-            call.holder = None
-            holder.Release()
+        if call.holder is not None:  # R25: the released call object's count on the manager goes
+            call.client._at_close.pop((_HOLDER, call), None)
+            _let_go(call)
+
+
+#: with the call, the key of ``keep_for_reply``'s step in its client's ``_at_close``
+_HOLDER: Final = "comsim.holder"
+
+
+def keep_for_reply(call: ClientCall, proxy: Proxy) -> None:
+    """R25: a call object released while ``call`` is in flight keeps its count on ``proxy``'s
+    manager until the reply is taken in (``on_reply`` drops the reply and lets go), or until
+    it is certain that none ever will be (R18): at the end of the client's teardown, which
+    takes in the last of its replies, or at once if that has ended. The manager need not end
+    with the client (the NA's, for NA code on the client's thread, R5). Called on the client's
+    loop, or on any thread once the client has closed (``CallObject.Release``)."""
+    client = call.client
+    with client._rt._lock:  # the teardown closes the client under it (``_run_at_close``)
+        if not client._closed:
+            call.holder = proxy
+            client._at_close[(_HOLDER, call)] = functools.partial(_let_go, call)
+            return
+    proxy.Release()
+
+
+def _let_go(call: ClientCall) -> None:
+    """What a released call object kept for ``call`` goes, once (R25, R34)."""
+    holder, call.holder = call.holder, None
+    if holder is not None:
+        holder.Release()
 
 
 def drop_reply(call: ClientCall) -> None:
