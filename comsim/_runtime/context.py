@@ -59,6 +59,9 @@ class Client(Protocol):
     @property
     def _at_close(self) -> dict[Any, Callable[[], None]]: ...  # what ends with it, by key
 
+    @property
+    def _tasks(self) -> dict[asyncio.Task[Any], Any] | None: ...  # its teardown ends them
+
     def _post(self, fn: Callable[..., Any], *args: Any) -> bool:
         """``fn(*args)`` on its loop, through the transport; False: it takes in nothing
         more."""

@@ -134,7 +134,7 @@ def begin_neutral(call: ClientCall, where: Where) -> None:
     The task belongs to the caller's apartment (the one under the NA code, for a call from
     it): that apartment's shutdown cancels it and waits for it (R18), as it does its others."""
     task = asyncio.get_running_loop().create_task(_run_begun(call, where))
-    tasks = getattr(call.client, "_tasks", None)
+    tasks = call.client._tasks
     if tasks is not None:  # not for code in no apartment: no apartment ends it
         tasks[task] = None
         task.add_done_callback(functools.partial(_untrack, tasks))

@@ -44,6 +44,7 @@ class OutsideHost:
     _closing = False
     _accepting = True
     _home: Where | None = None  # (read only for a call with no NA code behind it: never)
+    _tasks = None  # no teardown ends the tasks of its calls
     type = ApartmentType.NA
 
     def __init__(self, nta: NeutralApartment, loop: asyncio.AbstractEventLoop) -> None:
