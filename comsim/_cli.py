@@ -106,7 +106,9 @@ def _capture(scenario: Callable[[Any], Any], seed: int) -> comsim.testing.Trace:
     with comsim.testing.capture_trace() as events:
         try:
             comsim.testing.run(main)
-        except Exception as e:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # SystemExit, CancelledError too: the scenario's failure
             raise _ScenarioFailed(brief(e)) from None
     return events
 

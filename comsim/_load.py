@@ -89,6 +89,10 @@ def _import(module_name: str) -> ModuleType:
         raise UsageError(f"importing {module_name} failed: {brief(e)}") from None
     except Exception as e:  # a syntax error, or the module's own code raising
         raise UsageError(f"importing {module_name} failed: {brief(e)}") from None
+    except SystemExit as e:  # a script's top-level code: sys.exit(), argparse
+        raise UsageError(f"importing {module_name} exited (SystemExit: {e.code!r}): its "
+                         f"top-level code ran; put it under `if __name__ == \"__main__\":`"
+                         ) from None
 
 
 def brief(exc: BaseException) -> str:
@@ -103,7 +107,7 @@ def brief(exc: BaseException) -> str:
     skip = tuple(str(Path(m.__file__).resolve().parent) + os.sep
                  for m in (comsim, anyio, asyncio) if m.__file__)
     own = [f for f in frames if not str(Path(f.filename).resolve()).startswith(skip)]
-    last = own[-1] if own else frames[-1] if frames else None
+    last = own[-1] if own else None  # not comsim's own frames (a Deadlock names its waits)
     if last is not None:
         text += f"\n  at {last.filename}:{last.lineno} in {last.name}"
     return text

@@ -23,7 +23,12 @@ from .._runtime import callobj, cancel, client, cofuncs, comwait, events, jobs, 
 from .._runtime.context import LIVE_RUNTIMES, WHERE
 from .._runtime.vtloop import VirtualTimeLoop
 
-__all__ = ["Deadlock", "Wait", "explain"]
+__all__ = ["MAX_CYCLES", "Deadlock", "Wait", "explain"]
+
+#: the most wait-for cycles a report lists (n apartments can form ~(n-1)!), and the most
+#: steps spent looking for them
+MAX_CYCLES = 20
+_CYCLE_STEPS = 20_000
 
 
 class Wait(NamedTuple):
@@ -43,7 +48,8 @@ class Deadlock(RuntimeError):
     ``waits``: every started unit that waits, and code in no apartment that waits, then the
     units still queued behind them (``Wait`` tuples, in the order of the message).
     ``cycles``: the wait-for cycles between apartments, each a list of apartment names whose
-    last is its first.
+    last is its first; at most ``MAX_CYCLES`` (the message says when the search stopped). An
+    apartment named alike in another runtime on the loop is ``"name (runtime N)"`` (N from 1).
     """
 
     def __init__(self, message: str, waits: list[Wait] | None = None,
@@ -161,10 +167,12 @@ def _kind(fut: Any) -> str:
 class _Line(NamedTuple):
     key: tuple[Any, ...]
     wait: Wait
-    edge: str | None  # the apartment waited on, for the wait-for graph
+    edge: Any  # the apartment waited on, for the wait-for graph (None: none known)
+    apt: Any = None  # the apartment that waits
 
 
-def _describe(task: asyncio.Task[Any], order: dict[Any, int]) -> _Line | None:
+def _describe(task: asyncio.Task[Any], order: dict[Any, int], labels: dict[Any, str]
+              ) -> _Line | None:
     frames, fut = _chain(task)
     where = _where(task, fut)
     apt = where.apartment if where is not None else None
@@ -194,12 +202,14 @@ def _describe(task: asyncio.Task[Any], order: dict[Any, int]) -> _Line | None:
         else 0
     seq = (codes[:1] != [_SERVER_TASK] and codes[:1] != [_RUN_JOB], _task_number(task))
     key = (0, order.get(apt, 0), pos, seq) if apt is not None else (1, 0, 0, seq)
-    return _Line(key, Wait(apt.name if apt is not None else None, unit, waits_on), edge)
+    name = labels.get(apt, apt.name) if apt is not None else None
+    return _Line(key, Wait(name, unit, waits_on), edge, apt)
 
 
-def _safe_describe(task: asyncio.Task[Any], order: dict[Any, int]) -> _Line | None:
+def _safe_describe(task: asyncio.Task[Any], order: dict[Any, int], labels: dict[Any, str]
+                   ) -> _Line | None:
     try:
-        return _describe(task, order)
+        return _describe(task, order, labels)
     except Exception as exc:  # a report that cannot say more must still report the deadlock
         return _Line((3, 0, 0, (True, 0)), Wait(None, repr(task), f"not described: {exc!r}"),
                      None)
@@ -221,7 +231,7 @@ def _task_number(task: asyncio.Task[Any]) -> int:
 
 
 def _wait_text(frames: list[tuple[Any, types.FrameType]], i: int, where: Any, fut: Any
-               ) -> tuple[str, str | None]:
+               ) -> tuple[str, Any]:
     code = frames[i][1].f_code
     loc = frames[i][1].f_locals
     apt = where.apartment if where is not None else None
@@ -229,13 +239,13 @@ def _wait_text(frames: list[tuple[Any, types.FrameType]], i: int, where: Any, fu
            and where.unit in apt._sched.stack)
     what = "a COM wait" if com else "a wait"  # R2: only an STA's unit waits in a COM wait
     over = any(f.f_code in _OVER for _o, f in frames[i + 1:])
-    edge: str | None = None
+    edge: Any = None
     if code is _SYNC_CALL:
         call = loc["call"]
-        text, edge = f"{what} on {_call_text(call)}", call.server.name
+        text, edge = f"{what} on {_call_text(call)}", call.server
     elif code is _FINISH:
         call = loc["call"]
-        text, edge = f"{what} in Finish_{call.method} on {_call_text(call)}", call.server.name
+        text, edge = f"{what} in Finish_{call.method} on {_call_text(call)}", call.server
     elif code is _EVENT_WAIT:
         facet = next((f.f_locals.get("self") for _o, f in frames[:i]
                       if f.f_code is _FACET_WAIT), None)
@@ -243,20 +253,20 @@ def _wait_text(frames: list[tuple[Any, types.FrameType]], i: int, where: Any, fu
         target = f"the call object of {_call_text(call)}" if call is not None else \
             repr(loc.get("self"))
         text = f"{what} in ISynchronize.Wait on {target}"
-        edge = call.server.name if call is not None else None
+        edge = call.server if call is not None else None
     elif code is _CANCEL_GRACE or code is _CO_CANCEL:
         call = loc["call"]
         via = "CoCancelCall" if any(f.f_code is _CO_CANCEL for _o, f in frames[:i + 1]) \
             else "Cancel"
         text, edge = (f"{what} in the grace period of {via} on {_call_text(call)}",
-                      call.server.name)
+                      call.server)
     elif code is _RETRY:
         call = loc["call"]
         text = f"{what} in a RetryRejectedCall delay before resending {_call_text(call)}"
     else:  # _RUN: Apartment.run from another apartment, not a COM wait (R2)
         target, job = loc["self"], loc["job"]
         text, edge = (f"a non-COM await on Apartment.run of {_fn_name(job.fn)} in "
-                      f"'{target.name}'"), target.name
+                      f"'{target.name}'"), target
         if job.unit is not None and target._sched is not None \
                 and job.unit in target._sched.queue:
             text += ", queued there"
@@ -276,7 +286,8 @@ def _non_com(frames: list[tuple[Any, types.FrameType]], inner_user: int, fut: An
             f"innermost: {_kind(fut)}")
 
 
-def _queued(runtimes: list[Any], order: dict[Any, int]) -> list[_Line]:
+def _queued(runtimes: list[Any], order: dict[Any, int], labels: dict[Any, str]
+            ) -> list[_Line]:
     lines: list[_Line] = []
     for rt in runtimes:
         for apt in rt._apartments.values():
@@ -295,28 +306,63 @@ def _queued(runtimes: list[Any], order: dict[Any, int]) -> list[_Line]:
                     on = (f"queued behind {_unit_text(top)}" if top is not None
                           else "queued")
                 lines.append(_Line((2, order.get(apt, 0), n, (False, 0)),
-                                   Wait(apt.name, _unit_text(unit), on), None))
+                                   Wait(labels.get(apt, apt.name), _unit_text(unit), on),
+                                   None, apt))
     return lines
 
 
-def _cycles(lines: list[_Line], names: list[str]) -> list[list[str]]:
-    graph: dict[str, set[str]] = {}
+def _cycles(lines: list[_Line], order: dict[Any, int]) -> tuple[list[list[Any]], bool]:
+    """The wait-for cycles between apartments (objects: two runtimes may name theirs alike),
+    each from its first apartment in ``order``, searched among the apartments that reach it
+    and are reached from it; at most ``MAX_CYCLES``, in at most ``_CYCLE_STEPS`` steps; and
+    whether the search stopped before the end."""
+    graph: dict[Any, set[Any]] = {}
+    back: dict[Any, set[Any]] = {}
     for line in lines:
-        if line.edge is not None and line.wait.apartment is not None:
-            graph.setdefault(line.wait.apartment, set()).add(line.edge)
-    rank = {n: i for i, n in enumerate(names)}
-    found: list[list[str]] = []
+        if line.edge is not None and line.apt is not None:
+            graph.setdefault(line.apt, set()).add(line.edge)
+            back.setdefault(line.edge, set()).add(line.apt)
+    rank, last = order.get, len(order)
+    found: list[list[Any]] = []
+    steps = 0
 
-    def walk(start: str, node: str, path: list[str]) -> None:
-        for nxt in sorted(graph.get(node, ()), key=lambda n: rank.get(n, len(rank))):
-            if nxt == start:
+    def walk(start: Any, node: Any, path: list[Any], within: set[Any]) -> bool:
+        nonlocal steps  # False: stop the search
+        for nxt in sorted(graph.get(node, ()), key=lambda n: rank(n, last)):
+            steps += 1
+            if steps > _CYCLE_STEPS or (nxt is start and len(found) == MAX_CYCLES):
+                return False
+            if nxt is start:
                 found.append([*path, start])
-            elif nxt not in path and rank.get(nxt, -1) > rank.get(start, -1):
-                walk(start, nxt, [*path, nxt])
+            elif nxt in within and nxt not in path and rank(nxt, -1) > rank(start, -1):
+                if not walk(start, nxt, [*path, nxt], within):
+                    return False
+        return True
 
-    for start in sorted(graph, key=lambda n: rank.get(n, len(rank))):
-        walk(start, start, [start])
-    return found
+    for start in sorted(graph, key=lambda n: rank(n, last)):
+        within = _reach(start, graph) & _reach(start, back)
+        if len(within) > 1 and not walk(start, start, [start], within):
+            return found, True
+    return found, False
+
+
+def _reach(start: Any, edges: dict[Any, set[Any]]) -> set[Any]:
+    seen, todo = {start}, [start]
+    while todo:
+        new = edges.get(todo.pop(), set()) - seen
+        seen |= new
+        todo += new
+    return seen
+
+
+def _labels(runtimes: list[Any]) -> dict[Any, str]:
+    """Each apartment's name in the report: its own, or "name (runtime N)" if not unique."""
+    owners: dict[str, set[int]] = {}
+    for n, rt in enumerate(runtimes, start=1):
+        for apt in rt._apartments.values():
+            owners.setdefault(apt.name, set()).add(n)
+    return {apt: apt.name if len(owners[apt.name]) < 2 else f"{apt.name} (runtime {n})"
+            for n, rt in enumerate(runtimes, start=1) for apt in rt._apartments.values()}
 
 
 def explain(loop: asyncio.AbstractEventLoop) -> Deadlock:
@@ -325,15 +371,15 @@ def explain(loop: asyncio.AbstractEventLoop) -> Deadlock:
     tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
     runtimes = [rt for rt in LIVE_RUNTIMES if getattr(rt, "_host_loop", None) is loop]
     order: dict[Any, int] = {}
-    names: list[str] = []
     for rt in runtimes:
         for apt in rt._apartments.values():
             order[apt] = len(order)
-            names.append(apt.name)
-    lines = [ln for t in tasks if (ln := _safe_describe(t, order)) is not None]
+    labels = _labels(runtimes)
+    lines = [ln for t in tasks if (ln := _safe_describe(t, order, labels)) is not None]
     lines.sort(key=lambda ln: ln.key)
-    queued = _queued(runtimes, order)
-    cycles = _cycles(lines, names)
+    queued = _queued(runtimes, order, labels)
+    found, more = _cycles(lines, order)
+    cycles = [[labels.get(apt, apt.name) for apt in c] for c in found]
     text = [f"deadlock at virtual time {loop.time()!r}: nothing can ever run again (no "
             "callback ready, no timer, no message in flight) and the scenario is unfinished",
             "started units that wait:" if lines else "no started unit waits"]
@@ -342,6 +388,8 @@ def explain(loop: asyncio.AbstractEventLoop) -> Deadlock:
         text.append("queued behind them:")
         text += [_line_text(ln.wait) for ln in queued]
     text += ["wait-for cycle: " + " -> ".join(c) for c in cycles]
+    if more:
+        text.append(f"(the search for wait-for cycles stopped after {len(cycles)})")
     return Deadlock("\n".join(text), [ln.wait for ln in lines + queued], cycles)
 
 

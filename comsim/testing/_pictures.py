@@ -24,6 +24,7 @@ OUTSIDE = "(outside)"
 
 _CLIENT_SIDE = {"call.sent", "call.completed", "call.cancel_requested", "call.reply_dropped"}
 _SERVER_SIDE = {"call.arrived", "call.dispatched", "call.returned", "call.cancelled"}
+_CALL_EVENTS = _CLIENT_SIDE | _SERVER_SIDE
 _STAGES = {  # R29
     "queued": "cancelled while queued, the server never ran it",
     "running": "cancelled while running, the server was told",
@@ -49,7 +50,10 @@ def apartments(events: Iterable[Event]) -> list[str]:
     """Apartment names in order of first appearance (a call's client before its server)."""
     seen: dict[str, None] = {}
     for e in events:
-        if "client" in e or "server" in e:
+        if e.get("event") in _CALL_EVENTS:  # drawn between its client and server, both named
+            seen.setdefault(_apt(e.get("client")), None)
+            seen.setdefault(_apt(e.get("server")), None)
+        elif "client" in e or "server" in e:
             for key in ("client", "server"):
                 if key in e:
                     seen.setdefault(_apt(e[key]), None)

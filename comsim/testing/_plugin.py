@@ -31,6 +31,7 @@ import contextvars
 import functools
 import inspect
 import json
+import operator
 import re
 import shlex
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -66,6 +67,7 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
+    _check_options(config)
     path = config.getoption("--comsim-replay", None)
     if path is not None:
         from .._runtime.schedule import Schedule
@@ -73,12 +75,62 @@ def pytest_configure(config: Any) -> None:
         try:
             config._comsim_replay = Schedule.load(path)
         except (OSError, ValueError) as exc:
-            raise pytest.UsageError(f"--comsim-replay {path}: {exc}") from None
+            raise pytest.UsageError(
+                f"--comsim-replay {path}: no comsim schedule can be read from it ({exc}); give "
+                f"the file a failing comsim test's report names") from None
     config.addinivalue_line(
         "markers",
         "comsim(seeds=range(N)): run an async test on comsim's deterministic runtime "
         "(virtual time), once per seed",
     )
+
+
+def _check_options(config: Any) -> None:
+    """Bad values of comsim's options are usage errors, named at once."""
+    n = config.getoption("--comsim-seeds", None)
+    if n is not None and n < 1:
+        raise pytest.UsageError(f"--comsim-seeds {n}: give N >= 1 (comsim tests run under "
+                                f"range(N))")
+    ini = config.getini("comsim_seeds")
+    if ini not in (None, "", []):
+        try:
+            if int(ini) < 1:
+                raise ValueError
+        except ValueError:
+            raise pytest.UsageError(f"ini option comsim_seeds = {ini}: give an int N >= 1 "
+                                    f"(comsim tests run under range(N))") from None
+    runs = config.getoption("--comsim-shrink-runs", 200)
+    if runs is not None and runs < 0:
+        raise pytest.UsageError(f"--comsim-shrink-runs {runs}: give N >= 0 (0: save a failing "
+                                f"test's schedule as it ran)")
+    trace_dir = config.getoption("--comsim-trace-dir", None)
+    if trace_dir is not None and Path(trace_dir).exists() and not Path(trace_dir).is_dir():
+        raise pytest.UsageError(f"--comsim-trace-dir {trace_dir}: not a directory; give a "
+                                f"directory (made if missing)")
+
+
+def _marker_seeds(name: str, marker: Any) -> list[int] | None:
+    """The seeds ``@pytest.mark.comsim(seeds=...)`` gives (None: none given); a marker misused
+    fails the collection of the test with a message that names the fix."""
+    fix = "e.g. @pytest.mark.comsim(seeds=range(20))"
+    if marker.args or set(marker.kwargs) - {"seeds"}:
+        given = ", ".join([*map(repr, marker.args),
+                           *(f"{k}={v!r}" for k, v in marker.kwargs.items())])
+        pytest.fail(f"{name}: @pytest.mark.comsim({given}): the marker takes only the keyword "
+                    f"seeds=, an iterable of ints: {fix}", pytrace=False)
+    if "seeds" not in marker.kwargs:
+        return None
+    given = marker.kwargs["seeds"]
+    items: list[Any] = []
+    try:
+        items = list(given)
+        seeds = [operator.index(s) for s in items if not isinstance(s, bool)]
+    except TypeError:
+        seeds = []
+    if not seeds or len(seeds) < len(items):
+        pytest.fail(f"{name}: @pytest.mark.comsim(seeds={given!r}): seeds must be a non-empty "
+                    f"iterable of ints: {fix}", pytrace=False)
+    return seeds
 
 
 def _is_comsim_test(node: Any) -> bool:
@@ -154,15 +206,16 @@ def _replay_schedule(config: Any) -> Any:
     return getattr(config, "_comsim_replay", None)
 
 
-def _seeds(config: Any, marker: Any) -> list[int]:
+def _seeds(config: Any, marker: Any, name: str) -> list[int]:
+    given = _marker_seeds(name, marker)
     replay = _replay_schedule(config)
     if replay is not None:
         return [replay.seed if replay.seed is not None else 0]
     forced = config.getoption("--comsim-seed", None)
     if forced is not None:
         return [int(forced)]
-    if "seeds" in marker.kwargs:
-        return [int(s) for s in marker.kwargs["seeds"]]
+    if given is not None:
+        return given
     n = config.getoption("--comsim-seeds", None)
     if n is None:
         ini = config.getini("comsim_seeds")
@@ -176,7 +229,7 @@ def pytest_generate_tests(metafunc: Any) -> None:
         return
     if "comsim_seed" not in metafunc.fixturenames:
         metafunc.fixturenames.append("comsim_seed")
-    seeds = _seeds(metafunc.config, marker)
+    seeds = _seeds(metafunc.config, marker, metafunc.definition.nodeid)
     metafunc.parametrize("comsim_seed", seeds, ids=[f"seed{s}" for s in seeds])
 
 
@@ -297,7 +350,10 @@ def _save_schedule(item: Any, rt: Any, kind: type[BaseException]) -> list[str]:
         return []
     replaying = _replay_schedule(item.config) is not None
     runs = 0 if replaying else max(0, item.config.getoption("--comsim-shrink-runs", 200) or 0)
-    path, small = save_failing(item, schedule, kind, runs, RUNTIME_FIXTURE)
+    try:
+        path, small = save_failing(item, schedule, kind, runs, RUNTIME_FIXTURE)
+    except OSError as exc:
+        return [f"schedule not saved: {exc}"]
     command = f"pytest {shlex.quote(item.nodeid)} --comsim-replay {shlex.quote(str(path))}"
     how = ("as it ran" if small is schedule else
            f"shrunk from {schedule.preemptions} preemptions")
@@ -306,6 +362,13 @@ def _save_schedule(item: Any, rt: Any, kind: type[BaseException]) -> list[str]:
 
 
 def _write_trace(item: Any, events: Any) -> list[str]:
+    try:
+        return _write_pictures(item, events)
+    except OSError as exc:
+        return [f"trace not written: {exc}"]
+
+
+def _write_pictures(item: Any, events: Any) -> list[str]:
     directory = Path(item.config.getoption("--comsim-trace-dir"))
     directory.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^\w.\[\]-]+", "_", item.nodeid).strip("_")

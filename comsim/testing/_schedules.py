@@ -31,8 +31,10 @@ def save_failing(item: Any, schedule: Schedule, kind: type[BaseException], runs:
 
         try:
             candidate = shrink(body, schedule, keep=keep, max_runs=runs)
-        except ValueError:  # the body does not fail again as it did: keep the run as it was
-            candidate = schedule
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # the body does not fail again as it did (ValueError), or runs
+            candidate = schedule  # into what a run cannot take (SystemExit): keep the run
         if candidate.preemptions < schedule.preemptions:
             small = candidate
     path = _directory(item) / (re.sub(r"[^\w.\[\]-]+", "_", item.nodeid).strip("_") + ".json")

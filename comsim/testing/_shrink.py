@@ -5,17 +5,49 @@ by delta debugging over the preemptions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+import inspect
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
-from .._runtime.schedule import OLDEST, ReplayPolicy, Schedule
+from .._core.check import BadArgumentType, BadArgumentValue
+from .._runtime.runtime import Runtime
+from .._runtime.schedule import DEFER, OLDEST, ReplayPolicy, Schedule
 from ._runs import Scenario, run_once
 
 __all__ = ["replay", "shrink"]
 
+#: what a deterministic scenario is not (the hint of the errors below)
+_NOT_DETERMINISTIC = ("a scenario replays only if it is deterministic: no real clock, no "
+                      "unseeded random, no threads, no global state carried between runs")
+
 
 def replay(scenario: Scenario, schedule: Schedule) -> Hashable:
-    """The outcome of ``scenario`` under ``schedule`` (exceptions count as outcomes)."""
-    return run_once(scenario, schedule.seed, ReplayPolicy(schedule.decisions))[0]
+    """The outcome of ``scenario`` under ``schedule`` (exceptions count as outcomes).
+
+    A run that does not follow the schedule (a decision that picks a message that is not
+    pending, or decisions left over when the run ended: the schedule was recorded for another
+    scenario, the code changed since, or the scenario is not deterministic) gives the outcome
+    of the run as it went, where a decision that does not fit is the default, and warns
+    (``RuntimeWarning``).
+
+    Raises:
+        COMError(E_INVALIDARG), also a TypeError: ``schedule`` is not a ``Schedule``;
+            ``scenario`` is not an ``async def scenario(rt)``.
+    """
+    fn = _check("replay", scenario, schedule)
+    policy = _Following(schedule.decisions)
+    outcome = run_once(fn, schedule.seed, policy)[0]
+    _no_awaitable(fn, "replay", scenario)
+    if policy.misfit is not None or policy.step < len(schedule.decisions):
+        where = policy.misfit or (f"the run ended after {policy.step} of the schedule's "
+                                  f"{len(schedule.decisions)} decisions")
+        warnings.warn(f"replay: the run of {_name(scenario)} did not follow the schedule "
+                      f"({where}); the outcome {outcome!r} is the run's as it went, a decision "
+                      f"that did not fit taken as the default. Was the schedule recorded for "
+                      f"another scenario, or did the code change since? Else {_NOT_DETERMINISTIC}",
+                      RuntimeWarning, stacklevel=2)
+    return outcome
 
 
 def shrink(scenario: Scenario, schedule: Schedule,
@@ -24,20 +56,38 @@ def shrink(scenario: Scenario, schedule: Schedule,
     whose outcome still satisfies ``keep``: delta debugging over the preemptions, halving the
     chunks dropped at once down to one at a time, in at most ``max_runs`` runs. Exceptions
     raised by the scenario are outcomes (``Raised(type, message)``). Gives ``schedule`` itself
-    (as replayed, trailing default decisions dropped) when nothing can go.
+    (as replayed, trailing default decisions dropped) when nothing can go. What ``keep``
+    raises propagates.
 
     Raises:
-        ValueError: ``schedule``'s own outcome does not satisfy ``keep``.
+        COMError(E_INVALIDARG), also a ValueError: ``schedule``'s own outcome does not satisfy
+            ``keep``; ``max_runs`` < 1.
+        COMError(E_INVALIDARG), also a TypeError: ``schedule`` is not a ``Schedule``,
+            ``scenario`` not an ``async def scenario(rt)``, ``keep`` not callable,
+            ``max_runs`` not an int.
     """
-    outcome, best = run_once(scenario, schedule.seed, ReplayPolicy(schedule.decisions))
+    fn = _check("shrink", scenario, schedule)
+    if not callable(keep):
+        raise BadArgumentType(f"shrink: keep must be a function of the outcome, e.g. "
+                              f"keep=lambda outcome: isinstance(outcome, Raised), not {keep!r}")
+    if isinstance(max_runs, bool) or not isinstance(max_runs, int):
+        raise BadArgumentType(f"shrink: max_runs must be an int, not {max_runs!r}")
+    if max_runs < 1:
+        raise BadArgumentValue(f"shrink: max_runs must be >= 1, not {max_runs!r}")
+    outcome, best = run_once(fn, schedule.seed, ReplayPolicy(schedule.decisions))
+    _no_awaitable(fn, "shrink", scenario)
     if not keep(outcome):
-        raise ValueError(f"the schedule's own outcome {outcome!r} does not satisfy keep")
+        raise BadArgumentValue(
+            f"shrink: the schedule's own outcome {outcome!r} does not satisfy keep, so there "
+            f"is nothing to keep while shrinking: give the schedule of a run whose outcome "
+            f"keep accepts (explore's found.schedules[outcome]), or a keep that accepts this "
+            f"outcome; if that run's outcome did satisfy keep, {_NOT_DETERMINISTIC}")
     runs = 1
 
     def attempt(decisions: list[int]) -> Schedule | None:
         nonlocal runs
         runs += 1
-        got, sched = run_once(scenario, schedule.seed, ReplayPolicy(decisions))
+        got, sched = run_once(fn, schedule.seed, ReplayPolicy(decisions))
         return sched if keep(got) and sched.preemptions < best.preemptions else None
 
     chunk = max(1, best.preemptions // 2)
@@ -64,3 +114,57 @@ def _trim(decisions: list[int]) -> list[int]:
     while end and decisions[end - 1] == OLDEST:
         end -= 1
     return decisions[:end]
+
+
+# ------------------------------------------------------------------ checks
+def _name(scenario: Any) -> str:
+    return str(getattr(scenario, "__qualname__", None) or repr(scenario))
+
+
+class _Scenario:
+    """The user's scenario, noting a call that gave no awaitable (a plain ``def``), which
+    ``run_once`` would otherwise report as the scenario's own ``TypeError``."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.returned: list[Any] = []
+
+    async def __call__(self, rt: Runtime) -> Any:
+        got: Any = self.scenario(rt)
+        if not inspect.isawaitable(got):
+            self.returned.append(got)
+            return None
+        return await got
+
+
+def _check(api: str, scenario: Any, schedule: Any) -> _Scenario:
+    if not isinstance(schedule, Schedule):
+        raise BadArgumentType(f"{api}: schedule must be a comsim.testing.Schedule "
+                              f"(Schedule.load(path) reads a saved one), not {schedule!r}")
+    if not callable(scenario):
+        raise BadArgumentType(f"{api}: scenario must be an `async def scenario(rt)`, "
+                              f"not {scenario!r}")
+    return _Scenario(scenario)
+
+
+def _no_awaitable(fn: _Scenario, api: str, scenario: Any) -> None:
+    if fn.returned:
+        raise BadArgumentType(f"{api}: {_name(scenario)}(rt) returned {fn.returned[0]!r}, not "
+                              f"an awaitable: a scenario is an `async def scenario(rt)`")
+
+
+class _Following(ReplayPolicy):
+    """``ReplayPolicy``, noting the first decision that does not fit the run."""
+
+    def __init__(self, decisions: Sequence[int]) -> None:
+        super().__init__(decisions)
+        self.misfit: str | None = None
+
+    def choose(self, targets: Sequence[str | None], proposal: int) -> int:
+        i = self.step
+        if self.misfit is None and i < len(self.decisions):
+            d = self.decisions[i]
+            if d != DEFER and not 0 <= d < len(targets):
+                self.misfit = (f"its decision {i} picks message {d}, but {len(targets)} "
+                               f"{'is' if len(targets) == 1 else 'are'} pending there")
+        return super().choose(targets, proposal)
