@@ -76,14 +76,19 @@ def run(ns: argparse.Namespace) -> int:
         print(f"comsim explore: {ns.target} failed: {brief(e)}", file=sys.stderr)
         return 1
     report = _report(ns, found, failures)
+    if not to_stdout:
+        _print(console, ns, found, failures)
     if ns.json is not None:
         text = json.dumps(report, indent=2)
         if to_stdout:
             sys.stdout.write(text + "\n")
         else:
-            Path(ns.json).write_text(text + "\n", encoding="utf-8")
-    if not to_stdout:
-        _print(console, ns, found, failures)
+            try:
+                Path(ns.json).write_text(text + "\n", encoding="utf-8")
+            except OSError as e:
+                print(f"comsim explore: error: cannot write {ns.json}: {e.strerror or e}",
+                      file=sys.stderr)
+                return 2
     return 1 if failures else 0
 
 
@@ -119,7 +124,10 @@ def _shrink_failures(scenario: Any, found: Exploration, save_dir: str | None
         if not isinstance(outcome, Raised):
             continue
         first = found.schedules[outcome]
-        small = shrink(scenario, first, keep=outcome.__eq__)
+        try:  # the very outcome of its row (``Raised`` leaves memory addresses out)
+            small = shrink(scenario, first, keep=outcome.__eq__)
+        except ValueError:  # it does not replay as it ran: keep the run's own schedule
+            small = first
         directory.mkdir(parents=True, exist_ok=True)
         name = getattr(scenario, "__qualname__", "scenario")
         path = directory / f"{name}-seed{found[outcome]}.json"

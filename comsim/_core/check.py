@@ -21,12 +21,18 @@ class BadArgumentType(COMError, TypeError):
     def __init__(self, text: str) -> None:
         super().__init__(hr.E_INVALIDARG, text)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses processes (explore's workers)
+        return (type(self), (self.text,))
+
 
 class BadArgumentValue(COMError, ValueError):
     """E_INVALIDARG: an argument out of range."""
 
     def __init__(self, text: str) -> None:
         super().__init__(hr.E_INVALIDARG, text)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses processes (explore's workers)
+        return (type(self), (self.text,))
 
 
 def is_number(value: Any) -> bool:

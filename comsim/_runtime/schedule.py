@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, Protocol
 
+from .._core.check import BadArgumentValue
+
 #: a decision: let everything else that is ready run first
 DEFER = -1
 #: the default decision: the oldest pending message, no deferral
@@ -217,8 +219,14 @@ class Schedule:
         """Read a schedule written by ``save``.
 
         Raises:
-            ValueError: the file holds no schedule this comsim reads.
+            COMError(E_INVALIDARG), also a ValueError: the file holds no schedule this comsim
+                reads (not JSON, not UTF-8, another format or version); the message names it.
             OSError: the file cannot be read.
         """
         with open(path, encoding="utf-8") as f:
-            return cls.from_json(json.load(f))
+            try:
+                return cls.from_json(json.load(f))
+            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise BadArgumentValue(
+                    f"Schedule.load({str(path)!r}): {exc}; give a file written by "
+                    f"Schedule.save (a failing explore names the one it saved)") from None

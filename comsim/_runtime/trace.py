@@ -8,6 +8,7 @@ work of building the event.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -55,7 +56,23 @@ def emit(event: str, **fields: Any) -> None:
         global _logger
         if _logger is None:
             _logger = structlog.get_logger("comsim")
-        _logger.info(event, **fields)
+        try:
+            _logger.info(event, **fields)
+        except Exception as exc:  # the application's logging: it must not break a call's step
+            _logging_failed(event, exc)
+
+
+_warned: list[bool] = []
+
+
+def _logging_failed(event: str, exc: Exception) -> None:
+    """The application's structlog configuration raised: warned once (as ``logging``'s
+    ``handleError`` reports a failing handler), the event still captured, comsim goes on."""
+    if not _warned:
+        _warned.append(True)
+        warnings.warn(f"comsim: structlog raised {exc!r} logging {event!r}; comsim's events "
+                      f"are not logged while it fails (further failures are not reported)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def add_capture(sink: list[dict[str, Any]]) -> None:

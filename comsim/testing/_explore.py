@@ -22,22 +22,25 @@ carries notes naming the seed and the saved file.
 
 from __future__ import annotations
 
+import itertools
 import os
+import pickle
 import random
 import re
+import sys
 import tempfile
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sized
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from .._core.check import BadArgumentValue
+from .._core.check import BadArgumentType, BadArgumentValue
 from .._runtime.schedule import DefaultPolicy, PCTPolicy, Policy, ReplayPolicy, Schedule
 from . import _pool
 from ._exhaustive import exhaustive
-from ._runs import Exploration, Raised, Scenario, run_once
+from ._runs import Exploration, NotAScenario, Raised, Scenario, run_once
 from ._shrink import replay, shrink
 
 __all__ = ["BLOCK", "STRATEGIES", "Exploration", "Raised", "Scenario", "explore", "replay",
@@ -71,11 +74,23 @@ def _run_block(scenario: Scenario | _pool.Target, seeds: list[int], strategy: st
                depth: int, k: int, keep_going: bool = False) -> list[_Run]:
     """The runs of one block; a raising scenario ends the block with that run, unless
     ``keep_going``."""
-    fn = _pool.load(scenario) if isinstance(scenario, tuple) else scenario
+    elsewhere = isinstance(scenario, tuple)  # in a worker: the outcomes cross back
+    fn: Scenario = _pool.load(scenario) if isinstance(scenario, tuple) else scenario
     out = []
+    crossed: set[Hashable] = set()
     for seed in seeds:
         policy = _policy(strategy, seed, depth, k)
         outcome, schedule = run_once(fn, seed, policy)
+        if elsewhere and outcome not in crossed:
+            try:
+                pickle.dumps(outcome)
+            except Exception as e:
+                raise BadArgumentValue(
+                    f"explore(workers=...): the outcome {outcome!r} of seed {seed} does not "
+                    f"pickle ({type(e).__name__}: {e}), and outcomes cross from the worker "
+                    f"processes: return something picklable (a str, a tuple, ...), or "
+                    f"explore in one process") from None
+            crossed.add(outcome)
         raised = isinstance(outcome, Raised)
         out.append(_Run(seed, outcome, schedule.decisions, schedule.seed, raised,
                         len(getattr(policy, "competing", ())),
@@ -128,21 +143,50 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
         RuntimeError: ``workers=N`` while this process starts as a worker (a script's top
             level run again).
     """
+    if not callable(scenario):
+        raise BadArgumentType(f"explore: scenario must be an `async def scenario(rt)`, not "
+                              f"{scenario!r}")
     if strategy not in STRATEGIES:
         raise BadArgumentValue(f"explore: strategy must be one of {STRATEGIES}, "
                                f"not {strategy!r}")
-    if depth < 1:
-        raise BadArgumentValue(f"explore: depth must be >= 1, not {depth!r}")
-    if workers < 1:
-        raise BadArgumentValue(f"explore: workers must be >= 1, not {workers!r}")
-    seeds = list(seeds)
-    if strategy == "exhaustive":
-        def failed(run_no: int, schedule: Schedule, outcome: Raised) -> None:
-            _raise(scenario, f"exhaustive run {run_no}", f"run{run_no}", schedule, outcome,
-                   save_dir)
+    for name, value in (("depth", depth), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadArgumentType(f"explore: {name} must be an int, not {value!r}")
+        if value < 1:
+            raise BadArgumentValue(f"explore: {name} must be >= 1, not {value!r}")
+    try:
+        taken = _seeds(iter(seeds))
+    except TypeError:
+        raise BadArgumentType(f"explore: seeds must be an iterable of ints (e.g. range(5)), "
+                              f"not {seeds!r}") from None
+    try:
+        if strategy == "exhaustive":
+            def failed(run_no: int, schedule: Schedule, outcome: Raised) -> None:
+                _raise(scenario, f"exhaustive run {run_no}", f"run{run_no}", schedule,
+                       outcome, save_dir)
 
-        return exhaustive(scenario, budget=len(seeds), until=until,
-                          on_raise=None if keep_going else failed)
+            # the seeds only bound the number of runs: an endless iterator bounds nothing
+            budget = len(seeds) if isinstance(seeds, Sized) else sys.maxsize
+            return exhaustive(scenario, budget=budget, until=until,
+                              on_raise=None if keep_going else failed)
+        return _explore(scenario, taken, until, strategy, depth, workers, executor,
+                        save_dir, keep_going)
+    except NotAScenario as e:
+        raise BadArgumentType(f"explore: {e.text}") from None
+
+
+def _seeds(seeds: Iterator[Any]) -> Iterator[int]:
+    """The seeds, taken one at a time (an endless iterator with ``until`` is fine)."""
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise BadArgumentType(f"explore: seeds must be ints, not {seed!r}")
+        yield seed
+
+
+def _explore(scenario: Scenario, seeds: Iterator[int],
+             until: Callable[[Exploration], bool] | None, strategy: str, depth: int,
+             workers: int, executor: Executor | None,
+             save_dir: str | os.PathLike[str] | None, keep_going: bool) -> Exploration:
     parallel = workers > 1 or executor is not None
     target: Scenario | _pool.Target = _pool.by_name(scenario) if parallel else scenario
     found = Exploration()
@@ -174,7 +218,7 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
     return found
 
 
-def _blocks(target: Scenario | _pool.Target, seeds: list[int], strategy: str, depth: int,
+def _blocks(target: Scenario | _pool.Target, seeds: Iterator[int], strategy: str, depth: int,
             longest: list[int], workers: int, executor: Executor | None,
             keep_going: bool) -> Iterator[list[_Run]]:
     """The runs in seed order: here, one at a time; on an executor, a block per job, a
@@ -185,7 +229,17 @@ def _blocks(target: Scenario | _pool.Target, seeds: list[int], strategy: str, de
         for seed in seeds:
             yield _run_block(target, [seed], strategy, depth, longest[0], keep_going)
         return
-    chunks = [seeds[i:i + BLOCK] for i in range(0, len(seeds), BLOCK)]
+    chunks: list[list[int]] = []  # the blocks taken so far (PCT may send one again)
+
+    def more() -> bool:
+        """Whether a block is left to send (taking the next one from ``seeds``)."""
+        if submitted < len(chunks):
+            return True
+        chunk = list(itertools.islice(seeds, BLOCK))
+        if chunk:
+            chunks.append(chunk)
+        return bool(chunk)
+
     own = _pool.WorkerPool(workers) if executor is None else None
     pool = own or executor
     assert pool is not None
@@ -193,8 +247,8 @@ def _blocks(target: Scenario | _pool.Target, seeds: list[int], strategy: str, de
     pending: deque[tuple[int, int, Future[list[_Run]]]] = deque()
     submitted = 0
     try:
-        while pending or submitted < len(chunks):
-            while len(pending) < window and submitted < len(chunks):
+        while pending or more():
+            while len(pending) < window and more():
                 kk = longest[0]
                 try:  # starts a worker (not by fork), which may fail
                     fut = pool.submit(_run_block, target, chunks[submitted], strategy, depth,
@@ -240,15 +294,18 @@ def _raise(scenario: Scenario, label: str, tag: str, schedule: Schedule, outcome
                        keep=lambda o: isinstance(o, Raised) and o.type == kind)
     except ValueError:  # it does not replay as it ran: keep the run's own schedule
         small = schedule
-    path = _save(scenario, tag, small, save_dir)
+    try:
+        path = _save(scenario, tag, small, save_dir)
+        where = (f"saved to {path}: comsim.testing.replay(scenario, Schedule.load(path)), or "
+                 f"pytest --comsim-replay {path}")
+    except OSError as e:  # the scenario's own failure still comes first
+        where = f"not saved ({type(e).__name__}: {e}; save_dir={str(save_dir)!r})"
     try:
         run_once(scenario, small.seed, ReplayPolicy(small.decisions), capture=False)
     except BaseException as exc:
         exc.add_note(f"comsim.testing.explore: {label}; the "
                      f"shrunk schedule ({small.preemptions} preemptions, "
-                     f"{len(small.decisions)} decisions) saved to {path}: "
-                     f"comsim.testing.replay(scenario, Schedule.load(path)), or "
-                     f"pytest --comsim-replay {path}")
+                     f"{len(small.decisions)} decisions) {where}")
         raise
     raise RuntimeError(f"explore: {label} raised {kind} in a run but not when run again: "
                        f"the scenario is not deterministic (does it read a clock, threads "

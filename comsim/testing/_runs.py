@@ -5,10 +5,15 @@ runs with the first run and schedule of each."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import re
 import threading
+import types
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, NamedTuple
 
+from .._core.check import BadArgumentType, BadArgumentValue
 from .._runtime.runtime import Runtime
 from .._runtime.schedule import DEFER, Policy, Schedule
 from ._loop import VirtualTimeLoop
@@ -60,6 +65,23 @@ class Exploration(dict[Hashable, int]):
         return f"<Exploration {self.runs} runs: {body}>"
 
 
+#: a memory address in a repr (``<Future pending at 0x7f...>``): not the same in two runs
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+class NotAScenario(BadArgumentType):
+    """The scenario gave no awaitable (a plain ``def``): COMError(E_INVALIDARG), a TypeError."""
+
+
+_Coroutine = types.CoroutineType
+
+
+def raised(exc: BaseException) -> Raised:
+    """The outcome of a run whose scenario raised ``exc``: its type and message, the memory
+    addresses in the message left out (so that one deadlock is one outcome, run after run)."""
+    return Raised(type(exc).__name__, _ADDRESS.sub("", str(exc)))
+
+
 def _outcome(value: Any) -> Hashable:
     try:
         hash(value)
@@ -86,8 +108,26 @@ def _run_reusing_a_loop(main: Callable[[], Awaitable[Any]]) -> Any:
 def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None, *,
              capture: bool = True) -> tuple[Hashable, Schedule]:
     """One run on a fresh deterministic runtime under ``policy`` (None: the seeded pump):
-    (outcome, its schedule). With ``capture``, an exception raised by the scenario is the
-    outcome ``Raised(type, message)``; without, it propagates with a note naming the seed."""
+    (outcome, its schedule). With ``capture``, an exception raised by the scenario — any
+    ``BaseException`` but ``KeyboardInterrupt``, ``SystemExit`` and ``CancelledError`` too —
+    is the outcome ``Raised(type, message)``; without, it propagates with a note naming the
+    seed (one that is no ``Exception`` inside a ``RuntimeError``, its ``__cause__``).
+
+    Raises:
+        COMError(E_INVALIDARG), also a ValueError: called where an event loop runs (async
+            code, a scenario): a run needs a loop of its own.
+        NotAScenario (COMError(E_INVALIDARG), also a TypeError): the scenario gave no
+            awaitable.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise BadArgumentValue(
+            "comsim.testing.explore, replay and shrink run each scenario on a loop of their "
+            "own and must be called from synchronous code, not where an event loop runs (in "
+            "an async test: await anyio.to_thread.run_sync(lambda: explore(...)))")
     box: dict[str, Any] = {}
 
     async def main() -> Any:
@@ -95,15 +135,26 @@ def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None,
             if policy is not None:
                 rt._use_policy(policy)
             box["rt"] = rt
-            return await scenario(rt)
+            got = scenario(rt)
+            if type(got) is not _Coroutine and not inspect.isawaitable(got):
+                name = getattr(scenario, "__qualname__", None) or repr(scenario)
+                raise NotAScenario(f"{name}(rt) returned {got!r}, not an awaitable: a "
+                                   f"scenario is an `async def scenario(rt)`")
+            return await got
 
     try:
         outcome = _outcome(_run_reusing_a_loop(main))
-    except Exception as exc:
+    except (KeyboardInterrupt, NotAScenario):
+        raise
+    except BaseException as exc:
         if not capture:
+            if not isinstance(exc, Exception):  # SystemExit must not end the caller
+                wrapped = RuntimeError(f"the scenario raised {type(exc).__name__}: {exc}")
+                wrapped.add_note(f"comsim.testing.explore: failed under seed {seed}")
+                raise wrapped from exc
             exc.add_note(f"comsim.testing.explore: failed under seed {seed}")
             raise
-        outcome = Raised(type(exc).__name__, str(exc))
+        outcome = raised(exc)
     schedule = box["rt"].schedule
     assert schedule is not None
     return outcome, schedule

@@ -171,6 +171,16 @@ def test_comerror_subclass_pickles() -> None:  # R14
     assert e2.hresult == hresult.E_INVALIDARG
 
 
+def test_bad_argument_errors_pickle_and_copy() -> None:  # R14: they cross to explore's workers
+    from comsim._core.check import BadArgumentType, BadArgumentValue
+
+    for cls in (BadArgumentType, BadArgumentValue):
+        e2 = pickle.loads(pickle.dumps(cls("explore: seeds must be ints")))
+        assert type(e2) is cls and e2.hresult == hresult.E_INVALIDARG
+        assert e2.text == "explore: seeds must be ints"
+        assert copy.copy(e2).text == e2.text
+
+
 def test_comerror_copies() -> None:  # R14
     e = comsim.COMError(hresult.E_NOINTERFACE, "no")
     e2 = copy.copy(e)
