@@ -42,7 +42,15 @@ unit's place, the NA entered from no apartment, or no apartment (``CO_E_NOTINITI
 where the object went (R33), object or proxy, a second route and ``IUnknown`` identity (R34),
 its counts down to 0 and then ``CO_E_OBJNOTCONNECTED`` (R34). ``Program.lives`` are
 identity/lifetime scenarios (``lifetimes.py``), each step checked against a model of R7/R34.
-Also checked: nothing asyncio reports (a task destroyed while pending) once the runtime exited.
+Some units run in the NA entered from no apartment (``host == NOAPT``: ``await
+rt.nta.run(...)`` on the host's loop, R5), with every action above. ``Program.fresh`` are calls
+on objects of their own (``fresh.py``): NA code on an STA, on the MTA and from no apartment
+(and plain STA and MTA code) calling synchronously or through a call object, released with its
+call in flight on its own thread or handed to another (no apartment; another OS thread on the
+threaded runtime), its STA shut down at chosen points relative to the reply (R25, R18, R12);
+once the program is over every such object must be back to its creator's one reference (R7:
+nothing leaks). Also checked: nothing asyncio reports (a task destroyed while pending) once the
+runtime exited.
 
 ``run_program(seed, runtime)`` runs one program; ``check_many(seeds, runtime)`` many;
 ``describe(program)`` prints one.
@@ -67,6 +75,15 @@ import comsim
 from comsim import hresult as hr
 from comsim.testing import VirtualTimeLoop, capture_trace
 
+from .fresh import (
+    FreshRun,
+    FreshSpec,
+    check_fresh,
+    describe_fresh,
+    generate_fresh,
+    generate_race,
+    settle,
+)
 from .lifetimes import LifeRun, LifeSpec, describe_life, generate_life
 
 APP_CODE = -2147220991  # 0x80040201, an application's own failure code
@@ -138,7 +155,7 @@ class UnitSpec:
     actions: list[tuple[Any, ...]]
     delay: float = 0.0  # the unit is sent to its apartment this late
     deadline: float | None = None  # its caller cancels Apartment.run after this long (R32)
-    host: int | None = None  # a unit in the NA: the apartment that enters it (R5)
+    host: int | None = None  # a unit in the NA: the apartment that enters it (NOAPT: none, R5)
 
 
 @dataclass
@@ -158,6 +175,7 @@ class Program:
     #: apartment, run beside the units
     outside: list[CallSpec] = field(default_factory=list)
     lives: list[LifeSpec] = field(default_factory=list)  # identity and lifetime scenarios
+    fresh: list[FreshSpec] = field(default_factory=list)  # calls on objects of their own
 
     @property
     def mta(self) -> int:
@@ -172,8 +190,11 @@ class Program:
             return "HostSTA" if i == HOSTSTA else "none"
         return "MTA" if i == self.n_sta else "NA" if i == self.n_sta + 1 else f"s{i}"
 
-    def unit_apt(self, u: UnitSpec) -> int:
-        """The apartment whose thread runs the unit (its host, for a unit in the NA)."""
+    def unit_apt(self, u: UnitSpec) -> int | None:
+        """The apartment whose thread runs the unit (its host, for a unit in the NA; None for
+        one entered from no apartment)."""
+        if u.host == NOAPT:
+            return None
         return u.host if u.host is not None else u.apt
 
 
@@ -215,7 +236,7 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
             elif r < 0.64:
                 disconnects.add(server)
                 plan.append(("disconnect",))
-            elif r < 0.655 and server < n_sta:
+            elif r < 0.655 and server < n_sta and server not in keep:
                 dying.add(server)
                 plan.append(("shutdown_self",))  # R18: from inside, in a server method
             elif depth < 2:
@@ -237,13 +258,14 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
             plan.append(("raise_exc",))
         return plan
 
-    units: list[UnitSpec] = []
-    for u in range(rng.randint(2, 6)):
-        apt = rng.randrange(n_apt)
-        unit = UnitSpec(u, apt, apt == n_sta and cancellation and rng.random() < 0.5, [])
-        if rng.random() < 0.2:
-            unit.host, unit.apt = apt, na  # R5: the unit enters the NA by rt.nta.run
-            apt = na
+    #: STAs that must not shut down (those running identity/lifetime steps), and the targets
+    #: CoCancelCall may have; both set for the units drawn after the lifetimes
+    keep: set[int] = set()
+    cocancel_choices = list(range(n_sta))
+
+    def fill_unit(unit: UnitSpec, apt: int) -> None:
+        """The unit's timing and actions, from its place ``apt`` (the NA for NA units)."""
+        u = unit.index
         if rng.random() < 0.3:
             unit.delay = rng.choice((0.0005, 0.002, 0.01))
         if cancellation and rng.random() < 0.15:
@@ -260,9 +282,9 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
                 calls[spec.op] = spec
                 unit.actions.append(("call", spec))
                 continue
-            if r < 0.3 and cancellation:
+            if r < 0.3 and cancellation and cocancel_choices:
                 op = next(counter)
-                cocancels[op] = rng.randrange(n_sta)
+                cocancels[op] = rng.choice(cocancel_choices)
                 grace = rng.choice((0, 0, 0.005, 0.05, -1))
                 if grace == -1 and apt != n_sta:
                     # no limit only from the MTA: an STA waiting with no limit for a call that
@@ -291,6 +313,15 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
                 elif cancellation and rng.random() < 0.25:
                     spec.scope = rng.choice((0.0005, 0.002, 0.008, 0.03))
             unit.actions.append(("call", spec))
+
+    units: list[UnitSpec] = []
+    for u in range(rng.randint(2, 6)):
+        apt = rng.randrange(n_apt)
+        unit = UnitSpec(u, apt, apt == n_sta and cancellation and rng.random() < 0.5, [])
+        if rng.random() < 0.2:
+            unit.host, unit.apt = apt, na  # R5: the unit enters the NA by rt.nta.run
+            apt = na
+        fill_unit(unit, apt)
         units.append(unit)
     prog = Program(seed, n_sta, policies, filters, enabled, units, shutdown, calls, cocancels,
                    disconnects, dying)
@@ -308,6 +339,23 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
         if len(steady) >= 2:
             prog.lives.append(generate_life(rng, next(counter), steady, na,
                                             [a for a in steady if a != na]))
+    # drawn after the rest (a seed's earlier parts stay as they were): what the lifetimes use
+    # must stay up (no shutdown) and out of CoCancelCall's reach where cancellation is enabled
+    for life in prog.lives:
+        keep.update(a for a in (life.owner, life.user, *life.hosts)
+                    if a is not None and 0 <= a < n_sta)
+    cocancel_choices[:] = [s for s in range(n_sta) if not (s in keep and s in enabled)]
+    # R5: units in the NA entered from no apartment (``await rt.nta.run(...)`` on the host's
+    # loop): sync and Begin_/Finish_ calls, cancels, Release in flight, from no apartment
+    for _ in range(rng.choice((0, 0, 1, 1, 2))):
+        unit = UnitSpec(len(units), na, False, [], host=NOAPT)
+        fill_unit(unit, na)
+        units.append(unit)
+    # R25, R7, R34, R18, R5: calls on objects of their own, their references counted to the end
+    for _ in range(rng.choice((0, 1, 1, 2))):
+        prog.fresh.append(generate_fresh(rng, next(counter), n_sta))
+    if rng.random() < 0.25:
+        prog.fresh.append(generate_race(rng, next(counter), n_sta))
     _analyse(prog)
     return prog
 
@@ -507,6 +555,8 @@ def describe(prog: Program) -> str:
         lines.extend(call_text(c, "    "))
     for life in prog.lives:
         lines.extend(describe_life(life, prog.name))
+    for f in prog.fresh:
+        lines.extend(describe_fresh(f, prog.name))
     return "\n".join(lines)
 
 
@@ -634,6 +684,10 @@ class Context:
         self.proxies: dict[int, dict[int, Any]] = {}
         self.cocancel_ok: list[int] = []  # target STAs of CoCancelCall that gave S_OK
         self.life_logs: dict[int, list[Any]] = {}  # identity/lifetime op -> what each step gave
+        #: (op, "object"|"gift", object, its apartment): each must end with its creator's one
+        #: reference (fresh.settle)
+        self.fresh_homes: list[tuple[int, str, Any, int]] = []
+        self.fresh_outers: dict[int, Any] = {}  # fresh op -> its outer (R24)
 
     def violation(self, text: str) -> None:
         self.violations.append(text)
@@ -969,6 +1023,8 @@ async def _program(rt: comsim.Runtime, prog: Program, ctx: Context, det: bool) -
     async def enter(u: UnitSpec) -> None:
         if u.host is None:
             await apts[u.apt].run(ctx.client, u, apts[u.apt].name)
+        elif u.host == NOAPT:  # R5: the NA entered from no apartment, on the host's loop
+            await rt.nta.run(ctx.client, u, "NA")
         else:  # R5: the unit enters the NA on its host's thread
             await apts[u.host].run(rt.nta.run, ctx.client, u, "NA")
 
@@ -1023,6 +1079,8 @@ async def _program(rt: comsim.Runtime, prog: Program, ctx: Context, det: bool) -
             tg.start_soon(outside, c)
         for spec in prog.lives:
             tg.start_soon(life, spec)
+        for f in prog.fresh:
+            tg.start_soon(FreshRun(rt, f, apts, na, ctx, det).run)
         if prog.shutdown is not None:
             if det:
                 rt.schedule_shutdown(apts[prog.shutdown[0]], prog.shutdown[1])
@@ -1030,6 +1088,7 @@ async def _program(rt: comsim.Runtime, prog: Program, ctx: Context, det: bool) -
                 tg.start_soon(shutdown_later, *prog.shutdown)
         for u in prog.units:
             tg.start_soon(unit, u)
+    await settle(rt, ctx, apts, na, det)  # R7, R25: nothing the program let go of is kept
 
 
 async def _main(prog: Program, ctx: Context, det: bool, capture: bool) -> list[dict[str, Any]]:
@@ -1258,6 +1317,7 @@ def check(prog: Program, ctx: Context) -> list[str]:
             out.append(f"{where}: {_fmt(o)} (a plain exception reached the caller)")
         if c.kind == "async":
             out.extend(_check_async(prog, ctx, c, o, where))
+    out.extend(check_fresh(prog, ctx))
     for life in prog.lives:  # every identity/lifetime scenario ran to its end
         if not ctx.outcomes.get(life.op) and not any("HANG" in v for v in out):
             out.append(f"identity op {life.op}: never finished")

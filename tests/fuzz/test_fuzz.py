@@ -19,7 +19,12 @@ MTA, the NA and no apartment (placement, object or proxy, IUnknown identity, the
 0, CO_E_OBJNOTCONNECTED after it), and identity/lifetime scenarios (tests/fuzz/lifetimes.py):
 one object marshalled NORMAL, TABLESTRONG, TABLEWEAK and into the GIT, brought into one
 apartment by every route, released in random orders, each step checked against a model of R7
-and R34.
+and R34. And NA code entered from no apartment (R5) making every kind of call, and calls on
+objects of their own (tests/fuzz/fresh.py): sync and through call objects, from an STA of their
+own, NA code on it, the MTA, NA code on it and NA code from no apartment, call objects released
+in flight on their own thread, from no apartment or from another OS thread (R25, R12), the
+client's STA shut down before, during or after (R18), and every such object released once
+nothing references it (R7: nothing leaks).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import pytest
 
 from .programs import check_many
 
-PROGRAMS = 40  # per runtime
+PROGRAMS = 35  # per runtime: about the time 40 took before the fresh ops and NA units from none
 CHUNK = 5  # short tests: each well inside the per-test timeout on a loaded machine
 SEEDS = [range(k, k + CHUNK) for k in range(0, PROGRAMS, CHUNK)]
 
@@ -88,6 +93,39 @@ def test_the_generator_covers_the_new_features() -> None:
     assert steps == {"unmarshal", "missing", "release", "qi", "call", "identity", "remarshal",
                      "release_data", "locks", "disconnect", "release_all"}
     assert na_units > 0 and na_targets > 0 and na_async > 0
+
+
+def test_the_generator_covers_na_code_and_fresh_objects() -> None:
+    # R5 R25 R18 R12 R7: NA code from no apartment makes every kind of call and releases call
+    # objects in flight; the fresh-object ops reach every place, end and shutdown point
+    from .fresh import CLIENTS, ENDS, SHUTS
+    from .programs import NOAPT, generate
+
+    outside: set[str] = set()
+    places: set[tuple[str, str]] = set()
+    ends: set[tuple[str, str, bool]] = set()
+    shuts: set[tuple[str, str | None]] = set()
+    gifts = races = outers = 0
+    for seed in range(300):
+        prog = generate(seed)
+        for u in prog.units:
+            if u.host == NOAPT:
+                outside.update("release" if a[1].release else a[1].kind
+                               for a in u.actions if a[0] == "call")
+        for f in prog.fresh:
+            places.add((f.client, f.kind))
+            if f.kind == "async":
+                ends.add((f.client, f.end, f.lone))
+            if f.own_sta:
+                shuts.add((f.client, f.shut))
+            gifts += f.gift
+            races += bool(f.busy and f.later == f.busy and f.jitter and f.shut == "host_during")
+            outers += f.outer
+    assert outside == {"sync", "async", "release", "activate"}
+    assert places == {(c, k) for c in CLIENTS for k in ("sync", "async")}
+    assert ends == {(c, e, lone) for c in CLIENTS for e in ENDS for lone in (False, True)}
+    assert shuts == {(c, s) for c in ("sta", "na_sta") for s in (None, *SHUTS)}
+    assert gifts > 0 and races > 0 and outers > 0
 
 
 def test_the_generator_is_deterministic() -> None:
