@@ -119,8 +119,11 @@ async def invoke(where: Where | None, stub: Stub, spec: MethodSpec, packed: Any,
         if task is not None and task.cancelling():
             raise  # the caller's task is cancelled (R32): it propagates through the NA
         return fault_reply(obj, spec.name, exc)  # the method raised it itself (R14)
-    except GeneratorExit:
-        raise
+    except GeneratorExit as exc:
+        tb = exc.__traceback__
+        if tb is None or tb.tb_next is None:
+            raise  # thrown in here, at the await, by ``close()``: the coroutine is being closed
+        return fault_reply(obj, spec.name, exc)  # the method raised it itself (R14)
     except BaseException as exc:  # the fault boundary (``boundary``)
         return fault_reply(obj, spec.name, exc)
     finally:
