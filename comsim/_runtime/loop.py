@@ -22,6 +22,8 @@ from asyncio import format_helpers
 from collections.abc import Callable
 from typing import Any
 
+from .futures import call_in_loop, settle
+
 __all__ = ["ApartmentLoop", "BusyLoopSelector", "Handle", "TimerHandle", "VirtualSelector",
            "callback_failed", "current_task", "deadlock_of", "new_handle", "resume"]
 
@@ -239,6 +241,8 @@ _current_task: Any = asyncio.current_task
 if sys.version_info < (3, 12) and isinstance(getattr(asyncio.tasks, "_current_tasks", None),
                                              dict):
     _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+#: the loop running in this thread, or None (C: ``asyncio.get_running_loop`` without raising)
+_running_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio.events._get_running_loop
 #: ``asyncio.current_task(loop)`` (``loop`` given), in C on every version
 current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = _current_task
 
@@ -254,8 +258,12 @@ def resume(fut: asyncio.Future[Any], value: Any) -> None:
     one loop turn, not two. Everything else is plain ``set_result``: inside a running task,
     with no waiter or several, or a waiter that is not a task.
     """
+    loop = fut.get_loop()
+    if loop is not _running_loop():  # a waiter on another thread's loop (NA code there, R5)
+        call_in_loop(loop, settle, fut, value)  # is woken on that thread, by its loop
+        return
     cbs = getattr(fut, "_callbacks", None)  # (callback, context) pairs; None when empty
-    if cbs is None or len(cbs) != 1 or _current_task(fut.get_loop()) is not None:
+    if cbs is None or len(cbs) != 1 or _current_task(loop) is not None:
         if not fut.done():
             fut.set_result(value)
         return
@@ -265,4 +273,4 @@ def resume(fut: asyncio.Future[Any], value: Any) -> None:
     try:
         ctx.run(step, fut)
     except RuntimeError:  # its context is entered already, or a task runs after all
-        fut.get_loop().call_soon(step, fut, context=ctx)
+        loop.call_soon(step, fut, context=ctx)

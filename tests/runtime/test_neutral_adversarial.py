@@ -1141,14 +1141,12 @@ async def _finish_on_another_thread(rt: comsim.Runtime, cancel: bool) -> dict[st
     return out["r"]  # type: ignore[no-any-return]
 
 
-_CROSS_THREAD = ("the reply is taken in on the thread of the apartment that began the call "
-                 "(record.on_reply -> record._wake -> loop.resume), which wakes a waiter future "
-                 "of another thread's loop there: resume() runs that task's step on the wrong "
-                 "OS thread (or set_result without call_soon_threadsafe); Cancel from there "
-                 "makes its grace future on the client's loop and awaits it from this one. Fix "
-                 "outside neutral/inline: wake a waiter of another loop through the transport "
-                 "(to_loop(fut.get_loop(), settle, ...)), and make Cancel's grace future and "
-                 "timer on the canceller's loop")
+_CROSS_THREAD = ("Cancel from another thread than the call's client apartment's makes its "
+                 "grace future and timer on the client's loop and awaits it from its own "
+                 "(cancel.start_cancel), and steps the call there. Fix: post start_cancel to "
+                 "the client's loop (as CallObject.Release does its step) and forward its "
+                 "outcome to a future of the canceller's loop; the same for a cancelled "
+                 "waiter's grace_expired")
 
 
 @pytest.mark.deterministic_only
@@ -1171,9 +1169,9 @@ async def test_a_call_begun_by_na_code_on_one_sta_ended_by_na_code_on_another(
 
 @pytest.mark.threaded_only
 @pytest.mark.parametrize("cancel", [
-    # run=False: b's task then takes its step on a's OS thread, while b's thread runs b's
-    # loop; that corrupts the interpreter (seen: a SystemError in a later ast.parse)
-    pytest.param(False, marks=pytest.mark.xfail(strict=True, run=False, reason=_CROSS_THREAD)),
+    # before: the reply woke b's task on a's OS thread while b's thread ran b's loop, which
+    # corrupted the interpreter (a SystemError in a later ast.parse); now it wakes on b's loop
+    False,
     pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=_CROSS_THREAD)),
 ])
 @pytest.mark.asyncio
