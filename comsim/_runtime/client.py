@@ -92,6 +92,11 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
     if apt._neutral:  # R5: NA code waits as the thread under it does; replies come there
         apt = call.client = home.host()
         where = UNDER.get() or where
+        if not apt._accepting:  # R18: shutting down, it would refuse the reply: none is sent
+            discard(packed)  # R7: never unpacked
+            raise COMError(hr.RPC_E_DISCONNECTED, f"NA code on apartment {apt.name!r} called "
+                           f"{spec.name} while that apartment shuts down, which would take in no "
+                           "reply; nothing was sent")
     fut = apt._new_future()
     call.waiters = [fut]  # (the call's first waiter: it was made just above)
     rt = where.runtime

@@ -51,6 +51,9 @@ class Client(Protocol):
     def _home(self) -> Where | None: ...
 
     @property
+    def _accepting(self) -> bool: ...  # it takes messages in (until its shutdown begins, R18)
+
+    @property
     def _closing(self) -> bool: ...  # its teardown has begun (R18)
 
     @property

@@ -958,25 +958,12 @@ async def test_the_na_keeps_its_proxies_when_the_sta_under_its_code_shuts_down(
     assert pinged["apartment"] == "MTA"
 
 
-_CLEAN_UP = ("NA code's synchronous call made while the STA under it shuts down is sent, but its "
-             "reply comes to that STA (record.ClientCall.client, neutral.host), which takes in "
-             "no message any more: the call waits for ever, and so do the STA's teardown and the "
-             "runtime's exit. The STA's own code fails at once there (R12: its proxies give "
-             "CO_E_OBJNOTCONNECTED). Fix outside neutral/inline: in client.sync_call (and "
-             "callobj._begin), once neutral.host() gives an apartment that no longer accepts "
-             "messages, fail the call before sending (discard the packed arguments, R7), e.g. "
-             "with RPC_E_DISCONNECTED. (Routing its reply to the STA's loop instead, from "
-             "neutral.host, leaks: a call object released in flight then keeps its manager count "
-             "in a host whose _at_close never runs -- the fuzz suite's fresh ops catch it)")
-
-
-@pytest.mark.xfail(strict=True, reason=_CLEAN_UP)
 @pytest.mark.asyncio
 async def test_na_clean_up_call_while_the_sta_under_it_shuts_down(rt: comsim.Runtime) -> None:
     # R18 R5 R12: an NA method's clean-up (its `finally`) makes a call through a proxy bound to
     # the NA while the STA under it is shutting down (the teardown cancelled its task and
-    # waits for it). Whether that call fails at once or gets its reply the rules do not say;
-    # "nothing hangs" (R18) they do: the call ends, and so do the shutdown and the runtime
+    # waits for it). It would never get its reply (the STA takes in no more, R18): it fails
+    # at once, nothing sent, and the shutdown and the runtime end (before: all three hung)
     s = await rt.create_sta("s")
     _srv, srv_cookie = await serve(rt, rt.mta)
     entered = Gate()
@@ -1009,7 +996,7 @@ async def test_na_clean_up_call_while_the_sta_under_it_shuts_down(rt: comsim.Run
         await entered.wait()
         await s.shutdown()
     assert out["r"] == hresult.RPC_E_DISCONNECTED
-    assert outcome != ["hung"]  # an HRESULT: S_OK, or a failure at once
+    assert outcome == [hresult.RPC_E_DISCONNECTED]
 
 
 @pytest.mark.asyncio
