@@ -15,7 +15,7 @@ from .._core.decide import Reaction, Waiter
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.refcount import RefCount
-from .cancel import _await_cancel, start_cancel
+from .cancel import cancel_call, start_cancel
 from .client import _check_proxy, _outcome
 from .context import UNDER
 from .events import ManualResetEvent
@@ -87,7 +87,7 @@ class _CancelFacet(_Facet, ICancelMethodCalls):
         if call is None:
             return hr.RPC_E_CALL_COMPLETE
         apt = owner._check()
-        return await _await_cancel(apt, call, start_cancel(call, timeout))
+        return await cancel_call(apt, call, timeout)
 
     def TestCancel(self) -> int:
         """R28: RPC_S_CALLPENDING, RPC_E_CALL_CANCELED or RPC_E_CALL_COMPLETE."""

@@ -13,6 +13,7 @@ from .._core.callobj import Effect, Input
 from .._core.decide import Reaction, Waiter
 from .._core.stub import CancelReport
 from . import trace
+from .futures import settle
 from .hooks import HOOKS
 from .record import ClientCall, _end_grace, _ended
 from .wire import discard
@@ -84,4 +85,39 @@ async def _await_cancel(apt: Apartment, call: ClientCall, pending: Any) -> int:
     except asyncio.CancelledError:
         if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
             grace_expired(call)
+        raise
+
+
+async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
+    """``ICancelMethodCalls.Cancel`` (R28) from ``apt``. On the call's client loop the cancel is
+    decided there and then; from another thread (NA code there, R5) its steps are posted to
+    the client's loop, in order with the replies that loop takes in (at the end of its
+    teardown if it is shutting down, as a call object's last Release is), and its outcome
+    comes back to this loop."""
+    client = call.client
+    here = asyncio.get_running_loop()
+    if client._loop is here:
+        return await _await_cancel(apt, call, start_cancel(call, timeout))
+    fut: asyncio.Future[int] = here.create_future()
+    to_loop = client._rt._transport.to_loop  # the outcome comes back through the transport
+
+    def back(value: int) -> None:
+        to_loop(here, settle, (fut, value))
+
+    def there() -> None:
+        got = start_cancel(call, timeout)
+        if isinstance(got, int):
+            back(got)
+        else:
+            got.add_done_callback(lambda f: back(hr.RPC_E_CALL_COMPLETE if f.cancelled()
+                                                 else f.result()))
+
+    if not (client._post(there) or client._run_at_close((there, call), there)):
+        there()  # its apartment has ended: nothing else steps the call
+    try:
+        return int(await apt.com_wait(fut))
+    except asyncio.CancelledError:
+        if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
+            if not client._post(grace_expired, call):
+                grace_expired(call)
         raise

@@ -1128,13 +1128,6 @@ async def _finish_on_another_thread(rt: comsim.Runtime, cancel: bool) -> dict[st
     return out["r"]  # type: ignore[no-any-return]
 
 
-_CROSS_THREAD = ("Cancel from another thread than the call's client apartment's makes its "
-                 "grace future and timer on the client's loop and awaits it from its own "
-                 "(cancel.start_cancel), and steps the call there. Fix: post start_cancel to "
-                 "the client's loop (as CallObject.Release does its step) and forward its "
-                 "outcome to a future of the canceller's loop; the same for a cancelled "
-                 "waiter's grace_expired")
-
 
 @pytest.mark.deterministic_only
 @pytest.mark.parametrize("cancel", [False, True])
@@ -1159,7 +1152,9 @@ async def test_a_call_begun_by_na_code_on_one_sta_ended_by_na_code_on_another(
     # before: the reply woke b's task on a's OS thread while b's thread ran b's loop, which
     # corrupted the interpreter (a SystemError in a later ast.parse); now it wakes on b's loop
     False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=_CROSS_THREAD)),
+    # before: Cancel made its grace future on a's loop and awaited it from b's ("attached to
+    # a different loop"); now its steps run on a's loop and its outcome comes back to b's
+    True,
 ])
 @pytest.mark.asyncio
 async def test_a_call_begun_by_na_code_on_one_sta_ended_by_na_code_on_another_thread(
