@@ -15,10 +15,11 @@ from .._core.decide import Reaction, Waiter
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.refcount import RefCount
-from .cancel import cancel_call, start_cancel
+from .cancel import start_cancel
 from .client import _check_proxy, _outcome
 from .context import UNDER
 from .events import ManualResetEvent
+from .facets import _CancelFacet, _SyncFacet
 from .inline import begin_neutral
 from .objects import (
     ICallFactory,
@@ -29,7 +30,15 @@ from .objects import (
     _check_interface,
     is_async_interface,
 )
-from .record import ClientCall, Proxy, _send, add_waiter, drop_reply, keep_for_reply
+from .record import (
+    ClientCall,
+    Proxy,
+    _send,
+    add_waiter,
+    drop_reply,
+    end_with_client,
+    keep_for_reply,
+)
 from .wire import pack
 
 if TYPE_CHECKING:
@@ -42,56 +51,6 @@ _EVENT_LOCK = threading.Lock()
 #: makes a call object's Release atomic across threads (COM's interlocked count)
 _RELEASE_LOCK = threading.Lock()
 _get_ident = threading.get_ident
-
-
-class _Facet:
-    """An interface of a call object obtained by QueryInterface: shares its count (R25)."""
-
-    _com_kind_ = "facet"
-
-    def __init__(self, owner: CallObject) -> None:
-        self._owner = owner
-
-    def QueryInterface(self, iface: type[Any]) -> Any:
-        return self._owner.QueryInterface(iface)
-
-    def AddRef(self) -> int:
-        return self._owner.AddRef()
-
-    def Release(self) -> int:
-        return self._owner.Release()
-
-
-class _SyncFacet(_Facet, ISynchronize):
-    async def Wait(self, flags: int, milliseconds: int) -> int:
-        """R23: S_OK once the call has ended, RPC_S_CALLPENDING on time-out (a COM wait)."""
-        return await self._owner._sync_event().Wait(flags, milliseconds)
-
-    def Signal(self) -> int:
-        return self._owner._sync_event().Signal()
-
-    def Reset(self) -> int:
-        return self._owner._sync_event().Reset()
-
-
-class _CancelFacet(_Facet, ICancelMethodCalls):
-    async def Cancel(self, seconds: float) -> int:
-        """R28: cancel the call in progress; gives S_OK, RPC_E_CALL_COMPLETE or
-        RPC_E_CALL_CANCELED. E_INVALIDARG for a negative time-out."""
-        owner = self._owner
-        try:
-            timeout = rules.cancel_timeout(seconds)
-        except ValueError as exc:
-            raise COMError(hr.E_INVALIDARG, f"Cancel({seconds!r}): {exc}") from None
-        call = owner._call
-        if call is None:
-            return hr.RPC_E_CALL_COMPLETE
-        apt = owner._check()
-        return await cancel_call(apt, call, timeout)
-
-    def TestCancel(self) -> int:
-        """R28: RPC_S_CALLPENDING, RPC_E_CALL_CANCELED or RPC_E_CALL_COMPLETE."""
-        return int(self._owner._machine.step(Input.TEST_CANCEL)[2] or 0)
 
 
 class CallObject:
@@ -175,8 +134,8 @@ class CallObject:
                           owner=self)
         if where.apartment._neutral:  # R5: NA code's replies come to the thread under it
             call.client = where.apartment.host()
-            # R24: ``outer.Signal()`` runs with the NA current, on that thread
-            self._signal_at = (where, UNDER.get())
+            self._signal_at = (where, UNDER.get())  # R24: Signal with the NA current, there
+            end_with_client(call)  # R18: if that thread's apartment ends first
         self._call = call
         if call.server._neutral:  # R5 (choice): the method starts at once, a task of ours
             begin_neutral(call, where)

@@ -202,6 +202,8 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
             for fut in waiters:
                 resume(fut, True)
         return
+    if owner is not None and owner._signal_at is not None:  # begun by NA code: taken in now
+        call.client._at_close.pop((_ABANDONED, call), None)  # (``end_with_client``)
     if owner is not None and owner._call is not call:
         discard(reply.value)  # R7: nobody will unpack it
         _trace_dropped(call, reply, "call object began another call")
@@ -228,6 +230,19 @@ def on_reply(call: ClientCall, reply: Reply) -> None:
 
 #: with the call, the key of ``keep_for_reply``'s step in its client's ``_at_close``
 _HOLDER: Final = "comsim.holder"
+#: with the call, the key of ``end_with_client``'s step in its client's ``_at_close``
+_ABANDONED: Final = "comsim.abandoned"
+
+
+def end_with_client(call: ClientCall) -> None:
+    """R18, R5: a call begun by NA code, whose client side is the apartment under that code,
+    ends with ``RPC_E_DISCONNECTED`` at the end of that apartment's teardown if no reply was
+    taken in by then: NA code on another thread may still wait in its ``Finish_``. Called on
+    the client's loop as the call begins."""
+    client = call.client
+    gone = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {client.name!r}, under the NA code "
+                 "that began the call, shut down before its reply came")
+    client._at_close[(_ABANDONED, call)] = functools.partial(on_reply, call, gone)
 
 
 def keep_for_reply(call: ClientCall, proxy: Proxy) -> None:

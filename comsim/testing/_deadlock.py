@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import anyio
 
-from .._runtime import callobj, cancel, client, cofuncs, comwait, events, jobs, server
+from .._runtime import callobj, cancel, client, cofuncs, comwait, events, facets, jobs, server
 from .._runtime.context import LIVE_RUNTIMES, WHERE
 from .._runtime.vtloop import VirtualTimeLoop
 
@@ -66,7 +66,7 @@ Wait.__module__ = Deadlock.__module__ = "comsim.testing"  # where users find the
 _SYNC_CALL = client.sync_call.__code__
 _RETRY = client._retry.__code__
 _FINISH = callobj.CallObject._finish.__code__
-_FACET_WAIT = callobj._SyncFacet.Wait.__code__
+_FACET_WAIT = facets._SyncFacet.Wait.__code__
 _EVENT_WAIT = events._Event.Wait.__code__
 _CANCEL_GRACE = cancel._await_cancel.__code__
 _CO_CANCEL = cofuncs.CoCancelCall.__code__

@@ -8,7 +8,7 @@ Each test decides from COM-RULES.md what is right first. NA objects are made in 
 proxies from there. Waits between the test and its apartments are ``Gate``s (non-COM waits any
 thread may open) or free-threaded events, never sleeps; where a hang would be inside comsim's
 own teardown (which the per-test timeout would leave hanging), a bound (``_BOUND``) turns it
-into a failure. Tests marked xfail name the cause and the fix outside the NA's modules.
+into a failure.
 """
 
 from __future__ import annotations
@@ -1169,21 +1169,13 @@ async def test_a_call_begun_by_na_code_on_one_sta_ended_by_na_code_on_another_th
     assert seen["after"] == seen["before"]
 
 
-_ABANDONED = ("a call begun by NA code has as client side the apartment under that code; its "
-              "shutdown refuses the reply (R18: abandoned) and nothing ends the call, so a Finish_ "
-              "by NA code on another thread waits for ever. Fix outside neutral/inline: when a "
-              "call begun by NA code (callobj._begin) has the apartment under it as client, "
-              "register in that apartment's _at_close an RPC_E_DISCONNECTED reply for the call "
-              "(record.on_reply; popped when its reply is taken in), so its teardown ends it")
-
-
-@pytest.mark.xfail(strict=True, reason=_ABANDONED)
 @pytest.mark.asyncio
 async def test_finish_by_na_code_after_the_sta_that_began_the_call_shut_down(
         rt: comsim.Runtime) -> None:
     # R18 R5 R22: NA code on STA "a" begins a call and leaves its call object to NA code on
-    # "b"; "a" shuts down before the reply. Whatever Finish_ then gives, nothing hangs (R18):
-    # NA code on "b" gets an outcome
+    # "b"; "a" shuts down before the reply, which it would refuse: the call ends with "a"
+    # (RPC_E_DISCONNECTED at the end of its teardown) and Finish_ on "b" gives that at once
+    # (before: it waited for ever)
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
     srv, srv_cookie = await serve(rt, rt.mta)
@@ -1206,7 +1198,7 @@ async def test_finish_by_na_code_after_the_sta_that_began_the_call_shut_down(
                 return exc.hresult
         return "hung"
 
-    assert await b.run(rt.nta.run, finish) in ("waited", hresult.RPC_E_DISCONNECTED)
+    assert await b.run(rt.nta.run, finish) == hresult.RPC_E_DISCONNECTED
 
 
 
