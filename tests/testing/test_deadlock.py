@@ -46,7 +46,7 @@ def raises_deadlock(main: Callable[..., Awaitable[Any]], *args: Any) -> Deadlock
             comsim.testing.run(main, *args)
     finally:
         finished.set()
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 10.0  # its grace period is 0.1 s: no hang, even loaded
     assert d.SEEN["loop"].is_closed()  # anyio.run closed it, the remaining tasks cancelled
     return info.value
 
@@ -161,13 +161,17 @@ def test_sleep_forever_is_a_deadlock() -> None:
 
 
 def test_explore_raises_the_deadlock() -> None:
+    runs = []
+
     async def scenario(rt: comsim.Runtime) -> None:
+        runs.append(1)
         await anyio.Event().wait()
 
-    start = time.monotonic()
     with pytest.raises(Deadlock) as info:
         comsim.testing.explore(scenario, seeds=[0])
-    assert time.monotonic() - start < 1.0
+    # the run, shrink's check that its schedule still deadlocks, the replay that raises: each
+    # a deadlock found in its grace period, none a hang (no wall-clock time is asserted)
+    assert len(runs) <= 3
     assert [w.unit for w in info.value.waits] == [
         "test_explore_raises_the_deadlock.<locals>.scenario"]
 
@@ -186,7 +190,7 @@ def test_slow_in_virtual_time_is_no_deadlock() -> None:
 
     start = time.monotonic()
     assert comsim.testing.run(main) == 1e6
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 10.0  # its grace period is 0.1 s: no hang, even loaded
 
 
 def test_threaded_runtime_is_not_affected() -> None:

@@ -115,7 +115,7 @@ def test_a_huge_schedule_round_trips_and_a_replay_says_it_did_not_fit(tmp_path: 
     start = time.monotonic()
     with pytest.warns(RuntimeWarning, match="did not follow the schedule"):
         assert replay(one_sta, loaded) == 1
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 10.0  # linear in the schedule's length, not quadratic
 
 
 def test_a_schedule_of_another_scenario_replays_with_a_warning() -> None:
@@ -452,7 +452,7 @@ def test_a_deadlock_across_many_apartments_is_reported_at_once() -> None:
     start = time.monotonic()
     with pytest.raises(Deadlock) as info:
         comsim.testing.run(main)
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 10.0  # before: 30 s, and more apartments hung
     exc = info.value
     assert len(exc.cycles) == MAX_CYCLES
     assert all(c[0] == c[-1] and len(set(c[:-1])) == len(c) - 1 for c in exc.cycles)

@@ -52,7 +52,7 @@ def run_guarded(main: Callable[[], Awaitable[Any]]) -> Any:
         raise exc
     finally:
         finished.set()
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 10.0  # virtual time: no real sleep of 1e6 s
     return result
 
 
