@@ -51,6 +51,7 @@ import functools
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,20 +257,22 @@ class Jitter(CallMachine):
 
 
 class Outer:
-    """An ``outer`` for CreateCall: counts ``Signal()``; each must run with the client's
-    apartment current (R24)."""
+    """An ``outer`` for CreateCall: counts ``Signal()``; each must run with the caller's
+    apartment ``apt`` current (R24), else ``report`` is told (``role``: how it names ``apt``).
+    The fuzz programs' own ops use it too."""
 
-    def __init__(self, run: FreshRun, apt: str) -> None:
-        self.run = run
+    def __init__(self, report: Callable[[str], None], apt: str, role: str = "client") -> None:
+        self.report = report
         self.apt = apt
+        self.role = role
         self.count = 0
 
     def Signal(self) -> None:
         self.count += 1
         cur = comsim.current_apartment()
         if cur is None or cur.name != self.apt:
-            self.run._bad(f"outer.Signal() ran in {cur.name if cur else None}, not the "
-                          f"client {self.apt} (R24)")
+            self.report(f"outer.Signal() ran in {cur.name if cur else None}, not the "
+                        f"{self.role} {self.apt} (R24)")
 
 
 # =========================================================================== the interpreter
@@ -444,7 +447,7 @@ class FreshRun:
                 if spec.outer:
                     name = f"f{op}" if spec.client == "sta" else (
                         "MTA" if spec.client == "mta" else "NA")
-                    self.outer = ctx.fresh_outers[op] = Outer(self, name)
+                    self.outer = ctx.fresh_outers[op] = Outer(self._bad, name)
                     call = factory.CreateCall(AsyncIFresh, self.outer)
                 else:
                     call = factory.CreateCall(AsyncIFresh)

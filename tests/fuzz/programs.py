@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import random
@@ -78,6 +79,7 @@ from comsim.testing import VirtualTimeLoop, capture_trace
 from .fresh import (
     FreshRun,
     FreshSpec,
+    Outer,
     check_fresh,
     describe_fresh,
     generate_fresh,
@@ -648,21 +650,8 @@ class Filter(comsim.IMessageFilter):
         return comsim.PENDINGMSG_WAITDEFPROCESS
 
 
-class Outer:
-    """An ``outer`` for CreateCall: counts ``Signal()`` and where it ran (R24)."""
-
-    def __init__(self, ctx: Context, op: int, apt: str) -> None:
-        self.ctx = ctx
-        self.op = op
-        self.apt = apt
-        self.count = 0
-
-    def Signal(self) -> None:
-        self.count += 1
-        cur = comsim.current_apartment()
-        if cur is None or cur.name != self.apt:
-            self.ctx.violation(f"op {self.op}: outer.Signal() ran in "
-                               f"{cur.name if cur else None}, not the caller {self.apt} (R24)")
+def _op_violation(ctx: Context, op: int, text: str) -> None:
+    ctx.violation(f"op {op}: {text}")
 
 
 class Context:
@@ -769,7 +758,8 @@ class Context:
         try:
             factory = proxy.QueryInterface(comsim.ICallFactory)
             if spec.outer:
-                outer = self.outers[op] = Outer(self, op, apt_name)
+                outer = self.outers[op] = Outer(
+                    functools.partial(_op_violation, self, op), apt_name, "caller")
                 call = factory.CreateCall(AsyncINode, outer)
             else:
                 call = factory.CreateCall(AsyncINode)
