@@ -1128,39 +1128,19 @@ async def _finish_on_another_thread(rt: comsim.Runtime, cancel: bool) -> dict[st
     return out["r"]  # type: ignore[no-any-return]
 
 
-
-@pytest.mark.deterministic_only
 @pytest.mark.parametrize("cancel", [False, True])
 @pytest.mark.asyncio
 async def test_a_call_begun_by_na_code_on_one_sta_ended_by_na_code_on_another(
         rt: comsim.Runtime, cancel: bool) -> None:
-    # R5 R12 R22 R28 R34: a call object of a proxy bound to the NA is usable by NA code on any
-    # thread, as its proxy is. NA code on STA "a" begins a call; NA code on STA "b" finishes
-    # it (Finish_ waits, a COM wait of b, and gives the result) or cancels it first (the
-    # interrupt-policy server is interrupted: Cancel gives S_OK, Finish_ RPC_E_CALL_CANCELED).
-    # On the deterministic runtime every apartment shares one loop
-    seen = await _finish_on_another_thread(rt, cancel)
-    if cancel:
-        assert (seen["cancel"], seen["finish"]) == (hresult.S_OK, hresult.RPC_E_CALL_CANCELED)
-    else:
-        assert seen["finish"] == "waited"
-    assert seen["after"] == seen["before"]
-
-
-@pytest.mark.threaded_only
-@pytest.mark.parametrize("cancel", [
-    # before: the reply woke b's task on a's OS thread while b's thread ran b's loop, which
-    # corrupted the interpreter (a SystemError in a later ast.parse); now it wakes on b's loop
-    False,
-    # before: Cancel made its grace future on a's loop and awaited it from b's ("attached to
-    # a different loop"); now its steps run on a's loop and its outcome comes back to b's
-    True,
-])
-@pytest.mark.asyncio
-async def test_a_call_begun_by_na_code_on_one_sta_ended_by_na_code_on_another_thread(
-        rt: comsim.Runtime, cancel: bool) -> None:
-    # R5 R12 R22 R28 R34 R2: the same with "a" and "b" on two OS threads: b's NA code must go
-    # on on b's own thread, with the same outcomes
+    # R5 R12 R22 R28 R34 R2: a call object of a proxy bound to the NA is usable by NA code on
+    # any thread, as its proxy is. NA code on STA "a" begins a call; NA code on STA "b"
+    # finishes it (Finish_ waits, a COM wait of b, and gives the result) or cancels it first
+    # (the interrupt-policy server is interrupted: Cancel gives S_OK, Finish_
+    # RPC_E_CALL_CANCELED), and goes on on b's own thread. On the deterministic runtime every
+    # apartment shares one loop; on the threaded one "a" and "b" are two OS threads. Before:
+    # the reply woke b's task on a's OS thread while b's thread ran b's loop, which corrupted
+    # the interpreter (a SystemError in a later ast.parse); and Cancel made its grace future
+    # on a's loop and awaited it from b's ("attached to a different loop")
     seen = await _finish_on_another_thread(rt, cancel)
     if cancel:
         assert (seen["cancel"], seen["finish"]) == (hresult.S_OK, hresult.RPC_E_CALL_CANCELED)
