@@ -132,3 +132,12 @@ async def shut(*apts: comsim.Apartment) -> None:
     """Shut ``apts`` down, one after the other."""
     for apt in apts:
         await apt.shutdown()
+
+
+async def hresult_of(aw: Awaitable[Any]) -> int:
+    """The HRESULT an awaitable fails with (S_OK if it succeeds)."""
+    try:
+        await aw
+    except comsim.COMError as exc:
+        return exc.hresult
+    return comsim.hresult.S_OK

@@ -14,7 +14,7 @@ import comsim
 import comsim.testing
 from comsim import MSHLFLAGS, hresult
 
-from ..helpers import Calc, ICalc, IPing, serve
+from ..helpers import Calc, ICalc, IPing, hresult_of, serve
 
 
 # --------------------------------------------------------------------------- interfaces
@@ -93,11 +93,7 @@ def hr_of(fn: Any, *args: Any) -> int:
 
 async def ahr_of(coro_fn: Any, *args: Any) -> int:
     """The HRESULT awaiting ``coro_fn(*args)`` fails with (S_OK if it does not)."""
-    try:
-        await coro_fn(*args)
-    except comsim.COMError as exc:
-        return exc.hresult
-    return hresult.S_OK
+    return await hresult_of(coro_fn(*args))
 
 
 # --------------------------------------------------------------------------- R4

@@ -25,7 +25,7 @@ import comsim
 import comsim.testing
 from comsim import hresult
 
-from ..helpers import new_call, until_cancelled
+from ..helpers import hresult_of, new_call, until_cancelled
 
 
 # --------------------------------------------------------------------------- scaffolding
@@ -239,15 +239,6 @@ async def serve(rt: comsim.Runtime, apt: Any) -> tuple[Any, int]:
 def get(rt: comsim.Runtime, cookie: int, iface: Any = INx) -> Any:
     """In the current apartment: the GIT's interface pointer for ``cookie``."""
     return rt.git.GetInterfaceFromGlobal(cookie, iface)
-
-
-async def hresult_of(aw: Any) -> int:
-    """The HRESULT an awaitable fails with (S_OK if it succeeds)."""
-    try:
-        await aw
-    except comsim.COMError as exc:
-        return exc.hresult
-    return hresult.S_OK
 
 
 # --------------------------------------------------------------------------- who calls, nesting
