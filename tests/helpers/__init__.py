@@ -3,7 +3,7 @@
 - :mod:`.ifaces`: interfaces declared alike in several files (``ICalc``, ``IPing``, ``ISum``).
 - :mod:`.servers`: server objects and server-side routines (``Calc``, ``until_cancelled``).
 - :mod:`.apartments`: setting up apartments and calls (``pair``, ``serve``, ``unmarshal``,
-  ``new_call``, ``drain``, ``shut``, small ``Apartment.run`` units).
+  ``new_call``, ``drain``, ``shut``, ``hresult_of``, small ``Apartment.run`` units).
 - :mod:`.paths`: the project's root and loading ``examples/*.py``.
 
 Import from the package: ``from ..helpers import ICalc, pair``. A test whose interface or
