@@ -239,10 +239,13 @@ def end_with_client(call: ClientCall) -> None:
     ends with ``RPC_E_DISCONNECTED`` at the end of that apartment's teardown if no reply was
     taken in by then: NA code on another thread may still wait in its ``Finish_``. Called on
     the client's loop as the call begins."""
-    client = call.client
-    gone = Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {client.name!r}, under the NA code "
-                 "that began the call, shut down before its reply came")
-    client._at_close[(_ABANDONED, call)] = functools.partial(on_reply, call, gone)
+    call.client._at_close[(_ABANDONED, call)] = functools.partial(_abandoned, call)
+
+
+def _abandoned(call: ClientCall) -> None:
+    """``end_with_client``'s step: the reply that never came (made only now, if needed)."""
+    on_reply(call, Reply(hr.RPC_E_DISCONNECTED, text=f"apartment {call.client.name!r}, under "
+                         "the NA code that began the call, shut down before its reply came"))
 
 
 def keep_for_reply(call: ClientCall, proxy: Proxy) -> None:
