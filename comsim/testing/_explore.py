@@ -40,7 +40,7 @@ from .._core.check import BadArgumentType, BadArgumentValue
 from .._runtime.schedule import DefaultPolicy, PCTPolicy, Policy, ReplayPolicy, Schedule
 from . import _pool
 from ._exhaustive import exhaustive
-from ._runs import Exploration, NotAScenario, Raised, Scenario, run_once
+from ._runs import Exploration, Raised, Scenario, run_once
 from ._shrink import replay, shrink
 
 __all__ = ["BLOCK", "STRATEGIES", "Exploration", "Raised", "Scenario", "explore", "replay",
@@ -159,20 +159,17 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
     except TypeError:
         raise BadArgumentType(f"explore: seeds must be an iterable of ints (e.g. range(5)), "
                               f"not {seeds!r}") from None
-    try:
-        if strategy == "exhaustive":
-            def failed(run_no: int, schedule: Schedule, outcome: Raised) -> None:
-                _raise(scenario, f"exhaustive run {run_no}", f"run{run_no}", schedule,
-                       outcome, save_dir)
+    if strategy == "exhaustive":
+        def failed(run_no: int, schedule: Schedule, outcome: Raised) -> None:
+            _raise(scenario, f"exhaustive run {run_no}", f"run{run_no}", schedule, outcome,
+                   save_dir)
 
-            # the seeds only bound the number of runs: an endless iterator bounds nothing
-            budget = len(seeds) if isinstance(seeds, Sized) else sys.maxsize
-            return exhaustive(scenario, budget=budget, until=until,
-                              on_raise=None if keep_going else failed)
-        return _explore(scenario, taken, until, strategy, depth, workers, executor,
-                        save_dir, keep_going)
-    except NotAScenario as e:
-        raise BadArgumentType(f"explore: {e.text}") from None
+        # the seeds only bound the number of runs: an endless iterator bounds nothing
+        budget = len(seeds) if isinstance(seeds, Sized) else sys.maxsize
+        return exhaustive(scenario, budget=budget, until=until,
+                          on_raise=None if keep_going else failed)
+    return _explore(scenario, taken, until, strategy, depth, workers, executor, save_dir,
+                    keep_going)
 
 
 def _seeds(seeds: Iterator[Any]) -> Iterator[int]:

@@ -106,7 +106,7 @@ def _run_reusing_a_loop(main: Callable[[], Awaitable[Any]]) -> Any:
 
 
 def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None, *,
-             capture: bool = True) -> tuple[Hashable, Schedule]:
+             capture: bool = True, api: str = "explore") -> tuple[Hashable, Schedule]:
     """One run on a fresh deterministic runtime under ``policy`` (None: the seeded pump):
     (outcome, its schedule). With ``capture``, an exception raised by the scenario — any
     ``BaseException`` but ``KeyboardInterrupt``, ``SystemExit`` and ``CancelledError`` too —
@@ -117,7 +117,7 @@ def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None,
         COMError(E_INVALIDARG), also a ValueError: called where an event loop runs (async
             code, a scenario): a run needs a loop of its own.
         NotAScenario (COMError(E_INVALIDARG), also a TypeError): the scenario gave no
-            awaitable.
+            awaitable (the message names ``api``, the function the user called).
     """
     try:
         asyncio.get_running_loop()
@@ -138,8 +138,8 @@ def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None,
             got = scenario(rt)
             if type(got) is not _Coroutine and not inspect.isawaitable(got):
                 name = getattr(scenario, "__qualname__", None) or repr(scenario)
-                raise NotAScenario(f"{name}(rt) returned {got!r}, not an awaitable: a "
-                                   f"scenario is an `async def scenario(rt)`")
+                raise NotAScenario(f"{api}: {name}(rt) returned {got!r}, not an awaitable: "
+                                   f"a scenario is an `async def scenario(rt)`")
             return await got
 
     try:

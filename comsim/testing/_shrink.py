@@ -5,13 +5,11 @@ by delta debugging over the preemptions."""
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from .._core.check import BadArgumentType, BadArgumentValue
-from .._runtime.runtime import Runtime
 from .._runtime.schedule import DEFER, OLDEST, ReplayPolicy, Schedule
 from ._runs import Scenario, run_once
 
@@ -35,10 +33,9 @@ def replay(scenario: Scenario, schedule: Schedule) -> Hashable:
         COMError(E_INVALIDARG), also a TypeError: ``schedule`` is not a ``Schedule``;
             ``scenario`` is not an ``async def scenario(rt)``.
     """
-    fn = _check("replay", scenario, schedule)
+    _check("replay", scenario, schedule)
     policy = _Following(schedule.decisions)
-    outcome = run_once(fn, schedule.seed, policy)[0]
-    _no_awaitable(fn, "replay", scenario)
+    outcome = run_once(scenario, schedule.seed, policy, api="replay")[0]
     if policy.misfit is not None or policy.step < len(schedule.decisions):
         where = policy.misfit or (f"the run ended after {policy.step} of the schedule's "
                                   f"{len(schedule.decisions)} decisions")
@@ -66,7 +63,7 @@ def shrink(scenario: Scenario, schedule: Schedule,
             ``scenario`` not an ``async def scenario(rt)``, ``keep`` not callable,
             ``max_runs`` not an int.
     """
-    fn = _check("shrink", scenario, schedule)
+    _check("shrink", scenario, schedule)
     if not callable(keep):
         raise BadArgumentType(f"shrink: keep must be a function of the outcome, e.g. "
                               f"keep=lambda outcome: isinstance(outcome, Raised), not {keep!r}")
@@ -74,8 +71,8 @@ def shrink(scenario: Scenario, schedule: Schedule,
         raise BadArgumentType(f"shrink: max_runs must be an int, not {max_runs!r}")
     if max_runs < 1:
         raise BadArgumentValue(f"shrink: max_runs must be >= 1, not {max_runs!r}")
-    outcome, best = run_once(fn, schedule.seed, ReplayPolicy(schedule.decisions))
-    _no_awaitable(fn, "shrink", scenario)
+    outcome, best = run_once(scenario, schedule.seed, ReplayPolicy(schedule.decisions),
+                             api="shrink")
     if not keep(outcome):
         raise BadArgumentValue(
             f"shrink: the schedule's own outcome {outcome!r} does not satisfy keep, so there "
@@ -87,7 +84,7 @@ def shrink(scenario: Scenario, schedule: Schedule,
     def attempt(decisions: list[int]) -> Schedule | None:
         nonlocal runs
         runs += 1
-        got, sched = run_once(fn, schedule.seed, ReplayPolicy(decisions))
+        got, sched = run_once(scenario, schedule.seed, ReplayPolicy(decisions))
         return sched if keep(got) and sched.preemptions < best.preemptions else None
 
     chunk = max(1, best.preemptions // 2)
@@ -121,36 +118,14 @@ def _name(scenario: Any) -> str:
     return str(getattr(scenario, "__qualname__", None) or repr(scenario))
 
 
-class _Scenario:
-    """The user's scenario, noting a call that gave no awaitable (a plain ``def``), which
-    ``run_once`` would otherwise report as the scenario's own ``TypeError``."""
-
-    def __init__(self, scenario: Scenario) -> None:
-        self.scenario = scenario
-        self.returned: list[Any] = []
-
-    async def __call__(self, rt: Runtime) -> Any:
-        got: Any = self.scenario(rt)
-        if not inspect.isawaitable(got):
-            self.returned.append(got)
-            return None
-        return await got
-
-
-def _check(api: str, scenario: Any, schedule: Any) -> _Scenario:
+def _check(api: str, scenario: Any, schedule: Any) -> None:
+    """A scenario that gives no awaitable is found by its first run (``run_once``)."""
     if not isinstance(schedule, Schedule):
         raise BadArgumentType(f"{api}: schedule must be a comsim.testing.Schedule "
                               f"(Schedule.load(path) reads a saved one), not {schedule!r}")
     if not callable(scenario):
         raise BadArgumentType(f"{api}: scenario must be an `async def scenario(rt)`, "
                               f"not {scenario!r}")
-    return _Scenario(scenario)
-
-
-def _no_awaitable(fn: _Scenario, api: str, scenario: Any) -> None:
-    if fn.returned:
-        raise BadArgumentType(f"{api}: {_name(scenario)}(rt) returned {fn.returned[0]!r}, not "
-                              f"an awaitable: a scenario is an `async def scenario(rt)`")
 
 
 class _Following(ReplayPolicy):
