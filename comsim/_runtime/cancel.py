@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._core import decide
@@ -88,18 +89,15 @@ async def _await_cancel(apt: Apartment, call: ClientCall, pending: Any) -> int:
         raise
 
 
-async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
-    """``ICancelMethodCalls.Cancel`` (R28) from ``apt``. On the call's client loop the cancel is
-    decided there and then; from another thread (NA code there, R5) its steps are posted to
-    the client's loop, in order with the replies that loop takes in (at the end of its
-    teardown if it is shutting down, as a call object's last Release is), and its outcome
-    comes back to this loop."""
-    client = call.client
+def cancel_there(call: ClientCall, timeout: float | None
+                 ) -> tuple[Callable[[], None], asyncio.Future[int]]:
+    """A cancel from another loop than the call's client's: the step to run on the client's
+    loop (``start_cancel``, in order with the replies it takes in), and a future of this loop
+    that its outcome comes back to through the transport (R28; ``cancel_call``, R31's
+    ``CoCancelCall``)."""
     here = asyncio.get_running_loop()
-    if client._loop is here:
-        return await _await_cancel(apt, call, start_cancel(call, timeout))
     fut: asyncio.Future[int] = here.create_future()
-    to_loop = client._rt._transport.to_loop  # the outcome comes back through the transport
+    to_loop = call.client._rt._transport.to_loop
 
     def back(value: int) -> None:
         to_loop(here, settle, (fut, value))
@@ -112,6 +110,19 @@ async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
             got.add_done_callback(lambda f: back(hr.RPC_E_CALL_COMPLETE if f.cancelled()
                                                  else f.result()))
 
+    return there, fut
+
+
+async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
+    """``ICancelMethodCalls.Cancel`` (R28) from ``apt``. On the call's client loop the cancel is
+    decided there and then; from another thread (NA code there, R5) its steps are posted to
+    the client's loop, in order with the replies that loop takes in (at the end of its
+    teardown if it is shutting down, as a call object's last Release is), and its outcome
+    comes back to this loop."""
+    client = call.client
+    if client._loop is asyncio.get_running_loop():
+        return await _await_cancel(apt, call, start_cancel(call, timeout))
+    there, fut = cancel_there(call, timeout)
     if not (client._post(there) or client._run_at_close((there, call), there)):
         there()  # its apartment has ended: nothing else steps the call
     try:

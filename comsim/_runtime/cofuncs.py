@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .._core import hresult as hr
@@ -10,14 +9,13 @@ from .._core import rules
 from .._core.callobj import State
 from .._core.check import BadArgumentType
 from .._core.hresult import COMError
-from .cancel import _await_cancel, start_cancel
+from .cancel import _await_cancel, cancel_there, start_cancel
 from .context import (
     WHERE,
     current_runtime,
     outside_thread_id,
     runtime_with_thread,
 )
-from .futures import settle
 from .record import ClientCall
 
 if TYPE_CHECKING:
@@ -95,18 +93,7 @@ async def CoCancelCall(thread_id: int, seconds: float) -> int:
     if w is not None and w.apartment is client:
         return await _await_cancel(client, call, start_cancel(call, timeout))
     # another apartment (or none): the cancel runs on the caller's loop, we wait here
-    loop = asyncio.get_running_loop()
-    result: asyncio.Future[Any] = loop.create_future()
-
-    to_loop = rt._transport.to_loop  # the answer goes back through the transport
-
-    def begin() -> None:
-        r = start_cancel(call, timeout)
-        if isinstance(r, int):
-            to_loop(loop, settle, (result, r))
-        else:
-            r.add_done_callback(lambda f: to_loop(loop, settle, (result, f.result())))
-
+    begin, result = cancel_there(call, timeout)
     if not client._post(begin):
         return hr.RPC_E_CALL_COMPLETE
     if w is not None:
