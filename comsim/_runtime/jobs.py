@@ -129,10 +129,13 @@ class RunUnits:
                 # the waiter must outlive our cancel
                 ok, value = await w.apartment.com_wait(shield(waiter))
             else:
-                ok, value = await shield(waiter)  # the waiter must outlive our cancel
+                # a cancel of this task cancels ``waiter`` too (asyncio's rule): the unit's
+                # outcome then goes to the job's next waiter (``_cancelled_waiter``)
+                ok, value = await waiter
             value_t: Any = value
         except asyncio.CancelledError:
             job.cancelled = True
+            waiter = _cancelled_waiter(job)
             self._post(self._cancel_job, job)
             # wait for the unit to end; shielded, so that an anyio scope does not re-cancel
             # us in a busy loop (which would also freeze virtual time)
@@ -190,5 +193,20 @@ class RunUnits:
 
     def _settle_job(self, job: _Job, ok: bool, value: Any) -> None:
         # on the caller's loop (any thread), through the transport; dropped if it has closed
-        self._rt._transport.to_loop(job.loop, settle, (job.waiter, (ok, value)))
+        self._rt._transport.to_loop(job.loop, _settle_waiter, (job, (ok, value)))
+
+
+def _cancelled_waiter(job: _Job) -> asyncio.Future[Any]:
+    """On the caller's loop: the future that takes the unit's outcome once the caller was
+    cancelled. The cancel cancelled the waiter the caller awaited; a new one takes its place,
+    unless the outcome came meanwhile (``_settle_waiter`` made it then)."""
+    if job.waiter.cancelled():
+        job.waiter = job.loop.create_future()
+    return job.waiter
+
+
+def _settle_waiter(job: _Job, outcome: tuple[bool, Any]) -> None:
+    """On the caller's loop: the unit's outcome to the job's waiter; to a new one if a cancel
+    of the caller cancelled it (the caller waits on that one until the unit has ended)."""
+    settle(_cancelled_waiter(job), outcome)
 

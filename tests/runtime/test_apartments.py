@@ -386,6 +386,58 @@ async def test_cancelling_the_caller_of_run_cancels_the_unit(rt: comsim.Runtime)
     assert await a.run(ok) == "free"  # the unit has left the STA
 
 
+def _cancel_as_the_outcome_arrives(seed: int) -> list[bool]:
+    """R32: a unit ends and its outcome travels back (10 ms) when its caller is cancelled, in
+    the very turn the outcome arrives; the seed decides whether the outcome is taken in before
+    the caller handles its cancel. Checks that run waits for the outcome, neither hanging nor
+    returning it, and raises the cancel; gives, per outcome taken in, whether the caller's
+    waiter was cancelled by then."""
+    from comsim._runtime import jobs
+
+    log: list[str] = []
+    seen: list[bool] = []
+    settle_waiter = jobs._settle_waiter
+
+    def spy(job: Any, outcome: Any) -> None:
+        seen.append(job.waiter.cancelled())
+        settle_waiter(job, outcome)
+
+    async def main() -> None:
+        async with comsim.Runtime(deterministic=True, seed=seed) as rt:
+            a = await rt.create_sta("a")
+            rt.set_latency(0.010, source="a")
+            loop = asyncio.get_running_loop()
+            task: asyncio.Task[None]
+
+            async def unit() -> int:
+                log.append("ran")
+                # after the outcome is sent: a cancel due when it arrives, timed after it
+                loop.call_soon(loop.call_at, 0.010, task.cancel)
+                return 5
+
+            async def caller() -> None:
+                await a.run(unit)
+                log.append("returned")  # never
+
+            task = asyncio.ensure_future(caller())
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert loop.time() == 0.010  # it waited for the outcome
+            assert log == ["ran"]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jobs, "_settle_waiter", spy)
+        comsim.testing.run(main)
+    return seen
+
+
+def test_a_caller_cancelled_while_the_outcome_travels_waits_for_it() -> None:  # R32
+    # both orders of the cancel and the outcome's arrival are reached within these seeds
+    seen = [_cancel_as_the_outcome_arrives(seed) for seed in range(8)]
+    assert all(len(s) == 1 for s in seen)
+    assert {s[0] for s in seen} == {True, False}
+
+
 # --------------------------------------------------------------------------- R3
 @pytest.mark.asyncio
 async def test_mta_runs_incoming_calls_concurrently(rt: comsim.Runtime, kind: str) -> None:
