@@ -16,7 +16,8 @@ class ApartmentType(enum.Enum):
 
     @property
     def is_sta(self) -> bool:
-        return self is ApartmentType.STA or self is ApartmentType.MAINSTA
+        value = self._value_  # (reading ``ApartmentType.STA`` costs an enum class hook)
+        return value == "STA" or value == "MAINSTA"
 
 
 class MSHLFLAGS(enum.IntEnum):

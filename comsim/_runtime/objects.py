@@ -65,10 +65,20 @@ class IUnknown(Interface):
 
 
 def interfaces_of(cls: type) -> tuple[type[Interface], ...]:
-    """The interfaces a class implements, most derived first (IUnknown excluded)."""
-    return tuple(
+    """The interfaces a class implements, most derived first (IUnknown excluded); kept on the
+    class itself (its own ``_com_interfaces_``: a subclass finds its own), as every object
+    exported (``stubs.Stub``) asks."""
+    known = cls.__dict__.get("_com_interfaces_")
+    if known is not None:
+        return known  # type: ignore[no-any-return]
+    found = tuple(
         b for b in cls.__mro__ if b.__dict__.get("_com_is_interface_") is True and b is not IUnknown
     )
+    try:
+        type.__setattr__(cls, "_com_interfaces_", found)
+    except (TypeError, AttributeError):  # a class that takes no attributes: asked each time
+        pass
+    return found
 
 
 def _is_interface(iface: Any) -> bool:

@@ -120,6 +120,7 @@ class Runtime:
         self._closing = False
         self._entered = False
         self._apartments: dict[str, Apartment] = {}
+        self._sta_count = 0  # the STAs among them
         #: new ids, and the clock (the loop's virtual time on the deterministic runtime)
         self._new_call_id: Callable[[], int] = itertools.count(1).__next__
         self._new_causality_id: Callable[[], int] = itertools.count(1).__next__
@@ -248,7 +249,7 @@ class Runtime:
         return apt
 
     def _next_sta_kind(self) -> ApartmentType:
-        return rules.sta_kind(not any(a.type.is_sta for a in self._apartments.values()))
+        return rules.sta_kind(self._sta_count == 0)
 
     def _check_running(self) -> None:
         if self._mta is None or self._closing:
@@ -276,7 +277,7 @@ class Runtime:
         self._check_running()
         with self._host_lock:  # the main STA is the first one, whoever makes it (R4, R33)
             if name is None:
-                name = f"sta{sum(1 for a in self._apartments.values() if a.type.is_sta) + 1}"
+                name = f"sta{self._sta_count + 1}"
             return self._create_now(name, self._next_sta_kind())
 
     def _create_now(self, name: str, kind: ApartmentType) -> Apartment:
@@ -290,6 +291,8 @@ class Runtime:
         except BaseException:
             del self._apartments[name]
             raise
+        if kind.is_sta:
+            self._sta_count += 1
         return apt
 
     # ---------------------------------------------------------------- ids and time
