@@ -70,7 +70,7 @@ def interfaces_of(cls: type) -> tuple[type[Interface], ...]:
     exported (``stubs.Stub``) asks."""
     known = cls.__dict__.get("_com_interfaces_")
     if known is not None:
-        return known  # type: ignore[no-any-return]
+        return known
     found = tuple(
         b for b in cls.__mro__ if b.__dict__.get("_com_is_interface_") is True and b is not IUnknown
     )
