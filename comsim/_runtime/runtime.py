@@ -23,7 +23,6 @@ from .._core.check import (
     BadArgumentType,
     BadArgumentValue,
     check_name,
-    check_probability,
     check_seconds,
 )
 from .._core.constants import ApartmentType
@@ -33,6 +32,7 @@ from . import cancel, server
 from .apartment import Apartment
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .deterministic import DeterministicTransport
+from .faults import Fault, checked_fault, fault_for
 from .hooks import HOOKS
 from .neutral import NeutralApartment
 from .objref import GlobalInterfaceTable
@@ -54,7 +54,7 @@ _UNSEEDED = random.Random(0)
 
 #: the host STA's name (R33); it and the NA's are reserved (``create_sta``)
 HOST_STA = "HostSTA"
-RESERVED_NAMES = frozenset({"NA", HOST_STA})
+RESERVED_NAMES = frozenset({"NA", HOST_STA, "MTA"})
 
 
 def _check_options(deterministic: object, seed: object, cpu: object) -> None:
@@ -133,10 +133,14 @@ class Runtime:
         self._host_loop: asyncio.AbstractEventLoop | None = None
         self._token: contextvars.Token[Runtime | None] | None = None
         self._t0 = 0.0
+        #: the MTA, made on first use (``mta``), as COM makes it when a first thread enters it;
+        #: once the runtime's exit has passed it (``__aexit__``), none is made any more
         self._mta: Apartment | None = None
+        self._mta_gone = False
+        self._started = False  # entered, and ready for apartments
         self._nta: NeutralApartment | None = None  # made on first use (R5)
         self._host_lock = threading.Lock()  # at most one host STA (R33)
-        self._faults: list[tuple[str, str | None, Any, float]] = []
+        self._faults: list[Fault] = []
         self._background: list[asyncio.Task[Any]] = []
         #: the seeded choices of fault injection; the deterministic runtime's is its
         #: transport's, given on entering (made here, a seeding each, only for the threaded one)
@@ -163,7 +167,7 @@ class Runtime:
             self._rng = det.rng
             self._now = det.now
         self._t0 = self._now()
-        self._mta = self._create_now("MTA", ApartmentType.MTA)
+        self._started = True
         self._token = OUTER_RUNTIME.set(self)
         LIVE_RUNTIMES.append(self)
         return self
@@ -183,6 +187,8 @@ class Runtime:
                     await apt._shutdown()
             if self._nta is not None:
                 self._nta._end()
+            with self._host_lock:
+                self._mta_gone = True
             if self._mta is not None:
                 await self._mta._shutdown()
         finally:
@@ -214,10 +220,25 @@ class Runtime:
     # ---------------------------------------------------------------- apartments
     @property
     def mta(self) -> Apartment:
-        """The runtime's one MTA (R3)."""
-        if self._mta is None:
-            raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as rt:`")
-        return self._mta
+        """The runtime's one MTA (R3), made on first use (as COM makes the MTA when a first
+        thread enters it); it shuts down only with the runtime.
+
+        Raises:
+            RuntimeError: the runtime has not been entered, or has ended without an MTA.
+        """
+        mta = self._mta
+        if mta is None:
+            if not self._started:
+                raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as "
+                                   "rt:`")
+            with self._host_lock:
+                mta = self._mta
+                if mta is None:
+                    if self._mta_gone:
+                        raise RuntimeError("the runtime has ended; it had no MTA, and makes "
+                                           "none any more")
+                    mta = self._mta = self._create_now("MTA", ApartmentType.MTA)
+        return mta
 
     @property
     def nta(self) -> NeutralApartment:
@@ -229,7 +250,7 @@ class Runtime:
         """
         nta = self._nta
         if nta is None:
-            if self._mta is None:
+            if not self._started:
                 raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as "
                                    "rt:`")
             with self._host_lock:
@@ -252,7 +273,7 @@ class Runtime:
         return rules.sta_kind(self._sta_count == 0)
 
     def _check_running(self) -> None:
-        if self._mta is None or self._closing:
+        if not self._started or self._closing:
             raise RuntimeError("the runtime is not running")
 
     @property
@@ -272,8 +293,8 @@ class Runtime:
             check_name("create_sta", "name", name)
             if name in RESERVED_NAMES:
                 raise ValueError(f"create_sta({name!r}): the name is reserved for the runtime's "
-                                 "own apartment (the neutral apartment, rt.nta, or the host STA "
-                                 "that CoCreateInstance makes); choose another")
+                                 "own apartments (the MTA, rt.mta; the neutral apartment, rt.nta; "
+                                 "or the host STA that CoCreateInstance makes); choose another")
         self._check_running()
         with self._host_lock:  # the main STA is the first one, whoever makes it (R4, R33)
             if name is None:
@@ -333,17 +354,7 @@ class Runtime:
                 ``apartment`` not a str, ``error`` neither an HRESULT nor an exception,
                 ``probability`` not in [0, 1].
         """
-        api = "inject_fault"
-        check_name(api, "method", method)
-        if apartment is not None:
-            check_name(api, "apartment", apartment)
-        if isinstance(error, bool) or not isinstance(error, int | BaseException):
-            raise BadArgumentType(f"{api}: error must be an HRESULT (int) or an exception "
-                                  f"instance, not {error!r}")
-        if isinstance(error, int) and not -0x8000_0000 <= error <= 0xFFFF_FFFF:
-            raise BadArgumentValue(f"{api}: error {error!r} is not a 32-bit HRESULT")
-        probability = check_probability(api, "probability", probability)
-        self._faults.append((method, apartment, error, probability))
+        self._faults.append(checked_fault(method, error, apartment, probability))
 
     def schedule_shutdown(self, apartment: Apartment, delay: float) -> None:
         """Shut ``apartment`` down ``delay`` seconds from now (virtual seconds on the
@@ -374,15 +385,7 @@ class Runtime:
         loop.call_later(delay, fire)
 
     def _fault_for(self, method: str, apartment: Apartment) -> BaseException | None:
-        for name, apt, error, probability in self._faults:
-            if name != method or (apt is not None and apt != apartment.name):
-                continue
-            if probability < 1.0 and self._rng.random() >= probability:
-                continue
-            if isinstance(error, BaseException):
-                return error
-            return COMError(error, f"fault injected into {method}")
-        return None
+        return fault_for(self._faults, self._rng, method, apartment.name)
 
     def __repr__(self) -> str:
         mode = f"deterministic seed={self.seed}" if self.deterministic else "threaded"

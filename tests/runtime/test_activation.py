@@ -173,10 +173,14 @@ async def test_host_sta_is_made_once(rt: comsim.Runtime) -> None:
 
 @pytest.mark.asyncio
 async def test_reserved_names(rt: comsim.Runtime) -> None:
-    # R5, R33: NA and HostSTA are the runtime's own names
-    for name in ("NA", "HostSTA"):
+    # R3, R5, R33: MTA, NA and HostSTA are the runtime's own names, taken or not
+    for name in ("NA", "HostSTA", "MTA"):
         with pytest.raises(ValueError, match="reserved"):
             await rt.create_sta(name)
+    assert [a.name for a in rt.apartments] == []
+    assert rt.mta.name == "MTA"
+    with pytest.raises(ValueError, match="reserved"):
+        await rt.create_sta("MTA")
     assert [a.name for a in rt.apartments] == ["MTA"]
 
 

@@ -539,6 +539,30 @@ async def test_one_mta_per_runtime(rt: comsim.Runtime) -> None:
     assert await rt.mta.run(where) == (rt.mta, ApartmentType.MTA)
 
 
+@pytest.mark.asyncio
+async def test_the_mta_comes_on_first_use_and_goes_with_the_runtime(kind: str) -> None:
+    # R3, R18: as in COM, the MTA exists once something enters it; a runtime that never used
+    # it has none (no thread, nothing to shut down), and makes none once it has ended
+    deterministic = kind == "deterministic"
+
+    async def body() -> None:
+        rt = comsim.Runtime(deterministic=deterministic, seed=0 if deterministic else None)
+        with pytest.raises(RuntimeError, match="enter the runtime first"):
+            rt.mta  # noqa: B018
+        async with rt:
+            await rt.create_sta("a")
+            assert [a.name for a in rt.apartments] == ["a"]
+        with pytest.raises(RuntimeError, match="makes none any more"):
+            rt.mta  # noqa: B018
+        async with comsim.Runtime(deterministic=deterministic,
+                                  seed=0 if deterministic else None) as used:
+            mta = used.mta
+            assert [a.name for a in used.apartments] == ["MTA"] and used.mta is mta
+        assert used.mta is mta and not mta.alive  # it went with its runtime (R18)
+
+    await body()
+
+
 # --------------------------------------------------------------------------- R4
 @pytest.mark.asyncio
 async def test_apartment_types_and_current_apartment(rt: comsim.Runtime) -> None:

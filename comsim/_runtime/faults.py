@@ -1,0 +1,48 @@
+"""Fault injection (``Runtime.inject_fault``): what a fault is, checked, and which one a server
+method meets before it runs (R14 maps what it raises)."""
+
+from __future__ import annotations
+
+import random
+
+from .._core.check import BadArgumentType, BadArgumentValue, check_name, check_probability
+from .._core.hresult import COMError
+
+#: one injected fault: method name, apartment name (None: any), error, probability
+Fault = tuple[str, str | None, int | BaseException, float]
+
+
+def checked_fault(method: str, error: int | BaseException, apartment: str | None,
+                  probability: float) -> Fault:
+    """``inject_fault``'s arguments, checked.
+
+    Raises:
+        COMError(E_INVALIDARG), also a TypeError or ValueError: ``method`` or ``apartment``
+            not a str, ``error`` neither an HRESULT nor an exception, ``probability`` not in
+            [0, 1].
+    """
+    api = "inject_fault"
+    check_name(api, "method", method)
+    if apartment is not None:
+        check_name(api, "apartment", apartment)
+    if isinstance(error, bool) or not isinstance(error, int | BaseException):
+        raise BadArgumentType(f"{api}: error must be an HRESULT (int) or an exception "
+                              f"instance, not {error!r}")
+    if isinstance(error, int) and not -0x8000_0000 <= error <= 0xFFFF_FFFF:
+        raise BadArgumentValue(f"{api}: error {error!r} is not a 32-bit HRESULT")
+    return (method, apartment, error, check_probability(api, "probability", probability))
+
+
+def fault_for(faults: list[Fault], rng: random.Random, method: str,
+              apartment: str) -> BaseException | None:
+    """The exception a call of ``method`` in ``apartment`` meets, if a fault matches (one
+    with a probability < 1 draws from ``rng``, the runtime's seeded source), or None."""
+    for name, apt, error, probability in faults:
+        if name != method or (apt is not None and apt != apartment):
+            continue
+        if probability < 1.0 and rng.random() >= probability:
+            continue
+        if isinstance(error, BaseException):
+            return error
+        return COMError(error, f"fault injected into {method}")
+    return None
