@@ -85,7 +85,7 @@ class Apartment(ComWaits, RunUnits):
         #: running tasks, each with the call or job it was made for (``_never_ran``)
         self._tasks: dict[asyncio.Task[Any], Any] = {}
         self._stubs: dict[int, Stub] = {}
-        #: what ends with the apartment's teardown, by key (``_teardown``)
+        #: what ends with the apartment's teardown, by key (``_end_teardown``)
         self._at_close: dict[Any, Callable[[], None]] = {}
         self._filter: Any = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -98,7 +98,6 @@ class Apartment(ComWaits, RunUnits):
         self._deferred: list[Apartment] = []
         self._ident: int | None = None  # the OS thread running the loop (threaded runtime)
         self._thread: threading.Thread | None = None
-        self._teardown_task: asyncio.Task[None] | None = None
         #: server tasks waiting for their next call (each a future to hand it over)
         self._idle: list[asyncio.Future[tuple[ClientCall, Unit | None]]] = []
         self._ctx0 = contextvars.Context()  # messages run in this empty context
@@ -284,12 +283,8 @@ class Apartment(ComWaits, RunUnits):
     def _begin_teardown(self) -> None:
         self._transport.take_in(self)  # what was posted before shutdown began (R18)
         self._closing = True
-        if not self._tasks:  # an idle apartment ends in this very step: no task, no loop turn
-            self._drop_queued()
-            self._end_teardown()
-            return
-        self._teardown_task = self._loop.create_task(self._teardown(),
-                                                      context=contextvars.Context())
+        self._drop_queued()
+        self._cancel_tasks(0)
 
     def _drop_queued(self) -> None:
         """The teardown's first step: queued units fail, stubs are disconnected (R18)."""
@@ -304,15 +299,26 @@ class Apartment(ComWaits, RunUnits):
             stub.conn = stubcore.Connection.DISCONNECTED
         self._stubs.clear()
 
-    async def _teardown(self) -> None:
-        self._drop_queued()
-        for _round in range(100):
-            tasks = [t for t in self._tasks if not t.done()]
-            if not tasks:
-                break
+    def _cancel_tasks(self, rounds: int) -> None:
+        """The teardown's middle: cancel the apartment's tasks (R18) and, once all have ended,
+        again those that appeared meanwhile (at most 100 rounds: a task that swallows every
+        cancel is left behind), then the last step. An idle apartment ends in this very step:
+        no loop turn."""
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks and rounds < 100:
+            left = len(tasks)
+
+            def ended(_task: asyncio.Task[Any]) -> None:
+                nonlocal left
+                left -= 1
+                if not left:
+                    self._cancel_tasks(rounds + 1)
+
             for t in tasks:
                 t.cancel()
-            await asyncio.wait(tasks)
+            for t in tasks:
+                t.add_done_callback(ended)
+            return
         # a task done before the check above may not have had its done callback yet (it was
         # cancelled before its first step, in the turn the check ran): answered here (R18)
         for t in list(self._tasks):
