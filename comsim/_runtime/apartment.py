@@ -63,6 +63,13 @@ class Apartment(ComWaits, RunUnits):
     #: the neutral apartment (``neutral.NeutralApartment``) says True: it has no loop (R5)
     _neutral = False
 
+    # slots: an apartment is made per ``create_sta``, and an exploration makes thousands
+    __slots__ = ("__weakref__", "_accepting", "_at_close", "_closed", "_closed_waiters",
+                 "_closing", "_ctx0", "_deferred", "_filter", "_home", "_ident", "_idle",
+                 "_inbox", "_loop", "_never_ran_cb", "_new_future", "_post", "_rt", "_sched",
+                 "_stubs", "_tasks", "_thread", "_transport", "_wake", "_woken", "name",
+                 "thread_id", "type")
+
     def __init__(self, runtime: Runtime, name: str, kind: ApartmentType, thread_id: int) -> None:
         self.name = name
         self.type = kind
@@ -101,6 +108,9 @@ class Apartment(ComWaits, RunUnits):
         #: server tasks waiting for their next call (each a future to hand it over)
         self._idle: list[asyncio.Future[tuple[ClientCall, Unit | None]]] = []
         self._ctx0 = contextvars.Context()  # messages run in this empty context
+        #: ``post(fn, *args)``: ``fn(*args)`` delivered in this apartment's loop, False if it
+        #: no longer takes messages (R18); the transport's own once it has started it
+        self._post: Callable[..., bool] = self._post_through
         self._home = new_where((runtime, self, None, None, None, thread_id))
 
     def __repr__(self) -> str:
@@ -120,8 +130,9 @@ class Apartment(ComWaits, RunUnits):
         return self._accepting
 
     # ------------------------------------------------------------------ transport
-    def _post(self, fn: Callable[..., Any], *args: Any) -> bool:
-        """Deliver ``fn(*args)`` in this apartment's loop, through the runtime's transport
+    def _post_through(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """``_post`` until the transport's ``start`` gives the apartment its own: deliver
+        ``fn(*args)`` in this apartment's loop, through the runtime's transport
         (``transport``). False if it no longer takes messages (R18)."""
         return self._transport.post(self, fn, args)
 

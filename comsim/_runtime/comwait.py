@@ -27,6 +27,8 @@ from .futures import settle
 class ComWaits:
     """The COM-wait part of ``apartment.Apartment`` (a mixin)."""
 
+    __slots__ = ()
+
     # what the apartment (``apartment.Apartment``) has, for the type checker
     _loop: asyncio.AbstractEventLoop
     _sched: StaScheduler | None

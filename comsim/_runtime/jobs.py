@@ -79,6 +79,8 @@ class _Job:
 class RunUnits:
     """The ``run`` part of ``apartment.Apartment`` (a mixin)."""
 
+    __slots__ = ()
+
     # what the apartment (``apartment.Apartment``) has, for the type checker
     name: str
     thread_id: int
