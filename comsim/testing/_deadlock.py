@@ -20,15 +20,14 @@ from typing import Any, NamedTuple
 import anyio
 
 from .._runtime import callobj, cancel, client, cofuncs, comwait, events, facets, jobs, server
-from .._runtime.context import LIVE_RUNTIMES, WHERE
+from .._runtime.context import LIVE_RUNTIMES, UNDER, WHERE
 from .._runtime.vtloop import VirtualTimeLoop
+from ._waitfor import MAX_CYCLES, wait_for_cycles
 
 __all__ = ["MAX_CYCLES", "Deadlock", "Wait", "explain"]
 
 #: the most wait-for cycles a report lists (n apartments can form ~(n-1)!), and the most
 #: steps spent looking for them
-MAX_CYCLES = 20
-_CYCLE_STEPS = 20_000
 
 
 class Wait(NamedTuple):
@@ -112,15 +111,15 @@ def _chain(task: asyncio.Task[Any]) -> tuple[list[tuple[Any, types.FrameType]], 
     return frames, waiter if waiter is not None else end
 
 
-def _where(task: asyncio.Task[Any], fut: Any) -> Any:
-    """The task's ``WHERE``: from its context (Python 3.12+), or from the context of the
-    wake-up it left on ``fut``."""
+def _where(task: asyncio.Task[Any], fut: Any, var: Any = WHERE) -> Any:
+    """The task's ``WHERE`` (or another of comsim's context variables, ``var``): from its
+    context (Python 3.12+), or from the context of the wake-up it left on ``fut``."""
     get_context = getattr(task, "get_context", None)
     if get_context is not None:
-        return get_context().get(WHERE)
+        return get_context().get(var)
     for cb, ctx in getattr(fut, "_callbacks", None) or ():
         if getattr(cb, "__self__", None) is task:
-            return ctx.get(WHERE)
+            return ctx.get(var)
     return None
 
 
@@ -175,6 +174,9 @@ def _describe(task: asyncio.Task[Any], order: dict[Any, int], labels: dict[Any, 
               ) -> _Line | None:
     frames, fut = _chain(task)
     where = _where(task, fut)
+    neutral = where is not None and where.apartment._neutral
+    if neutral:  # NA code (R5) runs on the thread under it, in that thread's unit, if any
+        where = _where(task, fut, UNDER)
     apt = where.apartment if where is not None else None
     if apt is not None and any(slot is fut for slot in apt._idle):
         return None  # an idle server task: no unit
@@ -192,6 +194,8 @@ def _describe(task: asyncio.Task[Any], order: dict[Any, int], labels: dict[Any, 
         unit = f"run {_fn_name(job.fn)}" if job is not None else f"code in '{where.apartment.name}'"
     if where is not None and codes and codes[0] not in (_SERVER_TASK, _RUN_JOB):
         unit += f" (its task {_entry(codes, user)})"
+    if neutral:
+        unit += ", in NA code"
     # what it waits on: the innermost comsim wait, unless user code runs deeper
     waits = [i for i, c in enumerate(codes) if c in _WAITS]
     inner_user = user[-1] if user else -1
@@ -311,50 +315,6 @@ def _queued(runtimes: list[Any], order: dict[Any, int], labels: dict[Any, str]
     return lines
 
 
-def _cycles(lines: list[_Line], order: dict[Any, int]) -> tuple[list[list[Any]], bool]:
-    """The wait-for cycles between apartments (objects: two runtimes may name theirs alike),
-    each from its first apartment in ``order``, searched among the apartments that reach it
-    and are reached from it; at most ``MAX_CYCLES``, in at most ``_CYCLE_STEPS`` steps; and
-    whether the search stopped before the end."""
-    graph: dict[Any, set[Any]] = {}
-    back: dict[Any, set[Any]] = {}
-    for line in lines:
-        if line.edge is not None and line.apt is not None:
-            graph.setdefault(line.apt, set()).add(line.edge)
-            back.setdefault(line.edge, set()).add(line.apt)
-    rank, last = order.get, len(order)
-    found: list[list[Any]] = []
-    steps = 0
-
-    def walk(start: Any, node: Any, path: list[Any], within: set[Any]) -> bool:
-        nonlocal steps  # False: stop the search
-        for nxt in sorted(graph.get(node, ()), key=lambda n: rank(n, last)):
-            steps += 1
-            if steps > _CYCLE_STEPS or (nxt is start and len(found) == MAX_CYCLES):
-                return False
-            if nxt is start:
-                found.append([*path, start])
-            elif nxt in within and nxt not in path and rank(nxt, -1) > rank(start, -1):
-                if not walk(start, nxt, [*path, nxt], within):
-                    return False
-        return True
-
-    for start in sorted(graph, key=lambda n: rank(n, last)):
-        within = _reach(start, graph) & _reach(start, back)
-        if len(within) > 1 and not walk(start, start, [start], within):
-            return found, True
-    return found, False
-
-
-def _reach(start: Any, edges: dict[Any, set[Any]]) -> set[Any]:
-    seen, todo = {start}, [start]
-    while todo:
-        new = edges.get(todo.pop(), set()) - seen
-        seen |= new
-        todo += new
-    return seen
-
-
 def _labels(runtimes: list[Any]) -> dict[Any, str]:
     """Each apartment's name in the report: its own, or "name (runtime N)" if not unique."""
     owners: dict[str, set[int]] = {}
@@ -378,7 +338,7 @@ def explain(loop: asyncio.AbstractEventLoop) -> Deadlock:
     lines = [ln for t in tasks if (ln := _safe_describe(t, order, labels)) is not None]
     lines.sort(key=lambda ln: ln.key)
     queued = _queued(runtimes, order, labels)
-    found, more = _cycles(lines, order)
+    found, more = wait_for_cycles([(line.apt, line.edge) for line in lines], order)
     cycles = [[labels.get(apt, apt.name) for apt in c] for c in found]
     text = [f"deadlock at virtual time {loop.time()!r}: nothing can ever run again (no "
             "callback ready, no timer, no message in flight) and the scenario is unfinished",

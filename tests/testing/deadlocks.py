@@ -176,3 +176,25 @@ async def forever_scenario() -> None:
     note_loop()
     async with comsim.Runtime(deterministic=True, seed=0):
         await anyio.sleep_forever()
+
+
+async def inner() -> str:
+    return "never"
+
+
+async def na_code(apt: Any) -> str:
+    """NA code: ``Apartment.run`` on the STA whose thread runs it (a non-COM await, R2)."""
+    return str(await apt.run(inner))
+
+
+async def enter_na(rt: Any, apt: Any) -> str:
+    return str(await rt.nta.run(na_code, apt))
+
+
+async def na_on_its_sta_scenario() -> None:
+    """A unit of STA A enters the NA (R5: on A's own thread, in A's unit), and the NA code
+    awaits ``A.run``: the new unit queues behind the one that waits for it (R2)."""
+    note_loop()
+    async with comsim.Runtime(deterministic=True, seed=0) as rt:
+        a = await rt.create_sta("A")
+        await a.run(enter_na, rt, a)

@@ -143,6 +143,23 @@ def test_cross_apartment_wait_for_cycle() -> None:
     assert str(exc) == message(0.0, waits, queued=1, cycles=("A -> B -> A",))
 
 
+def test_na_code_awaiting_a_unit_of_the_sta_under_it() -> None:
+    # R5: NA code runs on its caller's thread, in the caller's unit: the unit of A that entered
+    # the NA waits (Apartment.run, a non-COM await, R2) on a unit of A, which queues behind it;
+    # the report names A's unit and the wait of its NA code, and the cycle A -> A
+    exc = raises_deadlock(d.na_on_its_sta_scenario)
+    waits = [
+        Wait("A", "run enter_na, in NA code",
+             "a non-COM await on Apartment.run of inner in 'A', queued there"),
+        Wait(None, "na_on_its_sta_scenario",
+             "a non-COM await on Apartment.run of enter_na in 'A'"),
+        Wait("A", "run inner", "queued behind run enter_na"),
+    ]
+    assert exc.waits == waits
+    assert exc.cycles == [["A", "A"]]
+    assert str(exc) == message(0.0, waits, queued=1, cycles=("A -> A",))
+
+
 def test_code_in_no_apartment_waiting_forever() -> None:
     exc = raises_deadlock(d.outside_scenario)
     waits = [Wait(None, "outside_scenario", event_wait(d.SEEN["event"], "outside_scenario"))]
