@@ -228,9 +228,7 @@ class Runtime:
         """
         mta = self._mta
         if mta is None:
-            if not self._started:
-                raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as "
-                                   "rt:`")
+            self._check_started()
             with self._host_lock:
                 mta = self._mta
                 if mta is None:
@@ -250,9 +248,7 @@ class Runtime:
         """
         nta = self._nta
         if nta is None:
-            if not self._started:
-                raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as "
-                                   "rt:`")
+            self._check_started()
             with self._host_lock:
                 nta = self._nta
                 if nta is None:
@@ -271,6 +267,10 @@ class Runtime:
 
     def _next_sta_kind(self) -> ApartmentType:
         return rules.sta_kind(self._sta_count == 0)
+
+    def _check_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as rt:`")
 
     def _check_running(self) -> None:
         if not self._started or self._closing:
