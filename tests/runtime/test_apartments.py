@@ -6,6 +6,7 @@ Rules R1-R4 of COM-RULES.md (R5, the neutral apartment: test_neutral.py).
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import anyio
@@ -561,6 +562,24 @@ async def test_the_mta_comes_on_first_use_and_goes_with_the_runtime(kind: str) -
         assert used.mta is mta and not mta.alive  # it went with its runtime (R18)
 
     await body()
+
+
+@pytest.mark.asyncio
+async def test_two_threads_asking_for_the_first_mta_get_one() -> None:
+    # R3: the MTA made on first use is made once, whichever threads ask for it at once
+    async with comsim.Runtime() as rt:
+        a = await rt.create_sta("a")
+        b = await rt.create_sta("b")
+        both = threading.Barrier(2, timeout=10)
+
+        def ask() -> Any:
+            both.wait()  # the two STA threads ask together
+            return rt.mta
+
+        got = await asyncio.gather(a.run(ask), b.run(ask))
+        assert got[0] is got[1] is rt.mta
+        assert [x.name for x in rt.apartments].count("MTA") == 1
+        assert await rt.mta.run(comsim.CoGetApartmentType) is ApartmentType.MTA
 
 
 # --------------------------------------------------------------------------- R4
