@@ -582,6 +582,40 @@ async def test_two_threads_asking_for_the_first_mta_get_one() -> None:
         assert await rt.mta.run(comsim.CoGetApartmentType) is ApartmentType.MTA
 
 
+@pytest.mark.asyncio
+async def test_an_mta_first_asked_for_during_the_exit_runs_and_ends_with_it(kind: str) -> None:
+    # R3, R18: an STA's unit cancelled by the runtime's exit asks for the MTA (never used
+    # before) in its clean-up: the MTA is made, runs the work, and ends with the runtime
+    deterministic = kind == "deterministic"
+    log: list[Any] = []
+    async with comsim.Runtime(deterministic=deterministic,
+                              seed=0 if deterministic else None) as rt:
+        a = await rt.create_sta("a")
+        started = comsim.ManualResetEvent()
+
+        async def where() -> str:
+            return comsim.current_apartment().name
+
+        async def unit() -> None:
+            try:
+                started.Signal()
+                await anyio.sleep_forever()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    log.append(await rt.mta.run(where))
+
+        async def caller() -> None:
+            with pytest.raises(comsim.COMError) as info:
+                await a.run(unit)
+            log.append(info.value.hresult)
+
+        task = asyncio.ensure_future(caller())
+        await started.Wait(0, comsim.INFINITE)
+    await task
+    assert log == ["MTA", hresult.RPC_E_DISCONNECTED]
+    assert not rt.mta.alive
+
+
 # --------------------------------------------------------------------------- R4
 @pytest.mark.asyncio
 async def test_apartment_types_and_current_apartment(rt: comsim.Runtime) -> None:
