@@ -80,9 +80,10 @@ def _check_options(deterministic: object, seed: object, cpu: object) -> None:
 class Runtime:
     """One simulated process: its STAs, its MTA, its Global Interface Table.
 
-    ``async with comsim.Runtime() as rt:`` starts the MTA; leaving the block shuts every
-    apartment down and joins their threads (R18). ``Runtime(cpu=0)`` keeps every apartment
-    thread on CPU 0 (Linux; ignored elsewhere): lower latency, see the README's benchmarks.
+    ``async with comsim.Runtime() as rt:`` starts the runtime (its MTA comes on first use of
+    ``rt.mta``); leaving the block shuts every apartment down and joins their threads (R18).
+    ``Runtime(cpu=0)`` keeps every apartment thread on CPU 0 (Linux; ignored elsewhere): lower
+    latency, see the README's benchmarks.
     ``Runtime(deterministic=True, seed=N)`` runs every apartment on the caller's loop, which
     must be a ``comsim.testing.VirtualTimeLoop`` (``comsim.testing.run``); the seed picks the
     order of message delivery. ``Runtime(deterministic=True, schedule=sched)`` replays a
