@@ -274,3 +274,8 @@ def resume(fut: asyncio.Future[Any], value: Any) -> None:
         ctx.run(step, fut)
     except RuntimeError:  # its context is entered already, or a task runs after all
         loop.call_soon(step, fut, context=ctx)
+
+
+def all_tasks_blocked(loop: asyncio.AbstractEventLoop) -> bool:
+    """Nothing is ready to run on ``loop`` (every task waits)."""
+    return not loop._ready  # type: ignore[attr-defined]

@@ -291,6 +291,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self._made_limit = max(256, 2 * len(made))
         return task
 
+    def forget_done_tasks(self) -> None:
+        """Let go of the finished tasks made since ``rewind`` (a run's: freed before the next)."""
+        self._made[:] = [t for t in self._made if not t.done()]
+
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         """asyncio's, waiting for the threads however long: a virtual time-out passes at once."""
         await super().shutdown_default_executor()
@@ -393,8 +397,3 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                     and not getattr(t, "stopping", False) and t not in idle):
                 return False
         return True
-
-
-def all_tasks_blocked(loop: asyncio.AbstractEventLoop) -> bool:
-    """Nothing is ready to run on ``loop`` (every task waits)."""
-    return not loop._ready  # type: ignore[attr-defined]

@@ -36,8 +36,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from .._runtime.loop import all_tasks_blocked
 from .._runtime.schedule import DEFER, Schedule
-from .._runtime.vtloop import all_tasks_blocked
 from ._dpor_trees import Info, Step, Tree, backtrack, drop, reverse_races
 from ._dpor_watch import Variable, noting, still_waiting, waiting_tasks, watch_runtime, watching
 from ._runs import Scenario, run_once

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal
 
+from .._runtime.loop import all_tasks_blocked
 from .._runtime.schedule import DEFER, Schedule
-from .._runtime.vtloop import all_tasks_blocked
 from ._dpor import QUIET_LIMIT, SEED, Search
 from ._runs import Exploration, Raised, Scenario, run_once
 

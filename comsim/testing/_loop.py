@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .._runtime.vtloop import VirtualTimeLoop, all_tasks_blocked
+from .._runtime.loop import all_tasks_blocked
+from .._runtime.vtloop import VirtualTimeLoop
 
 __all__ = ["VirtualTimeLoop", "run", "wait_all_tasks_blocked"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from comsim._runtime.loop import all_tasks_blocked
 from comsim._runtime.schedule import DEFER
-from comsim._runtime.vtloop import all_tasks_blocked
 from comsim.testing import explore
 from comsim.testing._dpor_watch import Watched, watching
 from comsim.testing._exhaustive import exhaustive

@@ -222,3 +222,28 @@ def test_run_s_shield_is_asyncio_s(make: str) -> None:
     assert loop.run_until_complete(main()) == [True, False, "value", "KeyError('k')",
                                                 "cancelled", True]
     loop.close()
+
+
+def test_a_run_lets_go_of_its_runtime_when_it_ends() -> None:
+    # the loop kept for the next run keeps nothing of the last one alive: the run's runtime,
+    # apartments and tasks (which refer to each other) are collected as the run ends, while
+    # young, and not in the middle of a later run
+    import gc
+    import weakref
+
+    kept: list[weakref.ref[Any]] = []
+
+    async def scenario(rt: Any) -> Any:
+        kept.append(weakref.ref(rt))
+        return await _race.scenario(rt)
+
+    gc.collect()
+    for seed in range(5):
+        explore(scenario, [seed])
+        assert kept[-1]() is None
+    gc.disable()  # a caller who turned the collector off keeps it off: nothing is collected
+    try:
+        explore(scenario, [5])
+        assert kept[-1]() is not None
+    finally:
+        gc.enable()
