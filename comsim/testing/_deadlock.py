@@ -26,9 +26,6 @@ from ._waitfor import MAX_CYCLES, wait_for_cycles
 
 __all__ = ["MAX_CYCLES", "Deadlock", "Wait", "explain"]
 
-#: the most wait-for cycles a report lists (n apartments can form ~(n-1)!), and the most
-#: steps spent looking for them
-
 
 class Wait(NamedTuple):
     """One line of a deadlock report: in ``apartment`` (its name; None for code in no

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-#: the most wait-for cycles a deadlock report names, and the most steps spent finding them
+#: the most wait-for cycles a deadlock report names (n apartments can form ~(n-1)!), and the
+#: most steps spent finding them
 MAX_CYCLES = 20
 _CYCLE_STEPS = 20_000
 
