@@ -287,7 +287,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         made = self._made
         made.append(task)
         if len(made) > self._made_limit:  # a long program: forget the tasks that are done
-            made[:] = [t for t in made if not t.done()]
+            self.forget_done_tasks()
             self._made_limit = max(256, 2 * len(made))
         return task
 
