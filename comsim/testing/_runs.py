@@ -77,6 +77,11 @@ class NotAScenario(BadArgumentType):
 _Coroutine = types.CoroutineType
 
 
+def scenario_name(scenario: Any) -> str:
+    """How messages name a scenario: its qualified name, else its repr."""
+    return str(getattr(scenario, "__qualname__", None) or repr(scenario))
+
+
 def raised(exc: BaseException) -> Raised:
     """The outcome of a run whose scenario raised ``exc``: its type and message, the memory
     addresses in the message left out (so that one deadlock is one outcome, run after run)."""
@@ -141,9 +146,8 @@ def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None,
             box["rt"] = rt
             got = scenario(rt)
             if type(got) is not _Coroutine and not inspect.isawaitable(got):
-                name = getattr(scenario, "__qualname__", None) or repr(scenario)
-                raise NotAScenario(f"{api}: {name}(rt) returned {got!r}, not an awaitable: "
-                                   f"a scenario is an `async def scenario(rt)`")
+                raise NotAScenario(f"{api}: {scenario_name(scenario)}(rt) returned {got!r}, "
+                                   f"not an awaitable: a scenario is an `async def scenario(rt)`")
             return await got
 
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._core.check import BadArgumentType, BadArgumentValue
 from .._runtime.schedule import DEFER, OLDEST, ReplayPolicy, Schedule
-from ._runs import Scenario, run_once
+from ._runs import Scenario, run_once, scenario_name
 
 __all__ = ["replay", "shrink"]
 
@@ -39,7 +39,7 @@ def replay(scenario: Scenario, schedule: Schedule) -> Hashable:
     if policy.misfit is not None or policy.step < len(schedule.decisions):
         where = policy.misfit or (f"the run ended after {policy.step} of the schedule's "
                                   f"{len(schedule.decisions)} decisions")
-        warnings.warn(f"replay: the run of {_name(scenario)} did not follow the schedule "
+        warnings.warn(f"replay: the run of {scenario_name(scenario)} did not follow the schedule "
                       f"({where}); the outcome {outcome!r} is the run's as it went, a decision "
                       f"that did not fit taken as the default. Was the schedule recorded for "
                       f"another scenario, or did the code change since? Else {_NOT_DETERMINISTIC}",
@@ -114,10 +114,6 @@ def _trim(decisions: list[int]) -> list[int]:
 
 
 # ------------------------------------------------------------------ checks
-def _name(scenario: Any) -> str:
-    return str(getattr(scenario, "__qualname__", None) or repr(scenario))
-
-
 def _check(api: str, scenario: Any, schedule: Any) -> None:
     """A scenario that gives no awaitable is found by its first run (``run_once``)."""
     if not isinstance(schedule, Schedule):
