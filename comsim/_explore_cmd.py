@@ -19,8 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ._load import UsageError, brief, cwd_importable, load_scenario
-from .testing import Exploration, Raised, explore, shrink
+from .testing import Exploration, Raised, explore
 from .testing._explore import STRATEGIES
+from .testing._shrink import shrink_or_keep
 
 DESCRIPTION = (
     "Import MODULE (a dotted name importable from the current directory, or a path to a .py "
@@ -124,10 +125,8 @@ def _shrink_failures(scenario: Any, found: Exploration, save_dir: str | None
         if not isinstance(outcome, Raised):
             continue
         first = found.schedules[outcome]
-        try:  # the very outcome of its row (``Raised`` leaves memory addresses out)
-            small = shrink(scenario, first, keep=outcome.__eq__)
-        except ValueError:  # it does not replay as it ran: keep the run's own schedule
-            small = first
+        # the very outcome of its row (``Raised`` leaves memory addresses out)
+        small = shrink_or_keep(scenario, first, keep=outcome.__eq__)
         directory.mkdir(parents=True, exist_ok=True)
         name = getattr(scenario, "__qualname__", "scenario")
         path = directory / f"{name}-seed{found[outcome]}.json"

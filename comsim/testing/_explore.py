@@ -41,7 +41,7 @@ from .._runtime.schedule import DefaultPolicy, PCTPolicy, Policy, ReplayPolicy, 
 from . import _pool
 from ._exhaustive import exhaustive
 from ._runs import Exploration, Raised, Scenario, run_once
-from ._shrink import replay, shrink
+from ._shrink import replay, shrink, shrink_or_keep
 
 __all__ = ["BLOCK", "STRATEGIES", "Exploration", "Raised", "Scenario", "explore", "replay",
            "run_once", "shrink"]
@@ -286,11 +286,8 @@ def _raise(scenario: Scenario, label: str, tag: str, schedule: Schedule, outcome
     """Shrink the failing run's schedule, save it, and run it again here, raising the
     scenario's own exception with notes: which run, and the saved file."""
     kind = outcome.type
-    try:
-        small = shrink(scenario, schedule,
-                       keep=lambda o: isinstance(o, Raised) and o.type == kind)
-    except ValueError:  # it does not replay as it ran: keep the run's own schedule
-        small = schedule
+    small = shrink_or_keep(scenario, schedule,
+                           keep=lambda o: isinstance(o, Raised) and o.type == kind)
     try:
         path = _save(scenario, tag, small, save_dir)
         where = (f"saved to {path}: comsim.testing.replay(scenario, Schedule.load(path)), or "

@@ -113,6 +113,16 @@ def _trim(decisions: list[int]) -> list[int]:
     return decisions[:end]
 
 
+def shrink_or_keep(scenario: Scenario, schedule: Schedule,
+                   keep: Callable[[Hashable], bool]) -> Schedule:
+    """``shrink``, or ``schedule`` itself when its run, replayed, gives no outcome ``keep``
+    accepts (it does not replay as it ran): a failing run's schedule is saved either way."""
+    try:
+        return shrink(scenario, schedule, keep=keep)
+    except ValueError:
+        return schedule
+
+
 # ------------------------------------------------------------------ checks
 def _check(api: str, scenario: Any, schedule: Any) -> None:
     """A scenario that gives no awaitable is found by its first run (``run_once``)."""
