@@ -17,7 +17,7 @@ from .._core.iface import MethodSpec
 from .._core.refcount import RefCount
 from .cancel import start_cancel
 from .client import _check_proxy, _outcome
-from .context import UNDER
+from .context import UNDER, step_on_client
 from .events import ManualResetEvent
 from .facets import _CancelFacet, _SyncFacet
 from .inline import begin_neutral
@@ -219,8 +219,8 @@ class CallObject:
         if left == 0:
             call = self._call
             client = call.client if call is not None else None
-            if client is None or client._ident == _get_ident() or not (
-                    client._post(self._forget) or client._run_at_close(self, self._forget)):
+            if client is None or client._ident == _get_ident() or not step_on_client(
+                    client, self, self._forget):
                 self._forget()  # never begun, on its own thread, or its apartment has ended
         return left
 

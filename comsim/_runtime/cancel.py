@@ -14,6 +14,7 @@ from .._core.callobj import Effect, Input
 from .._core.decide import Reaction, Waiter
 from .._core.stub import CancelReport
 from . import trace
+from .context import step_on_client
 from .futures import settle
 from .hooks import HOOKS
 from .record import ClientCall, _end_grace, _ended
@@ -123,7 +124,7 @@ async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
     if client._loop is asyncio.get_running_loop():
         return await _await_cancel(apt, call, start_cancel(call, timeout))
     there, fut = cancel_there(call, timeout)
-    if not (client._post(there) or client._run_at_close((there, call), there)):
+    if not step_on_client(client, (there, call), there):
         there()  # its apartment has ended: nothing else steps the call
     try:
         return int(await apt.com_wait(fut))

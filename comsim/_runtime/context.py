@@ -74,6 +74,13 @@ class Client(Protocol):
         once that has ended (``fn`` may then run on the caller's thread)."""
 
 
+def step_on_client(client: Client, key: Any, fn: Callable[[], None]) -> bool:
+    """``fn()`` on ``client``'s loop, in order with the replies it takes in: posted, or once
+    its shutdown refuses messages, at the end of its teardown (``_run_at_close``). False once
+    that has ended: nothing of the client runs any more, and the caller runs ``fn`` itself."""
+    return client._post(fn) or client._run_at_close(key, fn)
+
+
 #: ``Where`` from a tuple of its six fields, without a Python ``__new__`` (the hot path's)
 new_where: Callable[[tuple[Any, ...]], Where] = functools.partial(tuple.__new__, Where)
 
