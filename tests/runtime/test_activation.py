@@ -17,7 +17,7 @@ import pytest
 import comsim
 from comsim import ApartmentType, hresult
 
-from ..helpers import ICalc
+from ..helpers import ICalc, hresult_of
 
 
 class IWhere(comsim.Interface):
@@ -271,11 +271,7 @@ async def test_object_lacks_the_interface(rt: comsim.Runtime, model: str) -> Non
             return ("", "")
 
     async def create() -> int:
-        try:
-            await comsim.CoCreateInstance(Plain, ICalc)
-        except comsim.COMError as exc:
-            return exc.hresult
-        return 0
+        return await hresult_of(comsim.CoCreateInstance(Plain, ICalc))
 
     assert await sta.run(create) == hresult.E_NOINTERFACE
     assert len(made) == 1

@@ -14,7 +14,7 @@ import pytest
 import comsim
 from comsim import ApartmentType, hresult
 
-from ..helpers import Calc, ICalc
+from ..helpers import Calc, ICalc, hresult_of
 
 
 class INa(comsim.Interface):
@@ -325,11 +325,7 @@ async def test_outgoing_call_from_na_on_an_sta_consults_its_message_pending(
         own = rt.git.GetInterfaceFromGlobal(cookie, ICalc)  # bound to "s"
 
         async def misuse() -> int:
-            try:
-                await own.Add(0, 0)
-            except comsim.COMError as exc:
-                return exc.hresult
-            return 0
+            return await hresult_of(own.Add(0, 0))
 
         return await rt.nta.run(in_na), await rt.nta.run(misuse)
 
