@@ -160,6 +160,12 @@ class RunUnits:
         if self._closing:
             self._settle_job(job, False, self._gone_error())
             return
+        if job.cancelled:
+            # the caller's cancel came first (the deterministic pump may deliver its
+            # ``_cancel_job`` before this): the unit never starts (R32); queued, it could wait
+            # behind the very unit whose code waits for its end
+            self._settle_job(job, False, asyncio.CancelledError())
+            return
         if self._sched is None:
             job.task = self._spawn(self._run_job(job, None), job)
         else:

@@ -405,3 +405,47 @@ async def test_a_creator_cancelled_after_the_constructor_ran_leaks_nothing(
     assert len(Counted.made) == 1
     gone = events.events("stub.disconnected")
     assert [(e["object"], e["reason"]) for e in gone] == [("Counted", "released")]
+
+
+class CountedHere(comsim.CoClass, IWhere):
+    """Apartment-threaded: notes every instance made."""
+
+    threading_model = "Apartment"
+    made: list[CountedHere] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        CountedHere.made.append(self)
+
+    async def Home(self) -> tuple[str, str]:
+        return "s0", "s0"
+
+
+@pytest.mark.deterministic_only
+@pytest.mark.asyncio
+async def test_na_creator_cancelled_before_its_constructor_unit_arrives(
+        rt: comsim.Runtime) -> None:
+    # R33 with R32 and R5 (fuzz seed 70597): NA code on s0's thread creates an
+    # apartment-threaded object, so cls() is to run as a unit of s0; the creator is cancelled
+    # and its cancel reaches s0 before the unit does (the deterministic pump may deliver them
+    # so). The unit never starts, and nothing waits for it: before the fix it was queued behind
+    # the creator's own unit, which waited for its end, and nothing could ever run again.
+    CountedHere.made = []
+    s0 = await rt.create_sta("s0")
+    slow: list[float] = []
+    rt.set_latency(lambda rng: slow.pop() if slow else 0.0, target="s0")
+
+    async def create() -> str:
+        with anyio.move_on_after(0.5):
+            slow.append(1.0)  # the unit of cls() takes 1 s to reach s0; the cancel, none
+            await comsim.CoCreateInstance(CountedHere, IWhere)
+            return "created"
+        return "cancelled"
+
+    async def unit() -> str:
+        return await rt.nta.run(create)
+
+    assert await s0.run(unit) == "cancelled"
+    await anyio.sleep(2)  # virtual time: every message in flight lands
+    assert CountedHere.made == []
+    assert slow == []  # the unit's message was the one delayed
