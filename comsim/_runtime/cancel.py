@@ -14,7 +14,7 @@ from .._core.callobj import Effect, Input
 from .._core.decide import Reaction, Waiter
 from .._core.stub import CancelReport
 from . import trace
-from .context import step_on_client
+from .context import on_client_thread, step_on_client
 from .futures import settle
 from .hooks import HOOKS
 from .record import ClientCall, _end_grace, _ended
@@ -77,13 +77,13 @@ def grace_expired(call: ClientCall) -> int:
     return code if code is not None else hr.S_OK
 
 
-async def _await_cancel(apt: Apartment, call: ClientCall, pending: Any) -> int:
-    """Wait out Cancel's grace period (a COM wait). Cancelling the waiter ends the call
-    cancelled at once (R32)."""
+async def _await_cancel(apt: Apartment | None, call: ClientCall, pending: Any) -> int:
+    """Wait out Cancel's grace period (a COM wait; a plain one for code in no apartment, R2).
+    Cancelling the waiter ends the call cancelled at once (R32)."""
     if isinstance(pending, int):
         return pending
     try:
-        return int(await apt.com_wait(pending))
+        return int(await (apt.com_wait(pending) if apt is not None else pending))
     except asyncio.CancelledError:
         if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
             grace_expired(call)
@@ -115,21 +115,25 @@ def cancel_there(call: ClientCall, timeout: float | None
 
 
 async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
-    """``ICancelMethodCalls.Cancel`` (R28) from ``apt``. On the call's client loop the cancel is
-    decided there and then; from another thread (NA code there, R5) its steps are posted to
-    the client's loop, in order with the replies that loop takes in (at the end of its
-    teardown if it is shutting down, as a call object's last Release is), and its outcome
-    comes back to this loop."""
+    """``ICancelMethodCalls.Cancel`` (R28) and ``CoCancelCall`` (R31) from ``apt`` (None: code
+    in no apartment). On the call's client thread (NA code there too, R5) the cancel is decided
+    there and then; from another thread its steps are posted to the client's loop, in order
+    with the replies that loop takes in (at the end of its teardown if it is shutting down, as
+    a call object's last Release is), and its outcome comes back to this loop. Either way,
+    cancelling the waiter ends the call cancelled at once (R32)."""
     client = call.client
-    if client._loop is asyncio.get_running_loop():
+    if on_client_thread(client):
         return await _await_cancel(apt, call, start_cancel(call, timeout))
     there, fut = cancel_there(call, timeout)
     if not step_on_client(client, (there, call), there):
         there()  # its apartment has ended: nothing else steps the call
     try:
-        return int(await apt.com_wait(fut))
+        return int(await (apt.com_wait(fut) if apt is not None else fut))
     except asyncio.CancelledError:
         if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
-            if not client._post(grace_expired, call):
+            def expire() -> None:
                 grace_expired(call)
+
+            if not step_on_client(client, (expire, call), expire):
+                expire()
         raise

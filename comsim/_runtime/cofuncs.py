@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._core import hresult as hr
 from .._core import rules
 from .._core.callobj import State
 from .._core.check import BadArgumentType
 from .._core.hresult import COMError
-from .cancel import _await_cancel, cancel_there, start_cancel
+from .cancel import cancel_call
 from .context import (
     WHERE,
     current_runtime,
@@ -17,9 +17,6 @@ from .context import (
     runtime_with_thread,
 )
 from .record import ClientCall
-
-if TYPE_CHECKING:
-    pass
 
 
 # --------------------------------------------------------------------------- free functions
@@ -89,13 +86,4 @@ async def CoCancelCall(thread_id: int, seconds: float) -> int:
     if status or call is None:
         return status
     w = WHERE.get()
-    client = call.client
-    if w is not None and w.apartment is client:
-        return await _await_cancel(client, call, start_cancel(call, timeout))
-    # another apartment (or none): the cancel runs on the caller's loop, we wait here
-    begin, result = cancel_there(call, timeout)
-    if not client._post(begin):
-        return hr.RPC_E_CALL_COMPLETE
-    if w is not None:
-        return int(await w.apartment.com_wait(result))
-    return int(await result)
+    return await cancel_call(w.apartment if w is not None else None, call, timeout)

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+from .._core.constants import ApartmentType
 from .._core.sta import Unit
 
 
@@ -37,6 +38,9 @@ class Client(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def type(self) -> ApartmentType: ...  # NA for a ``neutral.OutsideHost``
 
     @property
     def _rt(self) -> Any: ...  # ``runtime.Runtime``
@@ -79,6 +83,18 @@ def step_on_client(client: Client, key: Any, fn: Callable[[], None]) -> bool:
     its shutdown refuses messages, at the end of its teardown (``_run_at_close``). False once
     that has ended: nothing of the client runs any more, and the caller runs ``fn`` itself."""
     return client._post(fn) or client._run_at_close(key, fn)
+
+
+def on_client_thread(client: Client) -> bool:
+    """The running code is on ``client``'s (simulated) thread: in it, or NA code entered from
+    it (R5); for a ``neutral.OutsideHost`` client, code in no apartment on its loop. Not a
+    question of loops: on the deterministic runtime every apartment shares one."""
+    w = WHERE.get()
+    if w is not None and w.apartment._neutral:
+        w = UNDER.get()  # NA code runs on the thread that entered it
+    if w is not None:
+        return w.apartment is client
+    return client.type is ApartmentType.NA and client._loop is asyncio.get_running_loop()
 
 
 #: ``Where`` from a tuple of its six fields, without a Python ``__new__`` (the hot path's)

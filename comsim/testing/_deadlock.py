@@ -65,12 +65,14 @@ _FINISH = callobj.CallObject._finish.__code__
 _FACET_WAIT = facets._SyncFacet.Wait.__code__
 _EVENT_WAIT = events._Event.Wait.__code__
 _CANCEL_GRACE = cancel._await_cancel.__code__
+_CANCEL_THERE = cancel.cancel_call.__code__  # a cancel from another loop than the call's client
 _CO_CANCEL = cofuncs.CoCancelCall.__code__
 _RUN = jobs.RunUnits.run.__code__
 _RUN_JOB = jobs.RunUnits._run_job.__code__
 _SERVER_TASK = server.server_task.__code__
 _OVER = {comwait.ComWaits._wait_for_top.__code__, comwait.ComWaits._await_gate.__code__}
-_WAITS = {_SYNC_CALL, _RETRY, _FINISH, _EVENT_WAIT, _CANCEL_GRACE, _CO_CANCEL, _RUN}
+_WAITS = {_SYNC_CALL, _RETRY, _FINISH, _EVENT_WAIT, _CANCEL_GRACE, _CANCEL_THERE, _CO_CANCEL,
+          _RUN}
 
 #: code under these directories is the libraries' (comsim's, asyncio's, anyio's), not the user's
 _LIBRARIES = tuple(os.path.dirname(path) + os.sep for path in (
@@ -255,7 +257,7 @@ def _wait_text(frames: list[tuple[Any, types.FrameType]], i: int, where: Any, fu
             repr(loc.get("self"))
         text = f"{what} in ISynchronize.Wait on {target}"
         edge = call.server if call is not None else None
-    elif code is _CANCEL_GRACE or code is _CO_CANCEL:
+    elif code in (_CANCEL_GRACE, _CANCEL_THERE, _CO_CANCEL):
         call = loc["call"]
         via = "CoCancelCall" if any(f.f_code is _CO_CANCEL for _o, f in frames[:i + 1]) \
             else "Cancel"

@@ -1310,3 +1310,102 @@ async def test_cancelling_the_caller_of_apartment_run(rt: comsim.Runtime) -> Non
         await started.Wait(0, INFINITE)
         scope.cancel()
     assert log == ["unit ended", "caller released"]
+
+
+@pytest.mark.parametrize("where", ["same apartment", "another apartment"])
+@pytest.mark.asyncio
+async def test_cancelling_the_task_awaiting_co_cancel_call(rt: comsim.Runtime,
+                                                           where: str) -> None:  # R32 R31 R28
+    """A task waiting in CoCancelCall(no limit) is cancelled: the call ends cancelled at once,
+    as for a task waiting in Cancel, whichever apartment the canceller is in."""
+    _srv, cli, proxy, log = await setup(rt, CoopWorker)
+    other = await rt.create_sta("other")
+    started, saw, release, done = (comsim.ManualResetEvent() for _ in range(4))
+    tids: list[int] = []
+    scope = anyio.CancelScope()
+    got: list[Any] = []
+
+    async def client() -> Any:
+        comsim.CoEnableCallCancellation()
+        tids.append(comsim.current_thread_id())
+        try:
+            return await proxy.Ignore(started, saw, release, done, False)
+        except comsim.COMError as exc:
+            return exc.hresult
+
+    async def canceller() -> None:
+        with scope:
+            got.append(await comsim.CoCancelCall(tids[0], NO_LIMIT))
+
+    async def cancel_then_give_up() -> bool:
+        await started.Wait(0, INFINITE)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(canceller)
+            await saw.Wait(0, INFINITE)  # the cancel reached the server, which ignores it
+            scope.cancel()
+        return scope.cancelled_caught
+
+    if where == "same apartment":
+        async def unit() -> tuple[Any, ...]:
+            async with anyio.create_task_group() as tg:
+                outcome: list[Any] = []
+
+                async def call() -> None:
+                    outcome.append(await client())
+
+                tg.start_soon(call)
+                caught = await cancel_then_give_up()
+            return outcome[0], caught
+
+        result, caught = await cli.run(unit)
+    else:
+        caller = asyncio.ensure_future(cli.run(client))
+        caught = await other.run(cancel_then_give_up)
+        result = await caller
+    assert (result, caught, got) == (hr.RPC_E_CALL_CANCELED, True, [])
+    assert "Ignore:done" not in log  # the call ended before the server answered
+    release.Signal()
+    assert await done.Wait(0, INFINITE) == hr.S_OK
+
+
+@pytest.mark.asyncio
+async def test_co_cancel_call_as_the_callers_apartment_shuts_down(
+        rt: comsim.Runtime) -> None:  # R31 R18 R28
+    """CoCancelCall reaching a call whose apartment has begun to shut down waits for its
+    teardown, as a Cancel from another thread does: the teardown abandons the call, so the
+    answer is RPC_E_CALL_COMPLETE and the server is never told."""
+    _srv, cli, proxy, log = await setup(rt)
+    started, release, done = (comsim.ManualResetEvent() for _ in range(3))
+    tids: list[int] = []
+
+    async def client() -> Any:
+        comsim.CoEnableCallCancellation()
+        tids.append(comsim.current_thread_id())
+        return await proxy.Block(started, release, done)
+
+    caller = asyncio.ensure_future(cli.run(client))
+    assert await started.Wait(0, INFINITE) == hr.S_OK
+    got: list[Any] = []
+
+    async def cancel() -> None:
+        got.append(await comsim.CoCancelCall(tids[0], NO_LIMIT))
+        got.append(cli.alive)
+
+    with comsim.testing.capture_trace() as events:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cli.shutdown)  # shutdown begins: the client takes no message in
+            tg.start_soon(cancel)
+    # on real threads the teardown may have ended, the call gone from its thread's stack,
+    # before CoCancelCall looks: then it finds no call (E_NOINTERFACE)
+    answers = {hr.RPC_E_CALL_COMPLETE} if rt.deterministic else {hr.RPC_E_CALL_COMPLETE,
+                                                                   hr.E_NOINTERFACE}
+    assert got[0] in answers
+    assert got[1] is False  # it answered once the client's teardown had begun (R18)
+    with pytest.raises(comsim.COMError) as exc:
+        await caller
+    assert exc.value.hresult == hr.RPC_E_DISCONNECTED
+    assert events_for(events, "call.cancel_requested", "Block") == []
+    assert log == ["Block:start"]  # the server was not interrupted: it was never told
+    release.Signal()
+    assert await done.Wait(0, INFINITE) == hr.S_OK
+    assert log == ["Block:start", "Block:done"]

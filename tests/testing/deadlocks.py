@@ -76,6 +76,29 @@ async def begin_scenario(how: str) -> None:
         await p.client.run(wait_hang, p.proxy, how)
 
 
+async def call_hang_cancellable(proxy: Any) -> None:
+    comsim.CoEnableCallCancellation()
+    SEEN["thread"] = comsim.current_thread_id()
+    await proxy.Hang()
+
+
+async def co_cancel_hang() -> None:
+    await anyio.sleep(1)  # virtual: A's call is dispatched meanwhile
+    await comsim.CoCancelCall(SEEN["thread"], comsim.INFINITE)
+
+
+async def co_cancel_scenario() -> None:
+    """STA A calls STA B's ``Hang`` (cancellable); STA C cancels it with ``CoCancelCall`` and
+    waits out the grace period from its own apartment (R31, R28: a COM wait of C's unit)."""
+    note_loop()
+    async with comsim.Runtime(deterministic=True, seed=0) as rt:
+        p = await pair(rt, Hanger, IHang, server="B", client="A")
+        c = await rt.create_sta("C")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(p.client.run, call_hang_cancellable, p.proxy)
+            tg.start_soon(c.run, co_cancel_hang)
+
+
 class IPing(comsim.Interface):
     async def Ping(self) -> None: ...
     async def CallBack(self, target: Any) -> None: ...

@@ -106,6 +106,18 @@ def test_each_com_wait_is_named(how: str, waits_on: str) -> None:
     assert str(exc) == message(1.0, waits)  # the virtual second of wait_hang's sleep
 
 
+def test_co_cancel_call_from_another_apartment_is_named() -> None:
+    # R2, R28, R31: C's unit waits out CoCancelCall's grace period on A's call, a COM wait
+    exc = raises_deadlock(d.co_cancel_scenario)
+    assert exc.waits[:3] == [
+        Wait("B", "IHang.Hang (call #1 from 'A')", event_wait(d.SEEN["event"], "Hanger.Hang")),
+        Wait("A", "run call_hang_cancellable", "a COM wait on call #1 IHang.Hang to 'B'"),
+        Wait("C", "run co_cancel_hang",
+             "a COM wait in the grace period of CoCancelCall on call #1 IHang.Hang to 'B'"),
+    ]
+    assert exc.cycles == []
+
+
 def test_call_back_into_an_sta_blocked_by_a_non_com_await() -> None:
     # R2 (choice): A's unit waits by non-COM means for what only a later unit of A provides;
     # B's method calls back into A, and that call queues behind A's unit
