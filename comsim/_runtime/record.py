@@ -264,6 +264,24 @@ def keep_for_reply(call: ClientCall, proxy: Proxy) -> None:
     proxy.Release()
 
 
+def reply_refused(call: ClientCall, reply: Reply) -> None:
+    """The client took ``reply`` in no more (R18): nobody will unpack it (R7). What a released
+    call object kept for the call (R25) goes too when no teardown of the client will let go
+    of it: the teardown has ended (it let go then), or the client has none (a
+    ``neutral.OutsideHost`` whose loop has closed). On the server's thread."""
+    discard(reply.value)
+    if call.holder is None:
+        return
+    client = call.client
+    with client._rt._lock:  # the teardown closes the client under it (``_run_at_close``)
+        if not client._closed:
+            return  # its teardown's end lets go (``keep_for_reply``)
+        holder, call.holder = call.holder, None
+        client._at_close.pop((_HOLDER, call), None)
+    if holder is not None:
+        holder.Release()
+
+
 def _let_go(call: ClientCall) -> None:
     """What a released call object kept for ``call`` goes, once (R25, R34)."""
     holder, call.holder = call.holder, None

@@ -25,7 +25,7 @@ from .context import (
 )
 from .loop import resume
 from .objects import ICallFactory
-from .record import ClientCall, on_reply
+from .record import ClientCall, on_reply, reply_refused
 from .serverside import cancelled_reply, inject_fault, via_server_call
 from .stubs import Stub
 from .stubs import _stub_lock as stub_lock
@@ -160,7 +160,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             if call.stage is _RUNNING:
                                 call.stage = _RETURNED
                             if not call.client._post(on_reply, call, reply):
-                                discard(reply.value)  # R7: nobody will unpack it
+                                reply_refused(call, reply)
                         if propagating:
                             apt._end_unit(unit)
                     if call.server_cancelled and scope.cancel_called:
@@ -334,7 +334,7 @@ def send_reply(apt: Apartment, call: ClientCall, reply: Reply) -> None:
             fields["exc"] = repr(reply.exc)
         trace.emit("call.returned", **call.fields(), hresult=reply.hresult, **fields)
     if not call.client._post(on_reply, call, reply):
-        discard(reply.value)  # R7: nobody will unpack it
+        reply_refused(call, reply)
         if call.tracing:
             trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult,
                        reason="client apartment gone")

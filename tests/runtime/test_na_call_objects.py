@@ -240,3 +240,31 @@ async def test_call_object_begun_by_na_code_from_no_apartment_released_on_anothe
     await drain(rt, rt.mta)
     assert proxy.Release() == 0
     assert await rt.mta.run(_locks, obj) == 0
+
+
+@pytest.mark.threaded_only
+@pytest.mark.asyncio
+async def test_released_in_flight_by_na_code_entered_from_a_loop_that_then_closed(
+        rt: comsim.Runtime) -> None:
+    # R25 R7 R34 R5 R12: NA code entered from no apartment, on a loop of another thread,
+    # begins Make and releases the call object in flight; that loop closes before the reply
+    # comes. Its replies come to that loop, which has no teardown to let go of what the call
+    # object kept for the reply: the refused reply lets go of it, once. Before, the NA's
+    # manager kept the object until the runtime ended
+    obj, stream = await _served(rt)
+    kept: list[Any] = []
+
+    def other_loop() -> None:
+        asyncio.run(rt.nta.run(_begin_in_na(stream, kept, release=True)))
+
+    await asyncio.to_thread(other_loop)  # that loop has closed
+    (proxy,) = kept
+    assert await rt.mta.run(_locks, obj) == 1  # the call is in flight
+    with comsim.testing.capture_trace() as events:
+        await rt.mta.run(_open_and_wait, obj)
+        assert proxy.Release() == 0  # the NA's own count was the manager's last one
+        assert await rt.mta.run(_locks, obj) == 0
+    (gift,) = obj.made
+    assert await rt.mta.run(_locks, gift) == 0  # R7: the dropped reply's reference went
+    assert [e["reason"] for e in events.events("stub.disconnected", object="GatedMaker")] == [
+        "released"]
