@@ -90,12 +90,13 @@ async def _await_cancel(apt: Apartment | None, call: ClientCall, pending: Any) -
         raise
 
 
-def cancel_there(call: ClientCall, timeout: float | None
+def cancel_there(call: ClientCall, timeout: float | None, gave_up: list[bool]
                  ) -> tuple[Callable[[], None], asyncio.Future[int]]:
     """A cancel from another loop than the call's client's: the step to run on the client's
     loop (``start_cancel``, in order with the replies it takes in), and a future of this loop
     that its outcome comes back to through the transport (R28; ``cancel_call``, R31's
-    ``CoCancelCall``)."""
+    ``CoCancelCall``). Once ``gave_up[0]`` (the waiter was cancelled before the step ran) the
+    step cancels as ``Cancel(0)``: the call ends cancelled at once (R32)."""
     here = asyncio.get_running_loop()
     fut: asyncio.Future[int] = here.create_future()
     to_loop = call.client._rt._transport.to_loop
@@ -104,7 +105,7 @@ def cancel_there(call: ClientCall, timeout: float | None
         to_loop(here, settle, (fut, value))
 
     def there() -> None:
-        got = start_cancel(call, timeout)
+        got = start_cancel(call, 0.0 if gave_up[0] else timeout)
         if isinstance(got, int):
             back(got)
         else:
@@ -124,13 +125,18 @@ async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
     client = call.client
     if on_client_thread(client):
         return await _await_cancel(apt, call, start_cancel(call, timeout))
-    there, fut = cancel_there(call, timeout)
+    gave_up = [False]
+    there, fut = cancel_there(call, timeout, gave_up)
     if not step_on_client(client, (there, call), there):
         there()  # its apartment has ended: nothing else steps the call
     try:
         return int(await (apt.com_wait(fut) if apt is not None else fut))
     except asyncio.CancelledError:
         if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
+            # the step below may reach the client before ``there`` (the deterministic pump
+            # may deliver them so): ``there`` then cancels as Cancel(0)
+            gave_up[0] = True
+
             def expire() -> None:
                 grace_expired(call)
 

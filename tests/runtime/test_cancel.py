@@ -1409,3 +1409,44 @@ async def test_co_cancel_call_as_the_callers_apartment_shuts_down(
     release.Signal()
     assert await done.Wait(0, INFINITE) == hr.S_OK
     assert log == ["Block:start", "Block:done"]
+
+
+@pytest.mark.deterministic_only
+@pytest.mark.asyncio
+async def test_co_cancel_call_given_up_before_its_cancel_reached_the_client(
+        rt: comsim.Runtime) -> None:  # R32 R31 R28
+    """The task awaiting CoCancelCall(no limit) is cancelled before the cancel's step reaches
+    the caller's apartment, and the step that ends the grace period overtakes it (the
+    deterministic pump may deliver them so): the call still ends cancelled at once, as
+    Cancel(0) would end it, not after the server's answer."""
+    _srv, cli, proxy, log = await setup(rt, CoopWorker)
+    other = await rt.create_sta("other")
+    started, saw, release, done = (comsim.ManualResetEvent() for _ in range(4))
+    tids: list[int] = []
+    slow: list[float] = []
+    rt.set_latency(lambda rng: slow.pop() if slow else 0.0, target="cli")
+
+    async def client() -> Any:
+        comsim.CoEnableCallCancellation()
+        tids.append(comsim.current_thread_id())
+        try:
+            return await proxy.Ignore(started, saw, release, done, False)
+        except comsim.COMError as exc:
+            return exc.hresult
+
+    async def canceller() -> str:
+        await started.Wait(0, INFINITE)
+        with anyio.move_on_after(0.5):
+            slow.append(1.0)  # the cancel's step takes 1 s to reach "cli"; the next, none
+            await comsim.CoCancelCall(tids[0], NO_LIMIT)
+            return "answered"
+        return "gave up"
+
+    caller = asyncio.ensure_future(cli.run(client))
+    assert await other.run(canceller) == "gave up"
+    assert await caller == hr.RPC_E_CALL_CANCELED  # before the server answers
+    assert slow == []  # the cancel's step was the one delayed
+    assert await saw.Wait(0, INFINITE) == hr.S_OK  # the server was told (R30)
+    release.Signal()
+    assert await done.Wait(0, INFINITE) == hr.S_OK
+    assert log == [("Ignore:saw", hr.RPC_E_CALL_CANCELED), "Ignore:done"]
