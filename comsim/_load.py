@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import inspect
 import os
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import anyio
 
 import comsim
+from comsim.testing._pool import exec_file
 
 __all__ = ["UsageError", "brief", "cwd_importable", "load_scenario"]
 
@@ -73,13 +73,7 @@ def _import(module_name: str) -> ModuleType:
         sys.path.insert(0, str(path.resolve().parent))  # its sibling modules import
         # its own name, unless that names a module already imported (never replace one)
         name = path.stem if path.stem not in sys.modules else f"_comsim_trace_{path.stem}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise UsageError(f"cannot import {module_name}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
+        return exec_file(path, name)
     except UsageError:
         raise
     except ModuleNotFoundError as e:

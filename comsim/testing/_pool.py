@@ -220,26 +220,40 @@ def _import(module: str) -> ModuleType:
                           f"process: {e}") from None
 
 
+def exec_file(path: str | Path, name: str) -> ModuleType:
+    """The Python file ``path`` run as the module ``name`` (in ``sys.modules`` once it has
+    run; taken out again if it fails).
+
+    Raises:
+        ImportError: no module can be made from ``path``.
+        Whatever the file's own code raises (``SystemExit`` too).
+    """
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a module")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return mod
+
+
 def _load_file(path: str) -> ModuleType:
     global _loading
     name = private_name(path)
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise NotLoadable(f"cannot load the scenario's file {path}")
-    mod = importlib.util.module_from_spec(spec)
     folder = str(Path(path).parent)
     if folder not in sys.path:  # its sibling modules import
         sys.path.append(folder)
-    sys.modules[name] = mod
     _loading += 1
     try:
-        spec.loader.exec_module(mod)
+        return exec_file(path, name)
     except (Exception, SystemExit) as e:
-        del sys.modules[name]
         raise NotLoadable(f"loading the scenario's file {path} in a worker process failed: "
                           f"{type(e).__name__}: {e}") from None
     finally:
         _loading -= 1
-    return mod
