@@ -17,7 +17,7 @@ from .._core.iface import MethodSpec
 from .._core.refcount import RefCount
 from .cancel import start_cancel
 from .client import _check_proxy, _outcome
-from .context import UNDER, step_on_client
+from .context import UNDER, on_client_thread, step_on_client
 from .events import ManualResetEvent
 from .facets import _CancelFacet, _SyncFacet
 from .inline import begin_neutral
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 _EVENT_LOCK = threading.Lock()
 #: makes a call object's Release atomic across threads (COM's interlocked count)
 _RELEASE_LOCK = threading.Lock()
-_get_ident = threading.get_ident
 
 
 class CallObject:
@@ -219,7 +218,7 @@ class CallObject:
         if left == 0:
             call = self._call
             client = call.client if call is not None else None
-            if client is None or client._ident == _get_ident() or not step_on_client(
+            if client is None or on_client_thread(client) or not step_on_client(
                     client, self, self._forget):
                 self._forget()  # never begun, on its own thread, or its apartment has ended
         return left

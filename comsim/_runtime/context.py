@@ -94,7 +94,12 @@ def on_client_thread(client: Client) -> bool:
         w = UNDER.get()  # NA code runs on the thread that entered it
     if w is not None:
         return w.apartment is client
-    return client.type is ApartmentType.NA and client._loop is asyncio.get_running_loop()
+    if client.type is not ApartmentType.NA:
+        return False
+    try:
+        return client._loop is asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs here (a plain thread)
+        return False
 
 
 #: ``Where`` from a tuple of its six fields, without a Python ``__new__`` (the hot path's)

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+import anyio
 import pytest
 
 import comsim
@@ -259,3 +260,42 @@ async def test_na_object_called_from_two_threads_at_once(rt: comsim.Runtime) -> 
     b = await rt.create_sta("b")
     for _round in range(20):
         await _one_round(rt, a, b)
+
+
+@pytest.mark.deterministic_only
+@pytest.mark.asyncio
+async def test_last_release_from_another_thread_goes_through_the_pump(
+        rt: comsim.Runtime) -> None:
+    # R12 R25 (the transport seam): a last Release from code on another simulated thread than
+    # the client's posts its step to the client, as the threaded runtime posts it to the
+    # client's thread; one from the client's own thread steps at once. On the deterministic
+    # runtime every apartment shares one OS thread, which once made every Release step at
+    # once, out of the pump's reach (the seed could not order it against replies in flight)
+    p = await pair(rt)
+
+    async def begin() -> Any:
+        call = new_call(p.proxy, AsyncICalc)
+        call.Begin_Add(1, 2)
+        sync = call.QueryInterface(comsim.ISynchronize)
+        assert await sync.Wait(0, comsim.INFINITE) == hresult.S_OK  # the reply is taken in
+        sync.Release()
+        return call
+
+    def delivered() -> int:
+        schedule = rt.schedule
+        assert schedule is not None
+        return sum(d >= 0 for d in schedule.decisions)  # deliveries, not deferrals
+
+    own = await p.client.run(begin)
+    other = await p.client.run(begin)
+
+    async def release_own() -> int:
+        before = delivered()
+        assert own.Release() == 0  # on the client's own thread
+        return delivered() - before
+
+    assert await p.client.run(release_own) == 0
+    before = delivered()
+    assert other.Release() == 0  # from code in no apartment
+    await anyio.sleep(0.001)  # virtual time: the step is delivered
+    assert delivered() == before + 1
