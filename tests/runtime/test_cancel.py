@@ -874,6 +874,18 @@ async def _cancellable_call(proxy: Any, tids: list[int], started: Any, release: 
         return exc.hresult
 
 
+async def _cancellable_ignore(proxy: Any, tids: list[int], started: Any, saw: Any,
+                              release: Any, done: Any, acknowledge: bool = False) -> Any:
+    """A client unit: make its thread's calls cancellable, hand its thread id over, call the
+    cooperative ``Ignore``; gives its result or HRESULT."""
+    comsim.CoEnableCallCancellation()
+    tids.append(comsim.current_thread_id())
+    try:
+        return await proxy.Ignore(started, saw, release, done, acknowledge)
+    except comsim.COMError as exc:
+        return exc.hresult
+
+
 @pytest.mark.parametrize("seconds", [0, 30])
 @pytest.mark.asyncio
 async def test_co_cancel_call_from_another_apartment(rt: comsim.Runtime,
@@ -1074,15 +1086,8 @@ async def test_co_cancel_call_already_cancelled(rt: comsim.Runtime) -> None:  # 
     started, saw, release, done = (comsim.ManualResetEvent() for _ in range(4))
     tids: list[int] = []
 
-    async def client() -> Any:
-        comsim.CoEnableCallCancellation()
-        tids.append(comsim.current_thread_id())
-        try:
-            return await proxy.Ignore(started, saw, release, done, True)
-        except comsim.COMError as exc:
-            return exc.hresult
-
-    caller = asyncio.ensure_future(cli.run(client))
+    caller = asyncio.ensure_future(
+        cli.run(_cancellable_ignore, proxy, tids, started, saw, release, done, True))
 
     async def first() -> int:
         await started.Wait(0, INFINITE)
@@ -1325,14 +1330,6 @@ async def test_cancelling_the_task_awaiting_co_cancel_call(rt: comsim.Runtime,
     scope = anyio.CancelScope()
     got: list[Any] = []
 
-    async def client() -> Any:
-        comsim.CoEnableCallCancellation()
-        tids.append(comsim.current_thread_id())
-        try:
-            return await proxy.Ignore(started, saw, release, done, False)
-        except comsim.COMError as exc:
-            return exc.hresult
-
     async def canceller() -> None:
         with scope:
             got.append(await comsim.CoCancelCall(tids[0], NO_LIMIT))
@@ -1351,7 +1348,8 @@ async def test_cancelling_the_task_awaiting_co_cancel_call(rt: comsim.Runtime,
                 outcome: list[Any] = []
 
                 async def call() -> None:
-                    outcome.append(await client())
+                    outcome.append(await _cancellable_ignore(proxy, tids, started, saw,
+                                                             release, done))
 
                 tg.start_soon(call)
                 caught = await cancel_then_give_up()
@@ -1359,7 +1357,8 @@ async def test_cancelling_the_task_awaiting_co_cancel_call(rt: comsim.Runtime,
 
         result, caught = await cli.run(unit)
     else:
-        caller = asyncio.ensure_future(cli.run(client))
+        caller = asyncio.ensure_future(
+            cli.run(_cancellable_ignore, proxy, tids, started, saw, release, done))
         caught = await other.run(cancel_then_give_up)
         result = await caller
     assert (result, caught, got) == (hr.RPC_E_CALL_CANCELED, True, [])
@@ -1378,12 +1377,8 @@ async def test_co_cancel_call_as_the_callers_apartment_shuts_down(
     started, release, done = (comsim.ManualResetEvent() for _ in range(3))
     tids: list[int] = []
 
-    async def client() -> Any:
-        comsim.CoEnableCallCancellation()
-        tids.append(comsim.current_thread_id())
-        return await proxy.Block(started, release, done)
-
-    caller = asyncio.ensure_future(cli.run(client))
+    caller = asyncio.ensure_future(
+        cli.run(_cancellable_call, proxy, tids, started, release, done))
     assert await started.Wait(0, INFINITE) == hr.S_OK
     got: list[Any] = []
 
@@ -1401,7 +1396,7 @@ async def test_co_cancel_call_as_the_callers_apartment_shuts_down(
                                                                    hr.E_NOINTERFACE}
     assert got[0] in answers
     assert got[1] is False  # it answered once the client's teardown had begun (R18)
-    with pytest.raises(comsim.COMError) as exc:
+    with pytest.raises(comsim.COMError) as exc:  # the teardown ended the unit (R18)
         await caller
     assert exc.value.hresult == hr.RPC_E_DISCONNECTED
     assert events_for(events, "call.cancel_requested", "Block") == []
@@ -1426,14 +1421,6 @@ async def test_co_cancel_call_given_up_before_its_cancel_reached_the_client(
     slow: list[float] = []
     rt.set_latency(lambda rng: slow.pop() if slow else 0.0, target="cli")
 
-    async def client() -> Any:
-        comsim.CoEnableCallCancellation()
-        tids.append(comsim.current_thread_id())
-        try:
-            return await proxy.Ignore(started, saw, release, done, False)
-        except comsim.COMError as exc:
-            return exc.hresult
-
     async def canceller() -> str:
         await started.Wait(0, INFINITE)
         with anyio.move_on_after(0.5):
@@ -1442,7 +1429,8 @@ async def test_co_cancel_call_given_up_before_its_cancel_reached_the_client(
             return "answered"
         return "gave up"
 
-    caller = asyncio.ensure_future(cli.run(client))
+    caller = asyncio.ensure_future(
+        cli.run(_cancellable_ignore, proxy, tids, started, saw, release, done))
     assert await other.run(canceller) == "gave up"
     assert await caller == hr.RPC_E_CALL_CANCELED  # before the server answers
     assert slow == []  # the cancel's step was the one delayed
