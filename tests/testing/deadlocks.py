@@ -99,6 +99,34 @@ async def co_cancel_scenario() -> None:
             tg.start_soon(c.run, co_cancel_hang)
 
 
+async def begin_hang_in_na(stream: comsim.MarshalStream) -> Any:
+    """NA code (entered from A): unmarshal ``Hang``'s object into the NA and begin it through a
+    call object; its client side is A, the thread under the NA code (R5)."""
+    proxy = comsim.unmarshal_interface(stream)
+    factory = proxy.QueryInterface(comsim.ICallFactory)
+    call = factory.CreateCall(AsyncIHang)
+    call.Begin_Hang()
+    return call
+
+
+async def cancel_in_na(call: Any) -> None:
+    """NA code (entered from C): cancel the call that A's thread began, and wait out the grace
+    period (R28: a COM wait of C's unit, R5)."""
+    await anyio.sleep(1)  # virtual: the call is dispatched meanwhile
+    await call.QueryInterface(comsim.ICancelMethodCalls).Cancel(comsim.INFINITE)
+
+
+async def na_cancel_scenario() -> None:
+    """B serves ``Hang``; NA code entered from A begins it; NA code entered from C cancels
+    it: the cancel's step goes to A's thread, and C waits for its outcome."""
+    note_loop()
+    async with comsim.Runtime(deterministic=True, seed=0) as rt:
+        a, b, c = [await rt.create_sta(n) for n in "ABC"]
+        _, stream = await serve(b, Hanger, IHang)
+        call = await a.run(rt.nta.run, begin_hang_in_na, stream)
+        await c.run(rt.nta.run, cancel_in_na, call)
+
+
 class IPing(comsim.Interface):
     async def Ping(self) -> None: ...
     async def CallBack(self, target: Any) -> None: ...

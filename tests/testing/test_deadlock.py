@@ -118,6 +118,18 @@ def test_co_cancel_call_from_another_apartment_is_named() -> None:
     assert exc.cycles == []
 
 
+def test_cancel_from_na_code_on_another_thread_is_named() -> None:
+    # R2, R5, R28: NA code entered from C cancels a call that NA code entered from A began: the
+    # cancel's step goes to A's thread, and C's unit waits out the grace period, a COM wait
+    exc = raises_deadlock(d.na_cancel_scenario)
+    assert exc.waits[:2] == [
+        Wait("B", "IHang.Hang (call #1 from 'A')", event_wait(d.SEEN["event"], "Hanger.Hang")),
+        Wait("C", "run NeutralApartment.run",
+             "a COM wait in the grace period of Cancel on call #1 IHang.Hang to 'B'"),
+    ]
+    assert exc.cycles == []
+
+
 def test_call_back_into_an_sta_blocked_by_a_non_com_await() -> None:
     # R2 (choice): A's unit waits by non-COM means for what only a later unit of A provides;
     # B's method calls back into A, and that call queues behind A's unit
