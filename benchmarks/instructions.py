@@ -18,6 +18,15 @@ and imports cancelled out.
 - ``an empty scenario``: ``explore`` of ``async def scenario(rt): return 1``, comsim's floor;
 - the raw baseline: ``asyncio.run`` of an empty coroutine, the least a run on a fresh loop
   could cost.
+
+``--throughput`` counts, the same way, the instructions per call of ``seam.py``'s third figure
+(16 callers in the MTA calling one STA on the threaded runtime) and of its raw baseline (two
+loops whose server runs each call as a task), both threads together. Callgrind counts the
+process's own instructions, not the kernel's: the wake-ups and thread switches that comsim's
+bursts save are not in it, so this is the Python each call costs, the figure that a change to
+the call path moves, which wall-clock rounds on a shared machine cannot show. (Less exact than
+the single-threaded counts: how the two threads interleave under valgrind moves the number of
+wake-ups per call, and the figure by a few percent from one count to the next.)
 """
 
 from __future__ import annotations
@@ -66,6 +75,15 @@ def _child(kind: str, runs: int) -> None:
         for _ in range(WARM + runs):
             asyncio.run(nothing())
         return
+    if kind in ("tput", "tput_raw"):  # ``runs`` calls (a multiple of 16)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import seam  # type: ignore[import-not-found]
+
+        if kind == "tput":
+            asyncio.run(seam.comsim_throughput(runs))
+        else:
+            seam.raw_throughput(runs)
+        return
     scenario = {"race": race, "race_unrecorded": race_unrecorded, "empty": empty}[kind]
     explore(scenario, range(WARM))
     if runs:
@@ -88,10 +106,19 @@ def per_run(kind: str, runs: int) -> float:
     return (_count(kind, runs) - _count(kind, 0)) / runs
 
 
+def per_call(kind: str, calls: int) -> float:
+    """Instructions per call: two counts (``calls`` and three times as many), so that start-up
+    and the set-up of the apartments cancel out."""
+    return (_count(kind, 3 * calls) - _count(kind, calls)) / (2 * calls)
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=500, help="runs per count")
+    ap.add_argument("--throughput", action="store_true",
+                    help="instructions per call of the 16-caller throughput benchmark instead")
+    ap.add_argument("--calls", type=int, default=3200, help="calls per throughput count")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "RUNS"), help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
     if ns.child:
@@ -99,6 +126,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return {}
     if shutil.which("valgrind") is None:
         raise SystemExit("benchmarks/instructions.py needs valgrind (callgrind) on the PATH")
+    if ns.throughput:
+        calls = max(16, ns.calls // 16 * 16)
+        ours, raw = per_call("tput", calls), per_call("tput_raw", calls)
+        print(f"instructions per call, 16 MTA callers -> one STA ({calls} and {3 * calls} "
+              "calls per count, callgrind, both threads, user space only):")
+        print(f"  comsim                         {ours:>12,.0f}  ({ours / raw:.2f}x)")
+        print(f"  raw: two loops, a task a call  {raw:>12,.0f}")
+        return {"tput": ours, "tput_raw": raw}
     figures = {kind: per_run(kind, ns.runs)
                for kind in ("race", "race_unrecorded", "empty", "asyncio.run")}
     raw = figures["asyncio.run"]

@@ -57,7 +57,8 @@ def test_floor_prototypes_run_beside_comsim() -> None:
 def test_instruction_count_driver_runs_every_kind() -> None:
     """benchmarks/instructions.py's driver (what valgrind counts) runs each kind; counting
     itself needs valgrind, which a plain machine lacks, and is a benchmark's job."""
-    for kind in ("race", "race_unrecorded", "empty", "asyncio.run"):
+    for kind, runs in (("race", "3"), ("race_unrecorded", "3"), ("empty", "3"),
+                       ("asyncio.run", "3"), ("tput", "32"), ("tput_raw", "32")):
         out = subprocess.run([sys.executable, "benchmarks/instructions.py", "--child", kind,
-                              "3"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+                              runs], capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert out.returncode == 0, (kind, out.stderr)
