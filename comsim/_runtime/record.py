@@ -276,10 +276,8 @@ def reply_refused(call: ClientCall, reply: Reply) -> None:
     with client._rt._lock:  # the teardown closes the client under it (``_run_at_close``)
         if not client._closed:
             return  # its teardown's end lets go (``keep_for_reply``)
-        holder, call.holder = call.holder, None
         client._at_close.pop((_HOLDER, call), None)
-    if holder is not None:
-        holder.Release()
+    _let_go(call)  # closed: nothing else of the client steps the call any more
 
 
 def _let_go(call: ClientCall) -> None:
