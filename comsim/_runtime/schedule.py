@@ -19,12 +19,13 @@ or the same over channels, sender to receiver), ``DefaultPolicy``.
 from __future__ import annotations
 
 import json
+import operator
 import random
 from collections.abc import Sequence
 from os import PathLike
 from typing import Any, Protocol
 
-from .._core.check import BadArgumentValue
+from .._core.check import BadArgumentType, BadArgumentValue
 
 #: a decision: let everything else that is ready run first
 DEFER = -1
@@ -163,13 +164,36 @@ def _is_choice(keys: Sequence[Any]) -> bool:
     return any(k != first for k in keys)
 
 
+def _decision(d: Any) -> int:
+    """``d`` as a decision: an int (``operator.index``), not a bool, a float or a str."""
+    if isinstance(d, bool):
+        raise TypeError(d)
+    return operator.index(d)
+
+
 class Schedule:
     """The decisions of one run of the deterministic pump (``decisions``), with the seed of the
     runtime's other seeded choices. ``preemptions`` counts the decisions that differ from the
     default (the oldest message, no deferral)."""
 
     def __init__(self, decisions: Sequence[int], seed: int | None = None) -> None:
-        self.decisions = [int(d) for d in decisions]
+        """Raises:
+            COMError(E_INVALIDARG), also a TypeError: ``decisions`` not a sequence of ints,
+                ``seed`` neither an int nor None.
+            COMError(E_INVALIDARG), also a ValueError: a decision below ``DEFER`` (-1).
+        """
+        try:
+            checked = [d if type(d) is int else _decision(d) for d in decisions]
+        except TypeError:
+            raise BadArgumentType(f"Schedule: decisions must be a sequence of ints (an index "
+                                  f"into the pending messages, or -1 to defer), not "
+                                  f"{decisions!r}"[:300]) from None
+        if checked and min(checked) < DEFER:
+            raise BadArgumentValue(f"Schedule: a decision is an index into the pending "
+                                   f"messages (>= 0) or -1 to defer, not {min(checked)}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise BadArgumentType(f"Schedule: seed must be an int or None, not {seed!r}")
+        self.decisions = checked
         self.seed = seed
 
     @property

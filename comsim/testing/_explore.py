@@ -133,6 +133,10 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
 
     Raises:
         Whatever the scenario raises, with the notes above.
+        COMError(E_INVALIDARG), also a TypeError: an argument of the wrong type (``seeds``
+            not an iterable of ints, ``until`` not callable, ``executor`` without ``submit``,
+            ``save_dir`` not a path, ``keep_going`` not a bool, ``depth`` or ``workers``
+            not an int).
         COMError(E_INVALIDARG), also a ValueError: an unknown strategy, ``depth`` < 1,
             ``workers`` < 1, a scenario a worker of ``workers``/``executor`` cannot import or
             load from its file.
@@ -154,6 +158,17 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
             raise BadArgumentType(f"explore: {name} must be an int, not {value!r}")
         if value < 1:
             raise BadArgumentValue(f"explore: {name} must be >= 1, not {value!r}")
+    if until is not None and not callable(until):
+        raise BadArgumentType(f"explore: until must be a function of the exploration so far "
+                              f"(e.g. until=lambda found: len(found) > 1), not {until!r}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise BadArgumentType(f"explore: executor must be a concurrent.futures.Executor (an "
+                              f"object with submit), not {executor!r}")
+    if save_dir is not None and not isinstance(save_dir, (str, os.PathLike)):
+        raise BadArgumentType(f"explore: save_dir must be a directory's path (a str or a "
+                              f"path), not {save_dir!r}")
+    if type(keep_going) is not bool:
+        raise BadArgumentType(f"explore: keep_going must be True or False, not {keep_going!r}")
     try:
         taken = _seeds(iter(seeds))
     except TypeError:

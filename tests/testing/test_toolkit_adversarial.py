@@ -357,6 +357,39 @@ def test_explore_arguments_of_the_wrong_type(kwargs: dict[str, Any]) -> None:
     assert isinstance(info.value, TypeError)
 
 
+@pytest.mark.parametrize("kwargs", [{"until": 5}, {"executor": object()},
+                                    {"save_dir": 5}, {"keep_going": "yes"}],
+                         ids=["until=5", "executor=object()", "save_dir=5", "keep_going='yes'"])
+def test_explore_refuses_bad_keywords_before_any_run(kwargs: dict[str, Any]) -> None:
+    ran: list[int] = []
+
+    async def counted(rt: comsim.Runtime) -> int:
+        ran.append(1)
+        return 1
+
+    with pytest.raises(comsim.COMError, match=f"explore: {next(iter(kwargs))} must") as info:
+        explore(counted, range(2), **kwargs)
+    assert isinstance(info.value, TypeError) and info.value.hresult == hr.E_INVALIDARG
+    assert ran == []  # refused up front, not on the first run or the first block
+
+
+@pytest.mark.parametrize(("decisions", "seed", "kind"), [
+    (["x"], None, TypeError), ([1.5], None, TypeError), ([True], None, TypeError),
+    (5, None, TypeError), ([0, -2], None, ValueError), ([0], "7", TypeError),
+    ([0], 1.0, TypeError)])
+def test_a_schedule_made_by_hand_is_checked_as_a_loaded_one(decisions: Any, seed: Any,
+                                                          kind: type) -> None:
+    with pytest.raises(comsim.COMError, match="Schedule: ") as info:
+        Schedule(decisions, seed)
+    assert isinstance(info.value, kind) and info.value.hresult == hr.E_INVALIDARG
+
+
+def test_a_schedule_takes_any_sequence_of_ints() -> None:
+    sched = Schedule((d for d in (0, -1, 2)), seed=3)
+    assert sched.decisions == [0, -1, 2] and sched.preemptions == 2
+    assert Schedule.from_json(sched.to_json()) == sched
+
+
 def test_explore_of_a_plain_function_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(comsim.COMError, match=r"explore: .*async def"):
         explore(not_async, range(2), keep_going=True)
