@@ -66,9 +66,9 @@ class Apartment(ComWaits, RunUnits):
     # slots: an apartment is made per ``create_sta``, and an exploration makes thousands
     __slots__ = ("__weakref__", "_accepting", "_at_close", "_closed", "_closed_waiters",
                  "_closing", "_ctx0", "_deferred", "_filter", "_home", "_ident", "_idle",
-                 "_inbox", "_loop", "_never_ran_cb", "_new_future", "_post", "_rt", "_sched",
-                 "_stubs", "_tasks", "_thread", "_transport", "_wake", "_woken", "name",
-                 "thread_id", "type")
+                 "_inbox", "_loop", "_nested", "_never_ran_cb", "_new_future", "_post", "_rt",
+                 "_sched", "_stubs", "_tasks", "_thread", "_transport", "_wake", "_woken",
+                 "name", "thread_id", "type")
 
     def __init__(self, runtime: Runtime, name: str, kind: ApartmentType, thread_id: int) -> None:
         self.name = name
@@ -80,6 +80,8 @@ class Apartment(ComWaits, RunUnits):
         self._sched: StaScheduler | None = StaScheduler() if kind.is_sta else None
         if self._sched is not None:
             self._sched.consult = self._consult_pending
+        #: while ``_apply`` carries out an action: the actions that come meanwhile (``_apply``)
+        self._nested: list[Any] | None = None
         self._accepting = True  # guarded by the runtime's lock: messages may be posted
         #: messages from other threads, not yet taken in
         self._inbox: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
@@ -202,18 +204,36 @@ class Apartment(ComWaits, RunUnits):
 
     # ------------------------------------------------------------------ the scheduler's actions
     def _apply(self, actions: list[Any]) -> None:
-        for a in actions:
-            t = type(a)
-            if t is Start:
-                self._start_unit(a.unit)
-            elif t is Resume:
-                gate = a.wait.gate
-                if gate is not None and not gate.done():
-                    gate.set_result(None)
-            elif t is CancelOutgoing:
-                call = a.wait.payload
-                if call is not None:
-                    HOOKS.cancel_outgoing(call)
+        """Carry out the scheduler's actions, in order. Actions asked for while one is carried
+        out (a call started here that ends at once — rejected, cancelled while queued, its
+        object gone — ends its unit, and the scheduler starts the next) are carried out right
+        after it, in their order, by the same loop: the order of a recursion, without a stack
+        level per unit, which hundreds of queued calls ending so would overflow (R2, R16)."""
+        nested = self._nested
+        if nested is not None:
+            nested.extend(actions)
+            return
+        todo = actions[::-1]  # the next action last
+        self._nested = nested = []
+        try:
+            while todo:
+                a = todo.pop()
+                t = type(a)
+                if t is Start:
+                    self._start_unit(a.unit)
+                elif t is Resume:
+                    gate = a.wait.gate
+                    if gate is not None and not gate.done():
+                        gate.set_result(None)
+                elif t is CancelOutgoing:
+                    call = a.wait.payload
+                    if call is not None:
+                        HOOKS.cancel_outgoing(call)
+                if nested:
+                    todo.extend(reversed(nested))
+                    nested.clear()
+        finally:
+            self._nested = None
 
     def _end_unit(self, unit: Unit | None) -> None:
         if unit is not None and self._sched is not None:

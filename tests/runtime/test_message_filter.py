@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
@@ -455,3 +456,46 @@ async def test_message_pending_cancelcall_fails_outgoing_call(rt: comsim.Runtime
     assert s["log"] == ["call -> RPC_E_CALL_CANCELED", "unit"]
     assert len(events.events("call.cancel_requested", method="Block")) == 1  # as Cancel(0)
     assert [p[2] for p in s["cflt"].pendings] == [comsim.PENDINGTYPE_TOPLEVEL]
+
+
+# --------------------------------------------------------------------------- many at once
+@pytest.mark.asyncio
+async def test_hundreds_of_queued_calls_rejected_one_after_another(rt: comsim.Runtime
+                                                                   ) -> None:  # R16, R2
+    """Calls queued at a busy STA whose filter rejects them: each one ends its unit as it
+    starts, and the next starts. Before, each started one Python stack level deeper: 400 of
+    them overflowed the stack in the busy unit's ending, whose caller then never had its
+    result and the rest of the calls were lost."""
+    n = 400
+    flt = Filter(incoming=[comsim.SERVERCALL_REJECTED])
+    srv, obj, stream = await calc_server(rt, flt)
+    gate: concurrent.futures.Future[None] = concurrent.futures.Future()
+    busy, sent = comsim.ManualResetEvent(), comsim.ManualResetEvent()
+
+    async def block() -> str:  # srv busy in a non-COM await: the calls queue up (R2)
+        busy.Signal()
+        await asyncio.wrap_future(gate)
+        return "block done"
+
+    async def callers() -> list[Any]:
+        proxy = comsim.unmarshal_interface(stream)
+
+        async def one(i: int) -> Any:
+            try:
+                return await proxy.Add(i, i)
+            except comsim.COMError as exc:
+                return exc.hresult
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(n)]
+        await asyncio.sleep(0)  # a yield, no time: every request is sent
+        sent.Signal()
+        return list(await asyncio.gather(*tasks))
+
+    blocked = asyncio.ensure_future(srv.run(block))
+    await busy.Wait(0, comsim.INFINITE)
+    calling = asyncio.ensure_future(rt.mta.run(callers))
+    await sent.Wait(0, comsim.INFINITE)
+    gate.set_result(None)
+    assert await blocked == "block done"
+    assert await calling == [hresult.RPC_E_CALL_REJECTED] * n
+    assert obj.calls == 0 and len(flt.incoming) == n
