@@ -54,13 +54,21 @@ def _construct(cls: type[CoClass], iface: type[Any], at_home: bool,
                made: list[Any] | None = None) -> Any:
     """In the target apartment: ``cls()``, checked for ``iface``; the object itself for the
     creator's own apartment, else its marshal data (the construction's reference goes to the
-    stub: the proxy will hold the only strong reference, R7)."""
+    stub: the proxy will hold the only strong reference, R7).
+
+    Raises:
+        COMError(hr): the constructor raised ``COMError(hr)``.
+        COMError(E_FAIL): it raised anything else, ``SystemExit``, ``KeyboardInterrupt`` and
+            ``CancelledError`` included (R33; the fault boundary, ``boundary``: ``cls()`` is
+            synchronous, so a ``CancelledError`` from it is its own, not a cancel of the task).
+        COMError(E_NOINTERFACE): the object does not implement ``iface`` (it is released).
+    """
     name = cls.__name__
     try:
         obj = cls()
     except COMError:
         raise
-    except Exception as exc:  # (choice) any other exception: E_FAIL
+    except BaseException as exc:  # (choice) anything else: E_FAIL
         raise COMError(hr.E_FAIL, f"CoCreateInstance({name}, ...): {name}() raised "
                                   f"{type(exc).__name__}: {exc}; fix the constructor "
                                   "(raise COMError(hr) for a chosen HRESULT)") from exc
@@ -90,7 +98,8 @@ async def CoCreateInstance(cls: type[Any], iface: type[T]) -> T:
             ``threading_model`` is not "Apartment", "Free", "Both", "Neutral" or None.
         COMError(E_INVALIDARG), also a TypeError: ``iface`` is not an interface.
         COMError(E_NOINTERFACE): the object does not implement ``iface`` (it is released).
-        COMError(hr): the constructor raised ``COMError(hr)``; E_FAIL for any other exception.
+        COMError(hr): the constructor raised ``COMError(hr)``; E_FAIL for anything else it
+            raises, ``SystemExit`` and ``KeyboardInterrupt`` too.
         COMError(RPC_E_DISCONNECTED): the target apartment has shut down.
     """
     w = WHERE.get()

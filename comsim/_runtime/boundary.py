@@ -11,7 +11,11 @@ process it is one apartment's fault, and COM reports it to the caller.
 
 The synchronous hooks go through ``call_hook``; a method's failure becomes its reply in
 ``fault_reply`` (``_core.rules.reply_code``), and a server method's cancellation in
-``server.server_task`` (``_core.rules.server_cancel_outcome``).
+``server.server_task`` (``_core.rules.server_cancel_outcome``). Pickling hooks fail their value
+with RPC_X_BAD_STUB_DATA in ``wire.pack`` and ``wire.unpack`` (R11), on either side of a call;
+a constructor fails ``CoCreateInstance`` with E_FAIL in ``activation._construct`` (R33). A
+``CancelledError`` raised by such synchronous code is its own exception like any other: no
+cancel of the task can arrive inside it.
 """
 
 from __future__ import annotations

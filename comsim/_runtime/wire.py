@@ -4,6 +4,12 @@ Values are copied by pickling. Every ``CoClass`` instance and proxy inside a val
 depth, becomes an object reference; on the receiving side each reference becomes a proxy bound
 to the receiving apartment, or the object itself at home. Free-threaded objects (``StdEvent``,
 ``ManualResetEvent``) pass by reference. Plain immutable scalars need no copy and skip pickle.
+
+Pickling hooks (``__reduce__``, ``__setstate__``, a reconstructor) are user code: whatever they
+raise, ``SystemExit``, ``KeyboardInterrupt`` and ``CancelledError`` included, fails the value
+with ``RPC_X_BAD_STUB_DATA`` (R11; the fault boundary, ``boundary``). They run synchronously,
+so no cancellation of the task can arrive inside them: a ``CancelledError`` raised there is the
+hook's own, and a cancel of the task still comes at its next ``await``.
 """
 
 from __future__ import annotations
@@ -47,20 +53,41 @@ class _Pickler(pickle.Pickler):
         return len(self.refs) - 1
 
 
+_FAILED = object()  # a reference whose resolving raised: it brought nothing in
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, buf: io.BytesIO, refs: list[Any], apartment: Apartment) -> None:
         super().__init__(buf)
         self._refs = refs
         self._apartment = apartment
-        self.resolved: set[int] = set()
+        #: index of each reference resolved (its data is consumed) -> what it brought in
+        self.brought: dict[int, Any] = {}
 
     def persistent_load(self, pid: Any) -> Any:
-        self.resolved.add(pid)
-        return _resolve(self._refs[pid], self._apartment)
+        self.brought[pid] = _FAILED  # consumed even if resolving raises (R9): not released
+        value = self.brought[pid] = _resolve(self._refs[pid], self._apartment)
+        return value
+
+    def let_go(self) -> None:
+        """R7: the value will not arrive, so what its references brought in is released: each
+        holds one count (the object itself at home, ``AddRef``-ed; a proxy, one count on its
+        manager, R34) but a free-threaded object, passed by reference, which holds none."""
+        for value in self.brought.values():
+            if value is not _FAILED and not getattr(value, "_com_free_threaded_", False):
+                value.Release()
 
 
 def pack(value: Any, what: str) -> Any:
-    """``value`` ready to cross; ``COMError(RPC_X_BAD_STUB_DATA)`` if it cannot be copied."""
+    """``value`` ready to cross (R11). On failure the references already taken for it are
+    released (R7).
+
+    Raises:
+        COMError(RPC_X_BAD_STUB_DATA): ``pickle`` refuses the value, or a pickling hook of it
+            raises anything but a COMError (``SystemExit`` too: the fault boundary).
+        COMError: a COMError raised inside, as it is: a released proxy (CO_E_OBJNOTCONNECTED,
+            R34) or one to a disconnected object (RPC_E_DISCONNECTED, R17), or a hook's own.
+    """
     if type(value) in _SCALARS:
         return value
     if type(value) is tuple:
@@ -76,7 +103,7 @@ def pack(value: Any, what: str) -> Any:
     except BaseException as exc:
         for ref in p.refs:  # R7: references taken for a value that will never cross
             _release(ref)
-        if isinstance(exc, COMError) or not isinstance(exc, Exception):
+        if isinstance(exc, COMError):
             raise
         raise COMError(
             hr.RPC_X_BAD_STUB_DATA,
@@ -87,21 +114,25 @@ def pack(value: Any, what: str) -> Any:
 
 
 def unpack(value: Any, apartment: Apartment, what: str = "a value") -> Any:
-    """The receiving apartment's copy of a packed value.
+    """The receiving apartment's copy of a packed value. On failure nothing of it stays: the
+    references it did not resolve are released, and what those it resolved brought in (R7).
 
     Raises:
         COMError(RPC_X_BAD_STUB_DATA): the value pickled but does not unpickle (R11): its
-            ``__reduce__`` or ``__setstate__`` fails on the receiving side.
-        COMError: what resolving an object reference inside it raises (R17, R18).
+            ``__reduce__`` or ``__setstate__`` fails on the receiving side, whatever it raises
+            but a COMError (``SystemExit`` too: the fault boundary).
+        COMError: a COMError raised inside, as it is: what resolving an object reference
+            raises (CO_E_OBJNOTCONNECTED, R17, R18), or a hook's own.
     """
     if type(value) is not Packed:
         return value
     up = _Unpickler(io.BytesIO(value.data), value.refs, apartment)
     try:
         return up.load()
-    except COMError:
-        raise
-    except Exception as exc:
+    except BaseException as exc:
+        up.let_go()
+        if isinstance(exc, COMError):
+            raise
         raise COMError(
             hr.RPC_X_BAD_STUB_DATA,
             f"{what} could not be unmarshalled in apartment {apartment.name!r} "
@@ -109,7 +140,7 @@ def unpack(value: Any, apartment: Apartment, what: str = "a value") -> Any:
         ) from exc
     finally:
         for i, ref in enumerate(value.refs):  # R7: references the value did not bring in
-            if i not in up.resolved:
+            if i not in up.brought:
                 _release(ref)
 
 
