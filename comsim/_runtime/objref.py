@@ -1,11 +1,12 @@
 """Object references, marshal data, ``CoDisconnectObject`` and the Global Interface Table
-(R6-R11, R17). Every route in ends in ``proxy.bring_in`` (R34); every reference on a stub is
-counted by ``lifetime`` (R7)."""
+(R6-R11, R17). Every route in ends in ``_connect`` (R34), one hold of the stub lock from taking
+the route's data to taking its reference; every reference on a stub is counted by ``lifetime``
+(R7)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast, overload
 
 from .._core import hresult as hr
@@ -14,7 +15,7 @@ from .._core import lifetime as life
 from .._core.check import BadArgumentType
 from .._core.constants import MSHLFLAGS
 from .._core.hresult import COMError
-from .._core.lifetime import LifeInput
+from .._core.lifetime import LifeEffect, LifeInput
 from .._core.marshaldata import DataInput, GitEntry, Hold, MarshalData
 from .._core.stub import Connection
 from . import lifetime, wire
@@ -27,7 +28,7 @@ from .objects import (
     home_apartment,
     interfaces_of,
 )
-from .proxy import Proxy, bring_in, disconnected_proxy
+from .proxy import Proxy, arrive, disconnected_proxy, offers, settle
 from .stubs import Stub, _stub_lock
 
 if TYPE_CHECKING:
@@ -52,15 +53,20 @@ class ByRef(NamedTuple):
 
 
 def reference_for(obj: Any) -> Any:
-    """What an object found inside an argument becomes: a reference, or None (copy it)."""
+    """What an object found inside an argument or result becomes: a reference, or None (copy
+    it). Passing a proxy is using it (R11, R12).
+
+    Raises:
+        COMError: R12's checks on a proxy, in their order (CO_E_NOTINITIALIZED,
+            CO_E_OBJNOTCONNECTED: its apartment shut down or its count reached 0,
+            RPC_E_WRONG_THREAD); RPC_E_DISCONNECTED for a proxy to a disconnected object.
+    """
     if isinstance(obj, CoClass):
         stub = lifetime.take(obj, LifeInput.ADD_STRONG)
         return ObjRef(stub, stub.interfaces, MarshalData(MSHLFLAGS.NORMAL))
     if isinstance(obj, Proxy):
+        obj._check_use()
         stub = obj._stub
-        if not obj._manager.count.live:
-            raise COMError(hr.CO_E_OBJNOTCONNECTED,
-                           "a released proxy (its count reached 0) was passed; pass a live one")
         if stub.conn is not Connection.CONNECTED or not lifetime.add(stub, LifeInput.ADD_STRONG):
             raise COMError(hr.RPC_E_DISCONNECTED, "a proxy to a disconnected object was passed")
         return ObjRef(stub, stub.interfaces, MarshalData(MSHLFLAGS.NORMAL))
@@ -74,18 +80,16 @@ def resolve(ref: Any, apartment: Apartment) -> Any:
     the apartment's one manager for it (R11, R34)."""
     if type(ref) is ByRef:
         return ref.obj
-    stub: Stub = ref.stub
-    with _stub_lock:
-        code, hold = ref.data.advance(DataInput.UNMARSHAL)
-    if code:
-        hold = Hold.TAKE  # resolved again (cannot happen today): take a reference of its own
-    elif hold is Hold.DEAD:  # discarded, then unpacked (cannot happen today): R7's dead data
-        if stub.apartment is apartment:
-            raise COMError(life.released_normal_status(True),
-                           f"a released reference to {type(stub.obj).__name__} arrived home")
-        return disconnected_proxy(stub, IUnknown, apartment)
+    data: MarshalData = ref.data
+
+    def claim() -> Hold:
+        code, hold = data.advance(DataInput.UNMARSHAL)
+        # resolved again (cannot happen today): a reference of its own; discarded, then
+        # unpacked (cannot happen today): R7's released data (Hold.DEAD)
+        return Hold.TAKE if code else hold
+
     # IUnknown's proxy is the one for every interface of the object (R34)
-    return _connect(stub, IUnknown, apartment, hold)
+    return _connect(ref.stub, IUnknown, apartment, claim)
 
 
 def release_reference(ref: Any) -> None:
@@ -183,40 +187,66 @@ def unmarshal_interface(stream: MarshalStream, iface: type[Any] | None = None) -
     apt = _current_apartment("unmarshal_interface")
     if not isinstance(stream, MarshalStream):
         raise COMError(hr.E_INVALIDARG, f"{stream!r} is not marshal data")
-    stub = stream._stub
-    wanted = _check_interface(iface or stream._iface)  # a bad argument consumes nothing
-    with _stub_lock:
-        code, hold = stream._data.advance(DataInput.UNMARSHAL)
-    if code:
-        raise COMError(code, f"unmarshal_interface: the marshal data is "
-                             f"{stream._data.state.value} ({stream._data.flags.name}); "
-                             "marshal the object again")
-    if hold is Hold.DEAD:  # R7: released normal data
-        code = life.released_normal_status(stub.apartment is apt)
-        if not code and not stub.implements(wanted):
-            code = hr.E_NOINTERFACE
+    data = stream._data
+
+    def claim() -> Hold:
+        code, hold = data.advance(DataInput.UNMARSHAL)
         if code:
-            raise COMError(code, f"unmarshal_interface: the marshal data of "
-                                 f"{type(stub.obj).__name__} was released; marshal it again")
-        return disconnected_proxy(stub, wanted, apt)
-    return _connect(stub, wanted, apt, hold)
+            raise COMError(code, f"unmarshal_interface: the marshal data is "
+                                 f"{data.state.value} ({data.flags.name}); marshal the object "
+                                 "again")
+        return hold
+
+    return _connect(stream._stub, iface or stream._iface, apt, claim)
 
 
-def _connect(stub: Stub, iface: type[Any], apt: Apartment, hold: Hold) -> Any:
-    """A route in (R34): checks, then the interface pointer for ``apt``."""
+def _connect(stub: Stub, iface: type[Any], apt: Apartment, claim: Callable[[], Hold]) -> Any:
+    """A route in (R34) as one step: in one hold of the stub lock, ``claim()`` takes the
+    route's data or GIT entry (it raises if it cannot: consumed, released, revoked), the stub
+    and the interface are checked and the route's reference is taken (R7, R10). A release,
+    revoke or disconnect on another thread comes wholly before it (the route fails) or wholly
+    after it (the pointer it gave holds its own reference). Lock order: the stub lock alone
+    (``claim`` takes no lock; what the hold decides is carried out once it is let go).
+
+    Raises:
+        COMError: what ``claim`` raises; E_NOINTERFACE when the object lacks ``iface`` (R9:
+            NORMAL data is consumed all the same); CO_E_OBJNOTREG when the stub went by
+            release (table-weak data); CO_E_OBJNOTCONNECTED when it was disconnected or its
+            apartment shuts down (R17, R18), or for released NORMAL data at home (R7).
+        BadArgumentType: ``iface`` is not an interface (before anything is claimed).
+    """
     iface = _check_interface(iface)
-    code = life.unmarshal_status(stub.conn is Connection.CONNECTED, stub.apartment._accepting,
-                                 stub.implements(iface), lifetime.gone_reason(stub))
-    if code:
-        if identity.FAILED[hold]:  # R9: the data is consumed all the same
-            lifetime.step(stub, LifeInput.DROP_STRONG)
-        raise COMError(code, f"{type(stub.obj).__name__} as {iface.__name__}: "
-                             + ("the object does not implement it" if code == hr.E_NOINTERFACE
-                                else "its stub has gone (every reference to it was released; "
-                                     "marshal it again)" if code == hr.CO_E_OBJNOTREG
-                                else "the object was disconnected or its apartment "
-                                     f"{stub.apartment.name!r} has shut down"))
-    return bring_in(stub, iface, apt, hold)
+    at_home = stub.apartment is apt
+    offered = offers(stub, iface, at_home)
+    arrival = None
+    effect = LifeEffect.NOTHING
+    with _stub_lock:
+        hold = claim()
+        if hold is Hold.DEAD:  # R7: released NORMAL data (nothing of the stub is touched)
+            code = life.released_normal_status(at_home) or (0 if offered else hr.E_NOINTERFACE)
+        else:
+            # the stub's life, not only its connection: a stub that went in another thread's
+            # hold is connected until that thread carries it out
+            gone = lifetime.gone_reason(stub)
+            code = life.unmarshal_status(stub.conn is Connection.CONNECTED and gone is None,
+                                         stub.apartment._accepting, offered, gone)
+            if not code:
+                arrival = arrive(stub, iface, apt, hold)
+            elif identity.FAILED[hold]:  # R9: the data is consumed all the same
+                effect = lifetime.step_locked(stub, LifeInput.DROP_STRONG)
+    if arrival is not None:
+        return settle(stub, apt, arrival)
+    lifetime.carry_out(stub, effect)
+    if hold is Hold.DEAD and not code:
+        return disconnected_proxy(stub, iface, apt)
+    raise COMError(code, f"{type(stub.obj).__name__} as {iface.__name__}: "
+                         + ("the object does not implement it" if code == hr.E_NOINTERFACE
+                            else "its marshal data was released; marshal it again"
+                            if hold is Hold.DEAD
+                            else "its stub has gone (every reference to it was released; "
+                                 "marshal it again)" if code == hr.CO_E_OBJNOTREG
+                            else "the object was disconnected or its apartment "
+                                 f"{stub.apartment.name!r} has shut down"))
 
 
 def _release_data(data: MarshalData, stub: Stub) -> None:
@@ -266,7 +296,10 @@ def _check_cookie(api: str, cookie: Any) -> None:
 
 
 class GlobalInterfaceTable:
-    """``rt.git``: interface pointers any apartment can get (R10)."""
+    """``rt.git``: interface pointers any apartment can get (R10). ``_lock`` guards the
+    entries and the cookies; an entry's revocation is guarded by the stub lock, with the
+    stub's references (R7), so that a get and a revoke are each one step. The two locks are
+    never held together."""
 
     def __init__(self, cookies: Iterator[int]) -> None:
         self._cookies = cookies  # the runtime's: cookies are unique within it
@@ -301,10 +334,16 @@ class GlobalInterfaceTable:
         _check_cookie("GetInterfaceFromGlobal", cookie)
         with self._lock:
             entry = self._entries.get(cookie)
-            code = entry[2].get() if entry is not None else hr.E_INVALIDARG
-        if code or entry is None:
-            raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} is not registered (revoked?)")
-        return cast(T, _connect(entry[0], iface, apt, Hold.TAKE))
+        if entry is None:
+            raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} is not registered")
+        registration = entry[2]
+
+        def claim() -> Hold:  # under the stub lock, which guards the entry's revocation
+            if registration.get():
+                raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} was revoked")
+            return Hold.TAKE  # the entry keeps its reference; the route takes one (R7)
+
+        return cast(T, _connect(entry[0], iface, apt, claim))
 
     def RevokeInterfaceFromGlobal(self, cookie: int) -> None:
         """Revoke a registration; any apartment may.
@@ -317,11 +356,16 @@ class GlobalInterfaceTable:
         _check_cookie("RevokeInterfaceFromGlobal", cookie)
         with self._lock:
             entry = self._entries.get(cookie)
-            code = entry[2].revoke() if entry is not None else hr.E_INVALIDARG
+        if entry is None:
+            raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} is not registered")
+        stub = entry[0]
+        with _stub_lock:  # the revocation and the entry's strong reference go in one step (R7)
+            code = entry[2].revoke()
+            effect = (LifeEffect.NOTHING if code
+                      else lifetime.step_locked(stub, LifeInput.DROP_STRONG))
+        lifetime.carry_out(stub, effect)
         if code:
-            raise COMError(code, f"GIT cookie {cookie!r} is not registered (revoked twice?)")
-        assert entry is not None
-        lifetime.step(entry[0], LifeInput.DROP_STRONG)  # R7: the entry's strong reference
+            raise COMError(code, f"GIT cookie {cookie!r} was revoked already")
 
 
 wire.install(reference_for, resolve, release_reference)

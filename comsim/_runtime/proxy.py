@@ -5,7 +5,7 @@ apartment that unmarshalled them (R12, R13, R19, R25), one manager per object pe
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from .._core import hresult as hr
 from .._core import identity
@@ -76,47 +76,68 @@ class ProxyManager:
         return lifetime.step_locked(self.stub, LifeInput.DROP_STRONG)
 
 
-def bring_in(stub: Stub, iface: type[Interface], apt: Apartment, hold: Hold) -> Any:
+class Arrival(NamedTuple):
+    """What ``arrive`` decided under the stub lock, for ``settle`` once it is let go."""
+
+    pointer: Any  # the object itself, or a proxy of the apartment's manager (R8, R34)
+    effect: LifeEffect  # the stub goes (R18: a manager built in a closing apartment)
+    at_home: bool  # the object itself: one AddRef on it
+    first: bool  # the apartment's first manager: its shutdown must release them (R7, R18)
+
+
+def offers(stub: Stub, iface: type[Interface], at_home: bool) -> bool:
+    """R9, R19: whether a route to ``stub`` (or a QueryInterface) gives ``iface``: the
+    object's interfaces, and away from home ``ICallFactory`` too, which every proxy has."""
+    return stub.implements(iface) or (iface is ICallFactory and not at_home)
+
+
+def arrive(stub: Stub, iface: type[Interface], apt: Apartment, hold: Hold) -> Arrival:
     """R34: the interface pointer a route gives in ``apt``: the object itself at home, else a
     proxy of the apartment's one manager for the object (R7: ``hold`` says what becomes of the
-    route's reference on the stub). The caller has checked the stub and the interface."""
+    route's reference on the stub). The caller holds the stub lock, has checked in the same
+    hold that the stub is connected and ``offers`` ``iface`` (so the reference is taken on a
+    live stub, R7, R10), and passes the result to ``settle`` once it has let go of the lock."""
     at_home = stub.apartment is apt
     key = id(stub.obj)
-    with _stub_lock:
-        table = _managers.get(apt)
-        mgr = table.get(key) if table is not None else None
-        live = mgr is not None and mgr.stub is stub and mgr.count.live
-        build, delta = identity.ROUTE[(identity.where(at_home, live), hold)]
-        effect = LifeEffect.NOTHING
-        if delta > 0:
-            effect = lifetime.step_locked(stub, LifeInput.ADD_STRONG)
-        elif delta < 0:
-            effect = lifetime.step_locked(stub, LifeInput.DROP_STRONG)
-        result: Any = stub.obj
-        first = False
-        if build is identity.Build.JOIN:
-            assert mgr is not None
-            mgr.count.add()
-            result = mgr.proxy(iface)
-        elif build is identity.Build.BUILD:
-            mgr = ProxyManager(stub, apt)
-            result = mgr.proxy(iface)
-            if apt._closing:
-                # R18: the apartment's teardown releases its managers, maybe already: this one
-                # goes at once (its proxies give CO_E_OBJNOTCONNECTED there, R12)
-                mgr.count.end()
-                effect = lifetime.step_locked(stub, LifeInput.DROP_STRONG)  # BUILD added one
-            else:
-                if table is None:
-                    table = _managers[apt] = {}
-                    first = True
-                table[key] = mgr  # a manager of a gone stub stays with its holders, unlisted
-    if build is identity.Build.OBJECT:
+    table = _managers.get(apt)
+    mgr = table.get(key) if table is not None else None
+    live = mgr is not None and mgr.stub is stub and mgr.count.live
+    build, delta = identity.ROUTE[(identity.where(at_home, live), hold)]
+    effect = LifeEffect.NOTHING
+    if delta > 0:
+        effect = lifetime.step_locked(stub, LifeInput.ADD_STRONG)
+    elif delta < 0:
+        effect = lifetime.step_locked(stub, LifeInput.DROP_STRONG)
+    result: Any = stub.obj
+    first = False
+    if build is identity.Build.JOIN:
+        assert mgr is not None
+        mgr.count.add()
+        result = mgr.proxy(iface)
+    elif build is identity.Build.BUILD:
+        mgr = ProxyManager(stub, apt)
+        result = mgr.proxy(iface)
+        if apt._closing:
+            # R18: the apartment's teardown releases its managers, maybe already: this one
+            # goes at once (its proxies give CO_E_OBJNOTCONNECTED there, R12)
+            mgr.count.end()
+            effect = lifetime.step_locked(stub, LifeInput.DROP_STRONG)  # BUILD added one
+        else:
+            if table is None:
+                table = _managers[apt] = {}
+                first = True
+            table[key] = mgr
+    return Arrival(result, effect, build is identity.Build.OBJECT, first)
+
+
+def settle(stub: Stub, apt: Apartment, arrival: Arrival) -> Any:
+    """``arrive``'s pointer, once the stub lock is let go: what it decided is carried out."""
+    if arrival.at_home:
         stub.obj.AddRef()
-    if first:
+    if arrival.first:
         apt._at_close[_AT_CLOSE] = functools.partial(_end_all, apt)
-    lifetime.carry_out(stub, effect)
-    return result
+    lifetime.carry_out(stub, arrival.effect)
+    return arrival.pointer
 
 
 def disconnected_proxy(stub: Stub, iface: type[Interface], apt: Apartment) -> Proxy:
@@ -182,8 +203,8 @@ class Proxy:
 
     def QueryInterface(self, iface: type[T]) -> T:
         """The manager's one proxy for ``iface``, one count added (R25, R34); ``IUnknown``
-        gives the same object from every proxy of the manager; ``ICallFactory`` gives the
-        call factory (R19).
+        gives the same object from every proxy of the manager; ``ICallFactory``, which every
+        proxy has, gives the proxy whose ``CreateCall`` makes call objects (R19).
 
         Raises:
             COMError: R12's checks; CO_E_OBJNOTCONNECTED once the manager's count reached 0;
@@ -191,10 +212,7 @@ class Proxy:
         """
         self._check_use()
         wanted = _check_interface(iface)
-        if wanted is ICallFactory:
-            self.AddRef()
-            return cast(T, CallFactory(self))
-        if not self._stub.implements(wanted):
+        if not offers(self._stub, wanted, False):
             raise COMError(hr.E_NOINTERFACE, f"{type(self._stub.obj).__name__} does not "
                                              f"implement {wanted.__name__}")
         mgr = self._manager
@@ -239,11 +257,25 @@ def proxy_class(ifaces: tuple[type[Interface], ...]) -> type[Proxy]:
     ns: dict[str, Any] = {"_com_proxy_ifaces_": ifaces, "__slots__": ()}
     for iface in reversed(ifaces):
         for name, spec in iface._com_methods_.items():
-            ns[name] = _proxy_method(spec, sync_call)
+            # R19, R26: a proxy's ICallFactory is the client's own, whatever route gave it
+            ns[name] = (_create_call if spec.interface is ICallFactory
+                        else _proxy_method(spec, sync_call))
     bases: tuple[type, ...] = (Proxy, *[i for i in ifaces if i is not IUnknown])
     cls = type("Proxy_" + "_".join(i.__name__ for i in ifaces), bases, ns)
     _proxy_classes[ifaces] = cls
     return cls
+
+
+def _create_call(self: Proxy, async_iface: type[Interface], outer: Any = None) -> Any:
+    """``ICallFactory.CreateCall`` on a proxy: a call object at once (R19), never a COM call
+    (R26: the server object's own ``CreateCall`` is its stub's to call).
+
+    Raises:
+        COMError: R12's checks; E_NOINTERFACE for an interface that is not an async one or
+            whose synchronous interface the object lacks; E_INVALIDARG (also a TypeError)
+            for an ``outer`` without ``Signal()`` (R24).
+    """
+    return CallFactory(self).CreateCall(async_iface, outer)
 
 
 def _proxy_method(spec: MethodSpec, sync_call: Any) -> Any:
