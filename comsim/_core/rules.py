@@ -59,9 +59,11 @@ def pending_type(nested: bool) -> int:
 def retry_decision(answer: int) -> tuple[bool, float]:
     """R16: RetryRejectedCall's answer -> (retry?, delay in seconds).
 
-    Negative gives up; 0-99 retries now; >= 100 retries after that many milliseconds.
+    Negative gives up; 0-99 retries now; >= 100 retries after that many milliseconds. The
+    answer is COM's DWORD: ``0xFFFFFFFF`` is its -1 and gives up, and so does a number no DWORD
+    holds (beyond 32 bits).
     """
-    if answer < 0:
+    if answer < 0 or answer >= 0xFFFFFFFF:
         return False, 0.0
     if answer < 100:
         return True, 0.0

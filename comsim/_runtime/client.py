@@ -152,7 +152,12 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
                 raise cancelled
             if call.rejected is None:
                 break
-            if not await _retry(apt, call):
+            try:
+                resend = await _retry(apt, call)
+            except asyncio.CancelledError:  # R32: in the retry delay, as in the wait above
+                _abandon(call)
+                raise
+            if not resend:
                 break
             fut = apt._new_future()  # R16: sent again
             add_waiter(call, fut)
@@ -207,6 +212,8 @@ async def _retry(apt: Apartment, call: ClientCall) -> bool:
 async def _ask_retry(apt: Apartment, call: ClientCall) -> bool:
     reject_type = call.rejected
     call.rejected = None
+    if call.machine.state is not State.PENDING:
+        return False  # cancelled before its caller was back on top (R2): nothing to retry
     flt = apt._filter
     answer = None
     if flt is not None:
@@ -216,7 +223,11 @@ async def _ask_retry(apt: Apartment, call: ClientCall) -> bool:
         answer = apt._ask_hook(-1, flt.RetryRejectedCall, callee, tick, reject_type)
     retry, delay = rules.caller_retry(answer)
     if retry and delay:
-        await apt.com_wait(apt.new_future(), WaitKind.OTHER, timeout=delay)
+        # still in the outgoing call: a COM wait on it (R16: MessagePending is asked, and
+        # CANCELCALL cancels it), which a cancel that ends the call meanwhile ends (R28, R31)
+        fut = apt.new_future()
+        add_waiter(call, fut)
+        await apt.com_wait(fut, _CALL_WAIT, call.causality_id, call, timeout=delay)
     if call.machine.state is not State.PENDING:
         return False  # cancelled meanwhile
     if not retry:

@@ -237,8 +237,10 @@ def dispatch(apt: Apartment, call: ClientCall, unit: Unit | None) -> None:
         apt._end_unit(unit)
         return
     flt = apt._filter
-    if flt is not None and rules.consults_incoming_filter(True, call.sync,
-                                                          apt._sched is not None):
+    # a call cancelled while queued is never dispatched (R29), so the filter is not asked
+    # about it (R16: just before each dispatch); ``_run_call`` takes its DISPATCH step
+    if (flt is not None and _ON_DISPATCH[call.stage][0] is _RUN
+            and rules.consults_incoming_filter(True, call.sync, apt._sched is not None)):
         answer = _ask_filter(apt, flt, call)
         if rules.filter_rejects(answer):
             with rt._lock:

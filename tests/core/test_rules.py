@@ -135,6 +135,10 @@ def test_pending_type() -> None:  # R16
         (250, (True, 0.25)),
         (1500, (True, 1.5)),
         (10**6, (True, 1000.0)),  # no retry limit
+        (0xFFFFFFFE, (True, 0xFFFFFFFE / 1000)),  # the longest delay a DWORD holds
+        (0xFFFFFFFF, (False, 0.0)),  # COM's DWORD -1
+        (2**32, (False, 0.0)),  # no DWORD holds it
+        (10**400, (False, 0.0)),  # (before: OverflowError)
     ],
 )
 def test_retry_decision(answer: int, expected: tuple[bool, float]) -> None:  # R16

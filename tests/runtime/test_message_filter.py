@@ -499,3 +499,163 @@ async def test_hundreds_of_queued_calls_rejected_one_after_another(rt: comsim.Ru
     assert await blocked == "block done"
     assert await calling == [hresult.RPC_E_CALL_REJECTED] * n
     assert obj.calls == 0 and len(flt.incoming) == n
+
+
+# --------------------------------------------------------------------------- the retry delay
+async def _rejected_forever(rt: comsim.Runtime, retry: int | list[int],
+                            pending: int | None = None
+                            ) -> tuple[Any, Filter, Any, comsim.ManualResetEvent]:
+    """'srv' rejects every call; 'cli' (its filter answering ``retry``, the last answer
+    repeating, and ``pending`` to MessagePending) is given; the event is signalled as
+    RetryRejectedCall is asked."""
+    asked = comsim.ManualResetEvent()
+
+    class Retrying(Filter):
+        def RetryRejectedCall(self, callee_thread, tick_count, reject_type):
+            asked.Signal()
+            return super().RetryRejectedCall(callee_thread, tick_count, reject_type)
+
+    _srv, _obj, stream = await calc_server(rt, Filter(incoming=[comsim.SERVERCALL_REJECTED]))
+    cli = await rt.create_sta("cli")
+    cflt = Retrying(retry=retry if isinstance(retry, list) else [retry],
+                    pending=[comsim.PENDINGMSG_WAITDEFPROCESS if pending is None else pending])
+    await cli.run(registrar(cflt))
+    return cli, cflt, stream, asked
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("answer", [0xFFFFFFFF, 2**32, 10**400],
+                         ids=["DWORD -1", "2**32", "10**400"])
+async def test_retry_answers_no_dword_holds_give_up(rt: comsim.Runtime, answer: int) -> None:
+    # R16: COM's answer is a DWORD; 0xFFFFFFFF is its -1. Before, 10**400 raised a bare
+    # OverflowError out of the proxy call, and 2**32 waited 49 days
+    cli, cflt, stream, _asked = await _rejected_forever(rt, answer)
+
+    async def use() -> int:
+        return await comsim.unmarshal_interface(stream).Add(1, 2)
+
+    with pytest.raises(comsim.COMError) as info:
+        await cli.run(use)
+    assert info.value.hresult == hresult.RPC_E_CALL_REJECTED
+    assert len(cflt.retries) == 1
+
+
+@pytest.mark.asyncio
+async def test_co_cancel_call_in_the_retry_delay_releases_the_caller(rt: comsim.Runtime
+                                                                     ) -> None:  # R16, R31
+    # the caller waits in its outgoing call through the delay: a cancel that ends the call
+    # ends the delay too (before, the caller slept the whole delay, here 11 days)
+    cli, _cflt, stream, asked = await _rejected_forever(rt, 10**9)
+
+    async def call() -> tuple[int, float]:
+        comsim.CoEnableCallCancellation()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            await comsim.unmarshal_interface(stream).Add(1, 2)
+        except comsim.COMError as exc:
+            return exc.hresult, loop.time() - t0
+        return hresult.S_OK, loop.time() - t0
+
+    async def cancel() -> int:  # nested on cli while `call` waits (R2)
+        return await comsim.CoCancelCall(0, 0)
+
+    calling = asyncio.ensure_future(cli.run(call))
+    await asked.Wait(0, comsim.INFINITE)
+    assert await cli.run(cancel) == hresult.S_OK
+    code, waited = await calling
+    assert code == hresult.RPC_E_CALL_CANCELED and waited < 3600
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_task_in_the_retry_delay_cancels_the_call(rt: comsim.Runtime
+                                                                       ) -> None:  # R32, R16
+    # as in the wait for the reply: a cancellable call is cancelled as Cancel(0) would; before,
+    # the call was left pending for ever, with no cancel and no end
+    cli, _cflt, stream, asked = await _rejected_forever(rt, 10**9)
+
+    async def unit() -> str:
+        comsim.CoEnableCallCancellation()
+        proxy = comsim.unmarshal_interface(stream)
+        caller = asyncio.ensure_future(proxy.Add(1, 2))
+        await asked.Wait(0, comsim.INFINITE)  # a COM wait of this unit: the caller is in its
+        caller.cancel()                       # retry delay
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        return "unit done"
+
+    with comsim.testing.capture_trace() as events:
+        assert await cli.run(unit) == "unit done"
+    assert len(events.events("call.cancel_requested", method="Add")) == 1
+    assert [e["stage"] for e in events.events("call.cancelled", method="Add")] == ["queued"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("answer", [comsim.PENDINGMSG_WAITNOPROCESS,
+                                    comsim.PENDINGMSG_CANCELCALL])
+async def test_message_pending_is_asked_in_the_retry_delay(rt: comsim.Runtime,
+                                                           answer: int) -> None:  # R16
+    # the delay is part of the outgoing call: a unit arriving then is MessagePending's to
+    # decide (before, it started at once and the filter was not asked)
+    cli, cflt, stream, asked = await _rejected_forever(  # (WAITNOPROCESS: once, then give up)
+        rt, 10**9 if answer == comsim.PENDINGMSG_CANCELCALL else [150, -1], answer)
+    log: list[str] = []
+
+    async def call() -> None:
+        comsim.CoEnableCallCancellation()
+        try:
+            await comsim.unmarshal_interface(stream).Add(1, 2)
+        except comsim.COMError as exc:
+            log.append("call -> " + hresult.name(exc.hresult))
+
+    async def unit() -> None:
+        log.append("unit")
+
+    calling = asyncio.ensure_future(cli.run(call))
+    await asked.Wait(0, comsim.INFINITE)
+    await cli.run(unit)  # kept queued until the call ends (given up, or cancelled)
+    await calling
+    assert log[-1] == "unit" and len(log) == 2
+    assert log[0] == ("call -> RPC_E_CALL_CANCELED" if answer == comsim.PENDINGMSG_CANCELCALL
+                      else "call -> RPC_E_CALL_REJECTED")
+    assert cflt.pendings[0][2] == comsim.PENDINGTYPE_TOPLEVEL
+
+
+@pytest.mark.asyncio
+async def test_no_filter_is_asked_about_a_call_cancelled_while_queued(rt: comsim.Runtime
+                                                                      ) -> None:  # R16, R29
+    # HandleInComingCall comes just before a dispatch; a call cancelled while queued has none
+    flt = Filter()
+    srv, obj, stream = await calc_server(rt, flt)
+    cli = await rt.create_sta("cli")
+    gate: concurrent.futures.Future[None] = concurrent.futures.Future()
+    busy, started = comsim.ManualResetEvent(), comsim.ManualResetEvent()
+
+    async def block() -> None:  # srv busy in a non-COM await: the call queues (R2)
+        busy.Signal()
+        await asyncio.wrap_future(gate)
+
+    async def call() -> int:
+        comsim.CoEnableCallCancellation()
+        proxy = comsim.unmarshal_interface(stream)
+        started.Signal()
+        try:
+            return await proxy.Add(1, 2)
+        except comsim.COMError as exc:
+            return exc.hresult
+
+    async def cancel() -> int:
+        return await comsim.CoCancelCall(0, 0)
+
+    blocked = asyncio.ensure_future(srv.run(block))
+    await busy.Wait(0, comsim.INFINITE)
+    with comsim.testing.capture_trace() as events:
+        calling = asyncio.ensure_future(cli.run(call))
+        await started.Wait(0, comsim.INFINITE)
+        assert await cli.run(cancel) == hresult.S_OK
+        assert await calling == hresult.RPC_E_CALL_CANCELED
+        gate.set_result(None)
+        await blocked
+        await srv.run(tid)  # after the cancelled call's turn
+    assert [e["stage"] for e in events.events("call.cancelled", method="Add")] == ["queued"]
+    assert flt.incoming == [] and obj.calls == 0
