@@ -56,6 +56,12 @@ class Effect(enum.Enum):
     #: dropped with its references (R7); the call object's one count on its proxy manager,
     #: held since CreateCall, is released (R19, R25, R34; ``keeps_manager`` says when)
     FORGET = "forget"
+    #: released while the call is on its way (R25): as FORGET, except that the count on the
+    #: manager stays until the reply is taken in (``keeps_manager``), and whoever waits for
+    #: the call's end stops waiting now, as no reply will reach them: a ``Finish_`` steps
+    #: again (RELEASED refuses it), a ``Cancel`` in its grace period (R28) gives the HRESULT
+    #: carried by the transition, what ``Cancel`` gives in RELEASED
+    FORGET_IN_FLIGHT = "forget_in_flight"
 
 
 S = State
@@ -123,8 +129,8 @@ TABLE: Final[dict[tuple[State, Input], Transition]] = {
     (S.RELEASED, In.FINISH): (E.REFUSE, S.RELEASED, hr.E_FAIL),
     # --- the last Release (R25) ----------------------------------------------------
     (S.IDLE, In.RELEASE): (E.FORGET, S.RELEASED, None),
-    (S.PENDING, In.RELEASE): (E.FORGET, S.RELEASED, None),
-    (S.CANCELLING, In.RELEASE): (E.FORGET, S.RELEASED, None),
+    (S.PENDING, In.RELEASE): (E.FORGET_IN_FLIGHT, S.RELEASED, hr.RPC_E_CALL_COMPLETE),
+    (S.CANCELLING, In.RELEASE): (E.FORGET_IN_FLIGHT, S.RELEASED, hr.RPC_E_CALL_COMPLETE),
     (S.COMPLETED, In.RELEASE): (E.FORGET, S.RELEASED, None),
     (S.CANCELLED, In.RELEASE): (E.FORGET, S.RELEASED, None),
     (S.RELEASED, In.RELEASE): (E.NOTHING, S.RELEASED, None),
@@ -139,10 +145,10 @@ IN_FLIGHT: Final = frozenset({S.PENDING, S.CANCELLING})
 
 def keeps_manager(state: State) -> bool:
     """R19, R25, R34: a call object holds one count on its proxy manager from CreateCall on.
-    Its last Release (FORGET) in ``state`` lets go of it at once, unless a call is on its way:
-    that call runs to its end (R25), so the manager, and with it the object (R7), stays until
-    its reply is taken in (and dropped), as the call reaches the server before the release
-    would in COM."""
+    Its last Release (FORGET) in ``state`` lets go of it at once, unless a call is on its way
+    (FORGET_IN_FLIGHT): that call runs to its end (R25), so the manager, and with it the
+    object (R7), stays until its reply is taken in (and dropped), as the call reaches the
+    server before the release would in COM."""
     return state in IN_FLIGHT
 
 

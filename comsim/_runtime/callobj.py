@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._core import decide, rules
 from .._core import hresult as hr
-from .._core.callobj import CallMachine, Effect, Input, State, keeps_manager
+from .._core.callobj import TABLE as CALL_TABLE
+from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.check import BadArgumentType
 from .._core.decide import Reaction, Waiter
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.refcount import RefCount
-from .cancel import start_cancel
+from .._core.sta import WaitKind
+from .cancel import grace_expired, start_cancel
 from .client import _check_proxy, _outcome
 from .context import UNDER, on_client_thread, step_on_client
 from .events import ManualResetEvent
@@ -38,6 +40,7 @@ from .record import (
     drop_reply,
     end_with_client,
     keep_for_reply,
+    stop_waiting,
 )
 from .wire import pack
 
@@ -46,6 +49,11 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- call objects
+#: what ``Finish_`` gives when the call it waited for was finished by another ``Finish_``
+#: (and a new call begun): for it, no call in progress (R21, R22)
+_NO_CALL: Final = CALL_TABLE[(State.IDLE, Input.FINISH)]
+#: ``WaitKind.OTHER``, read once: a wait for a call object's call (R2, R16)
+_OTHER_WAIT: Final = WaitKind.OTHER
 #: guards the making of a call object's event against its signal from the client's loop
 _EVENT_LOCK = threading.Lock()
 #: makes a call object's Release atomic across threads (COM's interlocked count)
@@ -143,6 +151,18 @@ class CallObject:
         return hr.S_OK
 
     async def _finish(self, spec: MethodSpec) -> Any:
+        """R22: wait for the call to end (a COM wait, with the call's causality id, R16), then
+        give its result. The machine is stepped again after each wake-up; a call that another
+        ``Finish_`` finished meanwhile is, for this one, no call in progress (R21).
+
+        Raises:
+            COMError(RPC_E_CALL_COMPLETE): no call in progress (never begun, or finished).
+            COMError(E_INVALIDARG): the call in progress is of another method (nothing changes).
+            COMError(E_FAIL): the call object was released (R25).
+            COMError: the call's own failure HRESULT, RPC_E_CALL_CANCELED once cancelled.
+            CancelledError: the waiting task was cancelled (R32: the call is cancelled and the
+                call object is idle again).
+        """
         apt = self._check()
         call = self._call
         if rules.finish_status(self._machine.state is State.IDLE,
@@ -159,22 +179,35 @@ class CallObject:
             fut = apt.new_future()
             add_waiter(call, fut)
             try:
-                await apt.com_wait(fut)
+                await apt.com_wait(fut, _OTHER_WAIT, call.causality_id)
             except asyncio.CancelledError:
                 # R32: cancel as Cancel(0) and still clean up, so the call object is ready
-                if decide.waiter_cancelled(Waiter.FINISH) is Reaction.CANCEL_THEN_FINISH:
-                    start_cancel(call, 0.0)
-                    self._machine.step(Input.FINISH)
-                    self._set_event(False)
-                    drop_reply(call)  # R7: a reply taken in is never unpacked
+                if (self._call is call and decide.waiter_cancelled(Waiter.FINISH)
+                        is Reaction.CANCEL_THEN_FINISH):
+                    self._cancel_then_finish(call)
                 raise
+            if self._call is not call:  # another Finish_ finished it, and Begin_ came again
+                effect, _s, code = _NO_CALL
+                break
         if effect is Effect.REFUSE:
-            raise COMError(code or hr.E_FAIL,
-                           f"Finish_{spec.name}: no call in progress (call "
-                           f"Begin_{spec.name} first; a call is finished once)")
+            raise COMError(code or hr.E_FAIL, f"Finish_{spec.name}: " + (
+                "the call object was released (its last reference went, R25)"
+                if self._machine.state is State.RELEASED else
+                f"no call in progress (call Begin_{spec.name} first; a call is finished once)"))
         assert call is not None
         self._set_event(False)
         return _outcome(call, apt, effect, code)
+
+    def _cancel_then_finish(self, call: ClientCall) -> None:
+        """R32's clean-up for a cancelled ``Finish_`` of ``call``, the call object's call: the
+        call is cancelled as ``Cancel(0)`` would, a grace period another ``Cancel`` waits out
+        ends now (the call ends cancelled, that ``Cancel`` gives S_OK), then ``Finish_``'s step
+        leaves the call object idle; a reply taken in is dropped (R7)."""
+        start_cancel(call, 0.0)
+        grace_expired(call)
+        self._machine.step(Input.FINISH)
+        self._set_event(False)
+        drop_reply(call)  # R7: a reply taken in is never unpacked
 
     def QueryInterface(self, iface: type[Any]) -> Any:
         """``ISynchronize`` and ``ICancelMethodCalls`` (R23, R27); the async interface itself.
@@ -224,17 +257,20 @@ class CallObject:
         return left
 
     def _forget(self) -> None:
-        """The last reference went: the call machine's RELEASE step (on the client's loop)."""
-        before = self._machine.state
-        effect = self._machine.step(Input.RELEASE)[0]
-        if effect is Effect.FORGET:
-            call = self._call
-            if call is not None:
-                drop_reply(call)
-            if call is not None and keeps_manager(before):
-                keep_for_reply(call, self._proxy)  # until no reply can come any more (R25)
-            else:
-                self._proxy.Release()
+        """The last reference went: the call machine's RELEASE step (on the client's loop). A
+        call on its way keeps the manager until its reply (FORGET_IN_FLIGHT), and whoever
+        waits for it stops waiting now (R25, R28)."""
+        effect, _s, code = self._machine.step(Input.RELEASE)
+        if effect is Effect.NOTHING:
+            return
+        call = self._call
+        if call is not None:
+            drop_reply(call)
+        if call is not None and effect is Effect.FORGET_IN_FLIGHT:
+            keep_for_reply(call, self._proxy)  # until no reply can come any more (R25)
+            stop_waiting(call, code if code is not None else hr.RPC_E_CALL_COMPLETE)
+        else:
+            self._proxy.Release()
 
 
 _call_object_classes: dict[type[Interface], type[CallObject]] = {}

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._core import decide
 from .._core import hresult as hr
 from .._core.callobj import Effect, Input
 from .._core.decide import Reaction, Waiter
+from .._core.sta import WaitKind
 from .._core.stub import CancelReport
 from . import trace
 from .context import on_client_thread, step_on_client
@@ -22,6 +23,9 @@ from .wire import discard
 
 if TYPE_CHECKING:
     from .apartment import Apartment
+
+#: the kind of a grace-period wait: one for a call, with its causality id (R2, R16)
+_OTHER_WAIT: Final = WaitKind.OTHER
 
 
 # --------------------------------------------------------------------------- cancel (R28)
@@ -69,7 +73,12 @@ def cancel_outgoing(call: ClientCall) -> None:
 
 
 def grace_expired(call: ClientCall) -> int:
-    call.grace_handle = None
+    """Cancel's grace period of ``call`` ends now (its timer, or R32): the GRACE_EXPIRED step.
+    Its timer, if it has not fired, goes: it must not step the call object's machine later,
+    for another call. Gives S_OK if the call ended cancelled, else the step's HRESULT."""
+    handle, call.grace_handle = call.grace_handle, None
+    if handle is not None:
+        handle.cancel()
     effect, _state, code = call.machine.step(Input.GRACE_EXPIRED)
     if effect is Effect.COMPLETE_CANCELLED:
         _ended(call, cancelled=True)
@@ -78,12 +87,14 @@ def grace_expired(call: ClientCall) -> int:
 
 
 async def _await_cancel(apt: Apartment | None, call: ClientCall, pending: Any) -> int:
-    """Wait out Cancel's grace period (a COM wait; a plain one for code in no apartment, R2).
-    Cancelling the waiter ends the call cancelled at once (R32)."""
+    """Wait out Cancel's grace period (a COM wait with the call's causality id, R16; a plain
+    one for code in no apartment, R2). Cancelling the waiter ends the call cancelled at once
+    (R32)."""
     if isinstance(pending, int):
         return pending
     try:
-        return int(await (apt.com_wait(pending) if apt is not None else pending))
+        return int(await (apt.com_wait(pending, _OTHER_WAIT, call.causality_id)
+                          if apt is not None else pending))
     except asyncio.CancelledError:
         if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
             grace_expired(call)
@@ -130,7 +141,8 @@ async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
     if not step_on_client(client, (there, call), there):
         there()  # its apartment has ended: nothing else steps the call
     try:
-        return int(await (apt.com_wait(fut) if apt is not None else fut))
+        return int(await (apt.com_wait(fut, _OTHER_WAIT, call.causality_id)
+                          if apt is not None else fut))
     except asyncio.CancelledError:
         if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
             # the step below may reach the client before ``there`` (the deterministic pump

@@ -9,6 +9,7 @@ hot path) composes the same pieces inline, so that it makes no coroutine for its
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,12 @@ from .._core.sta import (
 from . import futures
 from .context import WHERE, Where
 from .futures import settle
+
+#: the causality id of the call a COM wait is for, set by code that waits for a call through
+#: a wait that cannot pass it (``ISynchronize.Wait`` on a call object waits in its event's
+#: ``Wait``): ``com_wait`` takes it when given none (R16's CALLTYPE_NESTED, R15)
+WAIT_CAUSALITY: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "comsim_wait_causality", default=None)
 
 
 class ComWaits:
@@ -41,10 +48,15 @@ class ComWaits:
                        timeout: float | None = None) -> Any:
         """Wait for ``fut`` as a COM wait: an STA may start queued units meanwhile, and resumes
         only when this unit is on top again. Returns ``fut``'s result, or False on time-out.
+        ``causality_id``: of the call waited for (R16), else ``WAIT_CAUSALITY``'s.
 
         Cancelling the waiting task still waits until the unit is on top (R32), then raises.
+
+        Raises:
+            CancelledError: the waiting task was cancelled (once its unit is on top).
         """
-        w = self._wait_begins(WHERE.get(), kind, causality_id, payload)
+        w = self._wait_begins(WHERE.get(), kind, causality_id if causality_id is not None
+                              else WAIT_CAUSALITY.get(), payload)
         if w is None:
             return await futures.wait(fut, timeout)
         handle = None

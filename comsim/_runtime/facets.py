@@ -10,6 +10,7 @@ from .._core import rules
 from .._core.callobj import Input
 from .._core.hresult import COMError
 from .cancel import cancel_call
+from .comwait import WAIT_CAUSALITY
 from .objects import ICancelMethodCalls, ISynchronize
 
 
@@ -33,8 +34,21 @@ class _Facet:
 
 class _SyncFacet(_Facet, ISynchronize):
     async def Wait(self, flags: int, milliseconds: int) -> int:
-        """R23: S_OK once the call has ended, RPC_S_CALLPENDING on time-out (a COM wait)."""
-        return await self._owner._sync_event().Wait(flags, milliseconds)
+        """R23: S_OK once the call has ended, RPC_S_CALLPENDING on time-out (a COM wait, for
+        the call object's call: with its causality id, R16).
+
+        Raises:
+            COMError(E_INVALIDARG): a negative time-out other than INFINITE.
+        """
+        owner = self._owner
+        call = owner._call
+        if call is None:
+            return await owner._sync_event().Wait(flags, milliseconds)
+        token = WAIT_CAUSALITY.set(call.causality_id)
+        try:
+            return await owner._sync_event().Wait(flags, milliseconds)
+        finally:
+            WAIT_CAUSALITY.reset(token)
 
     def Signal(self) -> int:
         return self._owner._sync_event().Signal()

@@ -174,6 +174,15 @@ def _wake(call: ClientCall, value: Any) -> None:
             resume(fut, value)
 
 
+def stop_waiting(call: ClientCall, status: int) -> None:
+    """No reply will reach whoever waits for ``call`` (its call object was released while the
+    call was on its way, R25): a cancel in its grace period gets ``status`` (R28), and the
+    tasks waiting for the call's end are woken to step its machine again. On the client's
+    loop."""
+    _end_grace(call, status)
+    _wake(call, True)
+
+
 def add_waiter(call: ClientCall, fut: asyncio.Future[Any]) -> None:
     """``fut`` is woken when ``call`` ends (or is rejected, R16)."""
     waiters = call.waiters

@@ -48,7 +48,14 @@ def cancelled_reply(apt: Apartment, call: ClientCall, obj: Any, scope: anyio.Can
 async def via_server_call(apt: Apartment, call: ClientCall, obj: Any,
                           args: tuple[Any, ...]) -> Reply | None:
     """R26: the stub drives the server's own call object: Begin_, wait for Signal, Finish_.
-    None: the object makes no call object for the interface (the method runs as it is)."""
+    None: the object makes no call object for the interface (the method runs as it is).
+    ``Begin_`` and ``Finish_`` may each be written ``async def``: what they return is awaited
+    when it is awaitable (a coroutine never run would never signal ``outer``).
+
+    Raises:
+        COMError: from CreateCall (other than E_NOINTERFACE), Begin_ or Finish_; any other
+            exception they raise (the server task makes either the call's failure, R14).
+    """
     outer = ManualResetEvent()
     try:
         scall = obj.CreateCall(async_interface(call.spec.interface), outer)
@@ -57,7 +64,9 @@ async def via_server_call(apt: Apartment, call: ClientCall, obj: Any,
             return None
         raise
     scall._com_incoming = call
-    getattr(scall, "Begin_" + call.method)(*args)
+    began = getattr(scall, "Begin_" + call.method)(*args)
+    if inspect.isawaitable(began):
+        await began
     await outer.Wait(0, INFINITE)
     result = getattr(scall, "Finish_" + call.method)()
     if inspect.isawaitable(result):

@@ -13,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comsim._core import hresult as hr
-from comsim._core.callobj import ENDED, TABLE, CallMachine, Effect, Input, State
+from comsim._core.callobj import (
+    ENDED,
+    IN_FLIGHT,
+    TABLE,
+    CallMachine,
+    Effect,
+    Input,
+    State,
+    keeps_manager,
+)
 
 E, S, In = Effect, State, Input
 NON_IDLE_LIVE = (S.PENDING, S.CANCELLING, S.COMPLETED, S.CANCELLED)
@@ -221,9 +230,27 @@ def test_finish_after_release_refuses() -> None:  # R25
 def test_release_forgets_and_never_cancels(state: State) -> None:  # R25
     m = machine_in(state)
     effect, nxt, _ = m.step(In.RELEASE)
-    assert effect is E.FORGET  # not TELL_SERVER: releasing does not cancel
+    # not TELL_SERVER: releasing does not cancel
+    assert effect is (E.FORGET_IN_FLIGHT if state in IN_FLIGHT else E.FORGET)
     assert nxt is S.RELEASED
     assert m.step(In.RELEASE)[:2] == (E.NOTHING, S.RELEASED)
+
+
+@pytest.mark.parametrize("state", sorted(IN_FLIGHT, key=lambda s: s.value))
+def test_release_in_flight_ends_the_waits(state: State) -> None:  # R25 R28
+    # the call runs on (the manager is kept, R25); a Cancel in its grace period gives what
+    # Cancel gives once released; a waiting Finish_ steps again and is refused (never hangs)
+    m = machine_in(state)
+    effect, _, code = m.step(In.RELEASE)
+    assert effect is E.FORGET_IN_FLIGHT and keeps_manager(state)
+    assert code == CallMachine(S.RELEASED).step(In.CANCEL)[2] == hr.RPC_E_CALL_COMPLETE
+    finish = m.step(In.FINISH)
+    assert finish[0] is E.REFUSE and hr.failed(finish[2])
+
+
+def test_keeps_manager_exactly_when_release_is_in_flight() -> None:  # R25
+    for s in State:
+        assert keeps_manager(s) == (TABLE[(s, In.RELEASE)][0] is E.FORGET_IN_FLIGHT), s
 
 
 def test_released_pending_call_drops_its_reply() -> None:  # R25
@@ -323,7 +350,8 @@ def check_step(model: Model, m: CallMachine, inp: Input) -> None:
         else:
             assert effect is E.WAIT
     elif inp is In.RELEASE:  # R25: released, never cancelled
-        assert effect is (E.NOTHING if model.released else E.FORGET)
+        assert effect is (E.NOTHING if model.released else
+                          E.FORGET_IN_FLIGHT if in_call and model.outcome is None else E.FORGET)
         model.released = True
 
     if effect in (E.DELIVER, E.RAISE_CANCELLED):  # R22: after Finish_ it can begin again
