@@ -85,15 +85,21 @@ class Reaction(enum.Enum):
 
 
 #: R32: (what was awaited, the call may be cancelled (R31), the caller's apartment is shutting
-#: down) -> reaction. Only synchronous calls depend on the two flags.
+#: down) -> reaction. Synchronous calls depend on both flags, ``Finish_`` on the second: a
+#: shutting-down apartment's own outgoing calls are abandoned, no cancel sent (R18); the
+#: teardown ends them.
 WAITER_CANCELLED: Final[dict[tuple[Waiter, bool, bool], Reaction]] = {
     (Waiter.SYNC_CALL, True, False): Reaction.CANCEL,
     (Waiter.SYNC_CALL, False, False): Reaction.ABANDON,
     (Waiter.SYNC_CALL, True, True): Reaction.ABANDON,
     (Waiter.SYNC_CALL, False, True): Reaction.ABANDON,
+    (Waiter.FINISH, True, False): Reaction.CANCEL_THEN_FINISH,
+    (Waiter.FINISH, False, False): Reaction.CANCEL_THEN_FINISH,
+    (Waiter.FINISH, True, True): Reaction.END_WAIT,
+    (Waiter.FINISH, False, True): Reaction.END_WAIT,
     **{(w, c, s): r
-       for w, r in ((Waiter.FINISH, Reaction.CANCEL_THEN_FINISH), (Waiter.WAIT, Reaction.END_WAIT),
-                    (Waiter.CANCEL_GRACE, Reaction.END_GRACE), (Waiter.RUN, Reaction.CANCEL_UNIT))
+       for w, r in ((Waiter.WAIT, Reaction.END_WAIT), (Waiter.CANCEL_GRACE, Reaction.END_GRACE),
+                    (Waiter.RUN, Reaction.CANCEL_UNIT))
        for c in (True, False) for s in (True, False)},
 }
 

@@ -161,7 +161,7 @@ class CallObject:
             COMError(E_FAIL): the call object was released (R25).
             COMError: the call's own failure HRESULT, RPC_E_CALL_CANCELED once cancelled.
             CancelledError: the waiting task was cancelled (R32: the call is cancelled and the
-                call object is idle again).
+                call object is idle again; by its apartment's shutdown, abandoned, R18).
         """
         apt = self._check()
         call = self._call
@@ -181,8 +181,10 @@ class CallObject:
             try:
                 await apt.com_wait(fut, _OTHER_WAIT, call.causality_id)
             except asyncio.CancelledError:
-                # R32: cancel as Cancel(0) and still clean up, so the call object is ready
-                if (self._call is call and decide.waiter_cancelled(Waiter.FINISH)
+                # R32: cancel as Cancel(0) and still clean up, so the call object is ready;
+                # not while its apartment shuts down (R18: abandoned, the teardown ends it)
+                if (self._call is call and decide.waiter_cancelled(
+                        Waiter.FINISH, closing=call.client._closing)
                         is Reaction.CANCEL_THEN_FINISH):
                     self._cancel_then_finish(call)
                 raise

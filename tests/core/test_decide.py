@@ -72,8 +72,16 @@ def test_cancelled_sync_call() -> None:  # R32 R31 R18
     assert decide.waiter_cancelled(w, ended=True, cancellable=True) is Reaction.NOTHING
 
 
+def test_cancelled_finish() -> None:  # R32 R18
+    w = Waiter.FINISH
+    for cancellable in (True, False):
+        assert decide.waiter_cancelled(w, cancellable=cancellable) is Reaction.CANCEL_THEN_FINISH
+        # the caller's apartment shuts down: its outgoing calls are abandoned, no cancel sent
+        assert decide.waiter_cancelled(w, cancellable=cancellable,
+                                       closing=True) is Reaction.END_WAIT
+
+
 @pytest.mark.parametrize(("waiter", "reaction"), [
-    (Waiter.FINISH, Reaction.CANCEL_THEN_FINISH),
     (Waiter.WAIT, Reaction.END_WAIT),
     (Waiter.CANCEL_GRACE, Reaction.END_GRACE),
     (Waiter.RUN, Reaction.CANCEL_UNIT),

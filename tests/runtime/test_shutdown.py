@@ -529,6 +529,40 @@ async def test_shutdown_abandons_outgoing_calls_without_cancelling(rt: comsim.Ru
 
 
 @pytest.mark.asyncio
+async def test_shutdown_abandons_an_async_call_awaited_in_finish(rt: comsim.Runtime) -> None:
+    # R18, R32: as for a synchronous call, a dying apartment's call awaited in Finish_ is
+    # abandoned: no cancel reaches the server, which runs on to its end (before, Finish_'s R32
+    # clean-up sent a Cancel(0) and interrupted it)
+    srv = await rt.create_sta("srv")
+    cli = await rt.create_sta("cli")
+    obj, stream = await srv.run(make_in())
+    entered, release = comsim.ManualResetEvent(), comsim.ManualResetEvent()
+
+    async def client() -> None:
+        proxy = comsim.unmarshal_interface(stream)
+        call = new_call(proxy, AsyncICalc)
+        call.Begin_Block(entered, release)
+        await call.Finish_Block()
+
+    with comsim.testing.capture_trace() as events:
+        waiting = asyncio.ensure_future(cli.run(client))
+        await entered.Wait(0, comsim.INFINITE)
+        await cli.shutdown()
+        with pytest.raises(comsim.COMError) as exc:
+            await waiting
+        assert exc.value.hresult == hresult.RPC_E_DISCONNECTED  # the run() caller (R18)
+        release.Signal()
+
+        async def finished() -> int:
+            return obj.finished
+
+        while await srv.run(finished) == 0:  # a round trip per step; no sleeping
+            pass
+    assert obj.cancelled == 0 and obj.finished == 1
+    assert events.events("call.cancel_requested", method="Block") == []
+
+
+@pytest.mark.asyncio
 @pytest.mark.deterministic_only  # one loop: the turn's order is exact
 async def test_teardown_answers_a_job_cancelled_just_before_it() -> None:  # R18
     """A ``run`` job whose task was cancelled before its first step, with the teardown's check
