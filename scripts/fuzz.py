@@ -7,7 +7,11 @@ Each program mixes the rules of calls and cancellation (R2-R32) with the neutral
 (R5), activation (R33), identity (R34) and reference-counted lifetimes (R7), and calls on
 objects of their own whose call objects are released in flight, on any thread, around their
 client's shutdown, each object checked to be released at the end (R25, R18, R12, R7); see the
-docstrings of tests/fuzz/programs.py, tests/fuzz/lifetimes.py and tests/fuzz/fresh.py.
+docstrings of tests/fuzz/programs.py, tests/fuzz/lifetimes.py and tests/fuzz/fresh.py. And
+message filters at their edges (MessagePending's WAITNOPROCESS and CANCELCALL, retry delays
+ended by cancels, hundreds of rejected calls queued; tests/fuzz/filters.py), call objects used
+by several tasks at once (tests/fuzz/callobjs.py) and values that fail to cross
+(tests/fuzz/values.py).
 
 Prints progress, then per runtime: programs run, programs with violations, hangs and
 same-seed replay differences (deterministic), and every failing seed with what broke. Exits 1

@@ -79,6 +79,8 @@ import comsim
 from comsim import hresult as hr
 from comsim.testing import VirtualTimeLoop, capture_trace
 
+from .callobjs import CallObjSpec, generate_callobj
+from .filters import PENDING_NAMES, FloodSpec, RetrySpec, generate_flood, generate_retry, gives_up
 from .fresh import (
     FreshRun,
     FreshSpec,
@@ -90,6 +92,7 @@ from .fresh import (
     settle,
 )
 from .lifetimes import LifeRun, LifeSpec, describe_life, generate_life
+from .values import ValueSpec, generate_value
 
 APP_CODE = -2147220991  # 0x80040201, an application's own failure code
 APP_ERRORS = (hr.E_FAIL, hr.E_INVALIDARG, APP_CODE)
@@ -98,6 +101,15 @@ GONE = frozenset({hr.RPC_E_DISCONNECTED, hr.CO_E_OBJNOTCONNECTED})
 NOAPT = -2  # "apartment index" of code in no apartment
 HOSTSTA = -3  # ... of the host STA (R33)
 MODEL_NAMES: tuple[str | None, ...] = ("Apartment", "Free", "Both", "Neutral", None)
+#: a caller's RetryRejectedCall answers beyond the first draw (R16): DWORDs that give up, a
+#: late retry
+RETRY_MORE = ((0xFFFFFFFF,), (2**32,), (10**400,), (0, 0xFFFFFFFF), (300, -1, -1),
+              (99, 100, -(2**40)))
+#: MessagePending's answers (R16), drawn in turn
+PENDING_MORE = ((comsim.PENDINGMSG_WAITNOPROCESS,), (comsim.PENDINGMSG_CANCELCALL,),
+                (comsim.PENDINGMSG_WAITNOPROCESS, comsim.PENDINGMSG_WAITDEFPROCESS),
+                (comsim.PENDINGMSG_CANCELCALL, comsim.PENDINGMSG_WAITDEFPROCESS,
+                 comsim.PENDINGMSG_WAITNOPROCESS))
 #: a program's bound: virtual seconds (deterministic) / real seconds (threaded), inside it
 VIRTUAL_LIMIT = 300.0
 REAL_LIMIT = 6.0
@@ -181,6 +193,12 @@ class Program:
     outside: list[CallSpec] = field(default_factory=list)
     lives: list[LifeSpec] = field(default_factory=list)  # identity and lifetime scenarios
     fresh: list[FreshSpec] = field(default_factory=list)  # calls on objects of their own
+    #: sta -> MessagePending's answers, drawn in turn by a seeded rng (R16); absent: always
+    #: WAITDEFPROCESS
+    pending: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    #: scenarios of their own: message filters at their edges (filters.py), call objects used
+    #: by several tasks (callobjs.py), values that fail to cross (values.py)
+    extras: list[RetrySpec | FloodSpec | CallObjSpec | ValueSpec] = field(default_factory=list)
 
     @property
     def mta(self) -> int:
@@ -361,6 +379,27 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
         prog.fresh.append(generate_fresh(rng, next(counter), n_sta))
     if rng.random() < 0.25:
         prog.fresh.append(generate_race(rng, next(counter), n_sta))
+    # R16's other answers, drawn last (a seed's earlier parts stay as they were): a caller's
+    # RetryRejectedCall giving up as a DWORD or retrying late, MessagePending keeping a unit
+    # queued (WAITNOPROCESS) or cancelling the outgoing call (CANCELCALL; not on the STAs of
+    # the identity steps, whose calls must not fail)
+    for s in sorted(filters):
+        if rng.random() < 0.3:
+            filters[s] = (filters[s][0], rng.choice(RETRY_MORE))
+    for s in range(n_sta):
+        if rng.random() < 0.35:
+            answers = rng.choice(PENDING_MORE)
+            if s in keep:
+                answers = tuple(a for a in answers if a != comsim.PENDINGMSG_CANCELCALL)
+            prog.pending[s] = answers or (comsim.PENDINGMSG_WAITNOPROCESS,)
+    # scenarios of their own (filters.py, callobjs.py, values.py)
+    for _ in range(rng.choice((0, 1, 1, 2))):
+        r = rng.random()
+        op = next(counter)
+        prog.extras.append(generate_retry(rng, op) if r < 0.4 else generate_callobj(rng, op)
+                           if r < 0.7 else generate_value(rng, op))
+    if rng.random() < 0.08:
+        prog.extras.append(generate_flood(rng, next(counter)))
     _analyse(prog)
     return prog
 
@@ -423,6 +462,13 @@ def _analyse(prog: Program) -> None:
         return (c.kind in ("sync", "activate") and a is not None and 0 <= a < prog.n_sta
                 and a in prog.enabled and a in cocancel_targets)
 
+    def pend_hit(c: CallSpec) -> bool:
+        """R16: MessagePending's CANCELCALL may fail it (an outgoing synchronous call of an
+        STA's thread, when a run unit arrives there)."""
+        a = c.caller_apt
+        return (c.kind in ("sync", "activate") and a is not None and 0 <= a < prog.n_sta
+                and comsim.PENDINGMSG_CANCELCALL in prog.pending.get(a, ()))
+
     def rejecting(c: CallSpec) -> bool:  # R16
         if c.kind not in ("sync", "activate") or not 0 <= c.target < prog.n_sta:
             return False
@@ -431,12 +477,12 @@ def _analyse(prog: Program) -> None:
             return False
         # the NA has no filter of its own (R5): a caller there may give up at once
         mine = prog.filters.get(c.caller) if 0 <= c.caller < prog.n_sta else None
-        return mine is None or -1 in mine[1]
+        return mine is None or any(gives_up(a) for a in mine[1])
 
     def abandonable(c: CallSpec) -> bool:
         """Its caller may stop waiting while its server runs on (R25, R28, R31, R32, R18)."""
         return (c.release or c.cancel is not None or c.scope is not None or cocancel_hit(c)
-                or c.may_cancelled or c.caller_apt in dying)
+                or pend_hit(c) or c.may_cancelled or c.caller_apt in dying)
 
     def visit(c: CallSpec, parent: CallSpec | None) -> None:
         c.caller_apt = apt_of(thread(c))
@@ -446,7 +492,8 @@ def _analyse(prog: Program) -> None:
             return
         if parent is None:
             if c.kind == "sync":
-                c.told = (c.scope is not None and cancellable(c)) or cocancel_hit(c)
+                c.told = ((c.scope is not None and cancellable(c)) or cocancel_hit(c)
+                          or pend_hit(c))
             else:
                 c.told = c.cancel is not None or c.scope is not None
             deadline = c.unit is not None and units[c.unit].deadline is not None
@@ -454,7 +501,7 @@ def _analyse(prog: Program) -> None:
             c.told = c.told or (deadline and (c.kind == "async" or cancellable(c)))
         else:
             interrupted = parent.told and prog.policies[parent.target] == "interrupt"
-            c.told = (interrupted and cancellable(c)) or cocancel_hit(c)
+            c.told = (interrupted and cancellable(c)) or cocancel_hit(c) or pend_hit(c)
             c.may_cancelled = interrupted or server_apt(parent) in dying or c.orphan
         allowed: set[int] = set()
         for step in c.plan:
@@ -467,7 +514,7 @@ def _analyse(prog: Program) -> None:
                 allowed.add(step[1])
             elif step[0] == "raise_exc":
                 allowed.add(hr.RPC_E_SERVERFAULT)  # R14
-        if cocancel_hit(c) or c.cancel is not None:
+        if cocancel_hit(c) or c.cancel is not None or pend_hit(c):
             # R28, R31: the cancelled call fails with RPC_E_CALL_CANCELED. (A caller whose task
             # is cancelled gets CancelledError instead, R32; the server's late answer to a
             # cancel, a cooperative server's RPC_E_CALL_CANCELED included, is dropped.)
@@ -487,7 +534,7 @@ def _analyse(prog: Program) -> None:
         c.may_cancelled = deadline or c.caller_apt in dying
         allowed: set[int] = set()
         if c.target != c.caller:  # then Home() is a synchronous call (R13)
-            if cocancel_hit(c):
+            if cocancel_hit(c) or pend_hit(c):
                 allowed.add(hr.RPC_E_CALL_CANCELED)
             if rejecting(c):
                 allowed.add(hr.RPC_E_CALL_REJECTED)
@@ -510,6 +557,9 @@ def describe(prog: Program) -> str:
                                         for i, p in enumerate(prog.policies))]
     for s, (p, retry) in prog.filters.items():
         lines.append(f"  filter on s{s}: rejects p={p}, RetryRejectedCall answers {retry}")
+    for s, answers in sorted(prog.pending.items()):
+        lines.append(f"  MessagePending on s{s} answers in turn "
+                     + ", ".join(PENDING_NAMES[a] for a in answers))
     if prog.enabled:
         lines.append("  CoEnableCallCancellation on " + ", ".join(f"s{s}" for s in
                                                                   sorted(prog.enabled)))
@@ -562,6 +612,8 @@ def describe(prog: Program) -> str:
         lines.extend(describe_life(life, prog.name))
     for f in prog.fresh:
         lines.extend(describe_fresh(f, prog.name))
+    for x in prog.extras:
+        lines.extend(x.describe())
     return "\n".join(lines)
 
 
@@ -635,10 +687,15 @@ WHERE_CLASSES: dict[str | None, type[Where]] = {
 class Filter(comsim.IMessageFilter):
     """Rejects incoming synchronous calls with a probability; retries as scripted."""
 
-    def __init__(self, seed: int, reject: float, retry: tuple[int, ...]) -> None:
+    def __init__(self, seed: int, reject: float, retry: tuple[int, ...],
+                 pending: tuple[int, ...] = (comsim.PENDINGMSG_WAITDEFPROCESS,),
+                 report: Any = None) -> None:
         self.rng = random.Random(seed)
         self.reject = reject
         self.retry = retry
+        self.pending = pending
+        self.pending_rng = random.Random(seed * 7 + 3)  # its own: the other draws stay
+        self.report = report
 
     def HandleInComingCall(self, call_type: int, caller_thread: int, tick_count: int,
                            interface_info: Any) -> int:
@@ -650,7 +707,11 @@ class Filter(comsim.IMessageFilter):
         return self.rng.choice(self.retry)
 
     def MessagePending(self, callee_thread: int, tick_count: int, pending_type: int) -> int:
-        return comsim.PENDINGMSG_WAITDEFPROCESS
+        if pending_type not in (comsim.PENDINGTYPE_TOPLEVEL, comsim.PENDINGTYPE_NESTED):
+            self.report(f"MessagePending's pending_type {pending_type} (R16)")
+        if len(self.pending) == 1:
+            return self.pending[0]
+        return self.pending_rng.choice(self.pending)
 
 
 def _op_violation(ctx: Context, op: int, text: str) -> None:
@@ -987,9 +1048,11 @@ async def _program(rt: comsim.Runtime, prog: Program, ctx: Context, det: bool) -
     apts = [await rt.create_sta(prog.name(i)) for i in range(prog.n_sta)] + [rt.mta]
 
     async def setup(i: int) -> tuple[int, Any, Node]:
-        if i in prog.filters:
-            p, retry = prog.filters[i]
-            comsim.CoRegisterMessageFilter(Filter(prog.seed * 31 + i, p, retry))
+        if i in prog.filters or i in prog.pending:
+            p, retry = prog.filters.get(i, (0.0, (-1,)))
+            comsim.CoRegisterMessageFilter(Filter(
+                prog.seed * 31 + i, p, retry,
+                prog.pending.get(i, (comsim.PENDINGMSG_WAITDEFPROCESS,)), ctx.violation))
         if i in prog.enabled:
             comsim.CoEnableCallCancellation()
         cls = CoopNode if prog.policies[i] == "cooperative" else Node
@@ -1074,6 +1137,8 @@ async def _program(rt: comsim.Runtime, prog: Program, ctx: Context, det: bool) -
             tg.start_soon(life, spec)
         for f in prog.fresh:
             tg.start_soon(FreshRun(rt, f, apts, na, ctx, det).run)
+        for x in prog.extras:
+            tg.start_soon(x.run, rt, ctx, det)
         if prog.shutdown is not None:
             if det:
                 rt.schedule_shutdown(apts[prog.shutdown[0]], prog.shutdown[1])
@@ -1319,6 +1384,10 @@ def check(prog: Program, ctx: Context) -> list[str]:
         if c.kind == "async":
             out.extend(_check_async(prog, ctx, c, o, where))
     out.extend(check_fresh(prog, ctx))
+    for x in prog.extras:  # every scenario of its own ran to its end, once
+        outs = ctx.outcomes.get(x.op, [])
+        if len(outs) != 1 and not any("HANG" in v for v in out):
+            out.append(f"{type(x).__name__} op {x.op}: {len(outs)} outcomes {outs}")
     for life in prog.lives:  # every identity/lifetime scenario ran to its end
         if not ctx.outcomes.get(life.op) and not any("HANG" in v for v in out):
             out.append(f"identity op {life.op}: never finished")

@@ -24,7 +24,15 @@ objects of their own (tests/fuzz/fresh.py): sync and through call objects, from 
 own, NA code on it, the MTA, NA code on it and NA code from no apartment, call objects released
 in flight on their own thread, from no apartment or from another OS thread (R25, R12), the
 client's STA shut down before, during or after (R18), and every such object released once
-nothing references it (R7: nothing leaks).
+nothing references it (R7: nothing leaks). And R16's edges: MessagePending answering
+WAITNOPROCESS and CANCELCALL in the programs' STAs, RetryRejectedCall giving up as DWORDs or
+retrying late, and scenarios of their own: a retry delay (endless ones included) ended by
+CoCancelCall, a task's cancel, a cancelled Apartment.run or a unit MessagePending decides
+(tests/fuzz/filters.py), hundreds of calls queued at a rejecting STA; call objects used by
+several tasks at once: two Finish_, the last Release during Finish_ or Cancel(t), a cancelled
+Finish_ during Cancel(no limit) (tests/fuzz/callobjs.py, R21-R25, R28, R32); values whose
+pickling hooks raise (BaseException included), that fail to unpack part-way, and proxies
+passed from the wrong apartment (tests/fuzz/values.py, R11, R12, R7).
 """
 
 from __future__ import annotations
@@ -126,6 +134,40 @@ def test_the_generator_covers_na_code_and_fresh_objects() -> None:
     assert ends == {(c, e, lone) for c in CLIENTS for e in ENDS for lone in (False, True)}
     assert shuts == {(c, s) for c in ("sta", "na_sta") for s in (None, *SHUTS)}
     assert gifts > 0 and races > 0 and outers > 0
+
+
+def test_the_generator_covers_filters_call_objects_and_values() -> None:
+    # R16 R21 R22 R25 R28 R31 R32 R11 R12 R7: the scenarios of their own reach every route,
+    # kind and MessagePending answer (checked on the programs alone: cheap)
+    import comsim
+
+    from .callobjs import KINDS as CALL_KINDS
+    from .filters import ROUTES, FloodSpec, RetrySpec
+    from .programs import generate
+    from .values import KINDS as VALUE_KINDS
+
+    routes: set[tuple[str, int, bool]] = set()
+    kinds: set[str] = set()
+    pending: set[int] = set()
+    floods = nested = 0
+    for seed in range(400):
+        prog = generate(seed)
+        for answers in prog.pending.values():
+            pending.update(answers)
+        for x in prog.extras:
+            if isinstance(x, RetrySpec):
+                routes.add((x.route, x.pending, x.endless))
+                nested += x.nested
+            elif isinstance(x, FloodSpec):
+                floods += 1
+            else:
+                kinds.add(x.kind)
+    assert {r for r, _, endless in routes if endless} == set(ROUTES) - {"none"}
+    assert {(r, p) for r, p, _ in routes} >= {("unit", p) for p in (0, 1, 2)}
+    assert kinds == set(CALL_KINDS) | set(VALUE_KINDS)
+    assert pending == {comsim.PENDINGMSG_CANCELCALL, comsim.PENDINGMSG_WAITNOPROCESS,
+                       comsim.PENDINGMSG_WAITDEFPROCESS}
+    assert floods > 0 and nested > 0
 
 
 def test_the_generator_is_deterministic() -> None:
