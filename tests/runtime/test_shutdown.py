@@ -544,9 +544,16 @@ async def test_shutdown_abandons_an_async_call_awaited_in_finish(rt: comsim.Runt
         call.Begin_Block(entered, release)
         await call.Finish_Block()
 
+    async def nothing() -> None:
+        pass
+
     with comsim.testing.capture_trace() as events:
         waiting = asyncio.ensure_future(cli.run(client))
         await entered.Wait(0, comsim.INFINITE)
+        # the client is in Finish_'s wait: another unit starts only then (R2); without this, on
+        # the threaded runtime the shutdown may come between Begin_ and Finish_ (the unit then
+        # ends with its own CO_E_OBJNOTCONNECTED)
+        await cli.run(nothing)
         await cli.shutdown()
         with pytest.raises(comsim.COMError) as exc:
             await waiting
