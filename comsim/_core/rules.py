@@ -211,6 +211,22 @@ def shutdown_allowed(kind: ApartmentType, runtime_closing: bool) -> int:
     return hr.S_OK
 
 
+#: R18: a teardown cancels the apartment's tasks and waits for them to end, then cancels the
+#: tasks that appeared meanwhile, for at most TEARDOWN_ROUNDS rounds. A task still running
+#: TEARDOWN_GRACE seconds (the runtime's clock) after its cancel swallowed it: it is cancelled
+#: again, at most TEARDOWN_STALLS times. Then what still runs is left behind, and the teardown
+#: ends (a shutdown never hangs on a task that will not end).
+TEARDOWN_ROUNDS = 100
+TEARDOWN_GRACE = 0.25
+TEARDOWN_STALLS = 3
+
+
+def teardown_cancels_again(rounds: int, stalls: int) -> bool:
+    """R18: whether a teardown that has run ``rounds`` rounds, ``stalls`` of them ended by the
+    grace period, cancels the tasks still running once more (else it leaves them behind)."""
+    return rounds < TEARDOWN_ROUNDS and stalls <= TEARDOWN_STALLS
+
+
 def consults_incoming_filter(has_filter: bool, synchronous: bool, is_sta: bool) -> bool:
     """R16: HandleInComingCall is asked only on an STA with a filter, and only for synchronous
     calls (asynchronous calls are dispatched whatever it would answer)."""

@@ -11,6 +11,7 @@ import collections
 import contextvars
 import functools
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -67,8 +68,8 @@ class Apartment(ComWaits, RunUnits):
     __slots__ = ("__weakref__", "_accepting", "_at_close", "_closed", "_closed_waiters",
                  "_closing", "_ctx0", "_deferred", "_filter", "_home", "_ident", "_idle",
                  "_inbox", "_loop", "_nested", "_never_ran_cb", "_new_future", "_post", "_rt",
-                 "_sched", "_stubs", "_tasks", "_thread", "_transport", "_wake", "_woken",
-                 "name", "thread_id", "type")
+                 "_sched", "_spawned", "_stubs", "_tasks", "_thread", "_transport", "_wake",
+                 "_woken", "name", "thread_id", "type")
 
     def __init__(self, runtime: Runtime, name: str, kind: ApartmentType, thread_id: int) -> None:
         self.name = name
@@ -94,6 +95,8 @@ class Apartment(ComWaits, RunUnits):
         #: running tasks, each with the call or job it was made for (``_never_ran``)
         self._tasks: dict[asyncio.Task[Any], Any] = {}
         self._stubs: dict[int, Stub] = {}
+        #: deterministic runtime: the tasks its code made (``context.note_task``)
+        self._spawned: weakref.WeakSet[asyncio.Task[Any]] | None = None
         #: what ends with the apartment's teardown, by key (``_end_teardown``)
         self._at_close: dict[Any, Callable[[], None]] = {}
         self._filter: Any = None
@@ -330,32 +333,48 @@ class Apartment(ComWaits, RunUnits):
             stub.conn = stubcore.Connection.DISCONNECTED
         self._stubs.clear()
 
-    def _cancel_tasks(self, rounds: int) -> None:
-        """The teardown's middle: cancel the apartment's tasks (R18) and, once all have ended,
-        again those that appeared meanwhile (at most 100 rounds: a task that swallows every
-        cancel is left behind), then the last step. An idle apartment ends in this very step:
-        no loop turn."""
-        tasks = [t for t in self._tasks if not t.done()]
-        if tasks and rounds < 100:
+    def _cancel_tasks(self, rounds: int, stalls: int = 0) -> None:
+        """The teardown's middle (R18): cancel the apartment's tasks -- its own and those its
+        code spawned (``Transport.tasks_of``) -- and, once all have ended, those that appeared
+        meanwhile; a task still running a grace period after its cancel (it swallowed it) is
+        cancelled again (``rules.teardown_cancels_again`` bounds both); then the last step.
+        An idle apartment ends in this very step: no loop turn."""
+        own = self._tasks
+        tasks = [t for t in own if not t.done()]
+        tasks += [t for t in self._transport.tasks_of(self) if t not in own and not t.done()]
+        if tasks and rules.teardown_cancels_again(rounds, stalls):
             left = len(tasks)
+
+            def next_round(stalled: int) -> None:
+                if timer.cancelled():
+                    return  # the round has moved on already
+                timer.cancel()
+                for t in tasks:
+                    t.remove_done_callback(ended)
+                self._cancel_tasks(rounds + 1, stalls + stalled)
 
             def ended(_task: asyncio.Task[Any]) -> None:
                 nonlocal left
                 left -= 1
                 if not left:
-                    self._cancel_tasks(rounds + 1)
+                    next_round(0)
 
             for t in tasks:
                 t.cancel()
             for t in tasks:
                 t.add_done_callback(ended)
+            timer = self._loop.call_later(rules.TEARDOWN_GRACE, next_round, 1,
+                                          context=self._ctx0)
             return
         # a task done before the check above may not have had its done callback yet (it was
-        # cancelled before its first step, in the turn the check ran): answered here (R18)
-        for t in list(self._tasks):
+        # cancelled before its first step, in the turn the check ran): answered here (R18);
+        # a unit left behind is answered as gone (its late end changes nothing)
+        for t, payload in list(own.items()):
             if t.done():
                 self._never_ran(t)
-        self._tasks.clear()
+            elif type(payload) is _Job:
+                self._settle_job(payload, False, self._gone_error())
+        own.clear()
         self._end_teardown()
 
     def _end_teardown(self) -> None:

@@ -7,6 +7,7 @@ import contextvars
 import functools
 import itertools
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -115,6 +116,26 @@ OUTER_RUNTIME: contextvars.ContextVar[Any] = contextvars.ContextVar(
 #: NA code are waits of this thread (``neutral.NeutralApartment.com_wait``).
 UNDER: contextvars.ContextVar[Where | None] = contextvars.ContextVar("comsim_under",
                                                                     default=None)
+
+
+
+def note_task(task: asyncio.Task[Any], context: contextvars.Context | None) -> None:
+    """A task made by code in an apartment (``asyncio.create_task`` in a unit; ``context``: the
+    one given to run it in) on the deterministic runtime, where every apartment shares one
+    loop: noted in the apartment's ``_spawned``, so that its teardown ends it (R18). NA code's
+    tasks are its thread's (R5)."""
+    w = WHERE.get() if context is None else context.get(WHERE)
+    if w is not None and w.apartment._neutral:
+        w = UNDER.get() if context is None else context.get(UNDER)
+    if w is not None:
+        apt: Any = w.apartment
+        if not hasattr(apt, "_spawned"):
+            return  # not an apartment with a teardown
+        spawned = apt._spawned
+        if spawned is None:
+            spawned = apt._spawned = weakref.WeakSet()
+        spawned.add(task)
+
 
 _outside_ids: dict[int, int] = {}
 _outside_counter = itertools.count(1_000_001)

@@ -153,6 +153,9 @@ class DeterministicTransport:
     def join(self, apartment: Any) -> None:
         pass  # no thread of its own
 
+    def tasks_of(self, apartment: Any) -> Any:
+        return apartment._spawned or ()  # noted as they were made (``context.note_task``)
+
     def set_latency(self, key: tuple[str | None, str | None], seconds: Any) -> None:
         self.latency[key] = seconds
 

@@ -1,9 +1,13 @@
 """Fault injection (``Runtime.inject_fault``): what a fault is, checked, and which one a server
-method meets before it runs (R14 maps what it raises)."""
+method meets before it runs (R14 maps what it raises); the timer of a scheduled shutdown
+(``Runtime.schedule_shutdown``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import random
+from collections.abc import Callable
 
 from .._core.check import BadArgumentType, BadArgumentValue, check_name, check_probability
 from .._core.hresult import COMError
@@ -18,8 +22,8 @@ def checked_fault(method: str, error: int | BaseException, apartment: str | None
 
     Raises:
         COMError(E_INVALIDARG), also a TypeError or ValueError: ``method`` or ``apartment``
-            not a str, ``error`` neither an HRESULT nor an exception, ``probability`` not in
-            [0, 1].
+            not a str, ``error`` neither a failure HRESULT nor an exception, ``probability``
+            not in [0, 1].
     """
     api = "inject_fault"
     check_name(api, "method", method)
@@ -30,6 +34,10 @@ def checked_fault(method: str, error: int | BaseException, apartment: str | None
                               f"instance, not {error!r}")
     if isinstance(error, int) and not -0x8000_0000 <= error <= 0xFFFF_FFFF:
         raise BadArgumentValue(f"{api}: error {error!r} is not a 32-bit HRESULT")
+    if isinstance(error, int) and 0 <= error <= 0x7FFF_FFFF:  # S_OK, S_FALSE, RPC_S_...
+        raise BadArgumentValue(f"{api}: error 0x{error:08X} is a success code, not a failure: "
+                               f"a fault must fail the call (an HRESULT with the severity bit "
+                               f"set, e.g. hresult.E_FAIL), or be an exception to raise")
     return (method, apartment, error, check_probability(api, "probability", probability))
 
 
@@ -46,3 +54,22 @@ def fault_for(faults: list[Fault], rng: random.Random, method: str,
             return error
         return COMError(error, f"fault injected into {method}")
     return None
+
+
+def at_delay(loop: asyncio.AbstractEventLoop, delay: float, fn: Callable[[], object]) -> None:
+    """``fn()`` on ``loop`` ``delay`` seconds from now (its clock: virtual on the deterministic
+    runtime), in a context of its own (nothing of the caller's apartment). Safe from any
+    thread: from another than the loop's, the timer is set on the loop's own (asyncio's timers
+    are not thread-safe)."""
+
+    def arm() -> None:
+        loop.call_later(delay, fn, context=contextvars.Context())
+
+    try:
+        here = asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop runs here: a plain thread
+        here = False
+    if here:
+        arm()
+    else:  # an apartment's thread, on the threaded runtime
+        loop.call_soon_threadsafe(arm)

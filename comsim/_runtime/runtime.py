@@ -32,7 +32,7 @@ from . import cancel, server
 from .apartment import Apartment
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .deterministic import DeterministicTransport
-from .faults import Fault, checked_fault, fault_for
+from .faults import Fault, at_delay, checked_fault, fault_for
 from .hooks import HOOKS
 from .neutral import NeutralApartment
 from .objref import GlobalInterfaceTable
@@ -245,7 +245,7 @@ class Runtime:
         and no loop of its own, it ends with the runtime.
 
         Raises:
-            RuntimeError: the runtime has not been entered.
+            RuntimeError: the runtime has not been entered, or has ended without an NA.
         """
         nta = self._nta
         if nta is None:
@@ -253,6 +253,9 @@ class Runtime:
             with self._host_lock:
                 nta = self._nta
                 if nta is None:
+                    if self._mta_gone:
+                        raise RuntimeError("the runtime has ended; it had no NA, and makes "
+                                           "none any more")
                     nta = self._nta = NeutralApartment(self)
         return nta
 
@@ -330,12 +333,14 @@ class Runtime:
         runtime's seeded ``random.Random``.
 
         Raises:
-            RuntimeError: on the threaded runtime.
+            RuntimeError: on the threaded runtime; a deterministic one not yet entered.
             COMError(E_INVALIDARG), also a TypeError or ValueError: ``seconds`` neither a
                 finite number >= 0 nor a function; ``source`` or ``target`` not a str. A
                 function that raises or gives a bad delay is traced (``latency.error``) and
                 delays nothing.
         """
+        if self.deterministic:
+            self._check_started()  # its transport comes with the loop it is entered on
         if not callable(seconds):
             check_seconds("set_latency", "seconds", seconds)
         for what, name in (("source", source), ("target", target)):
@@ -362,28 +367,25 @@ class Runtime:
         deterministic runtime): an apartment that dies at a chosen moment (R18).
 
         Raises:
-            COMError(E_FAIL): ``apartment`` is the MTA, which shuts down only with its runtime.
+            COMError(E_FAIL): ``apartment`` is the MTA or the NA, which end with the runtime.
             COMError(E_INVALIDARG): ``apartment`` is not one of this runtime's, or ``delay`` is
                 not a finite number >= 0.
             RuntimeError: the runtime has not been entered.
         """
-        if not isinstance(apartment, Apartment) or apartment._rt is not self:
+        if (not isinstance(apartment, Apartment | NeutralApartment)
+                or apartment._rt is not self):
             raise COMError(hr.E_INVALIDARG, f"schedule_shutdown({apartment!r}, ...): not an "
                                             "apartment of this runtime")
         code = rules.shutdown_allowed(apartment.type, self._closing)
-        if code:
-            raise COMError(code, "the MTA shuts down only with its runtime; leave the "
-                                 "`async with Runtime()` block instead")
+        if code or not isinstance(apartment, Apartment):
+            raise COMError(code or hr.E_FAIL, f"the {apartment.name} shuts down only with its "
+                           "runtime; leave the `async with Runtime()` block instead")
         check_seconds("schedule_shutdown", "delay", delay)
         loop = self._host_loop
         if loop is None:
             raise RuntimeError("enter the runtime first: `async with comsim.Runtime() as rt:`")
-
-        def fire() -> None:
-            task = loop.create_task(apartment._shutdown())
-            self._background.append(task)
-
-        loop.call_later(delay, fire)
+        at_delay(loop, delay, lambda: self._background.append(
+            loop.create_task(apartment._shutdown())))
 
     def _fault_for(self, method: str, apartment: Apartment) -> BaseException | None:
         return fault_for(self._faults, self._rng, method, apartment.name)

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._core.rules import TEARDOWN_GRACE
 from .futures import call_in_loop
 from .loop import ApartmentLoop
 
@@ -213,6 +214,9 @@ class ThreadedTransport:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
+    def tasks_of(self, apartment: Any) -> set[asyncio.Task[Any]]:
+        return asyncio.all_tasks(apartment._loop)  # the apartment's loop is its own
+
     def set_latency(self, key: tuple[str | None, str | None], seconds: Any) -> None:
         raise RuntimeError("latency injection needs Runtime(deterministic=True)")
 
@@ -233,8 +237,8 @@ def _run(loop: asyncio.AbstractEventLoop, apartment: Any) -> None:
             pending = asyncio.all_tasks(loop)
             for t in pending:
                 t.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.wait(pending))
+            if pending:  # what the teardown left behind (R18): a grace period, no more
+                loop.run_until_complete(asyncio.wait(pending, timeout=TEARDOWN_GRACE))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             asyncio.set_event_loop(None)

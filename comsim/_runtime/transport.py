@@ -17,7 +17,7 @@ Later transports (a scheduling strategy for exploration, another process) plug i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 
@@ -60,6 +60,10 @@ class Transport(Protocol):
     def join(self, apartment: Any) -> None:
         """Wait until ``apartment``'s loop has stopped and closed (its thread has ended), when
         called from anywhere but that loop (R18: nothing is left behind)."""
+
+    def tasks_of(self, apartment: Any) -> Iterable[asyncio.Task[Any]]:
+        """The tasks on ``apartment``'s loop that its code made (``asyncio.create_task`` in a
+        unit): its teardown ends them with its own (R18)."""
 
     def set_latency(self, key: tuple[str | None, str | None], seconds: Any) -> None:
         """Delay messages on a channel (``(source, target)`` apartment names, None: any).

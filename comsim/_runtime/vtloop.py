@@ -18,8 +18,7 @@ loop's self-pipe (``call_soon_threadsafe``). The loop is deadlocked when none ca
 - no thread the loop knows of is at work for it: no ``run_in_executor`` job (so no
   ``asyncio.to_thread``) in flight, no busy anyio worker thread of this loop, no live threaded
   comsim runtime (its apartments' threads post to their callers), no subprocess watcher;
-- and, for threads the loop cannot see, nothing arrives during a short real grace
-  (``deadlock_grace``).
+- and, for threads the loop cannot see, nothing arrives in a real grace (``deadlock_grace``).
 
 Then the selector's ``select`` raises the deadlock (``comsim.testing.Deadlock``, made by the
 testing package's hook) out of the loop, and so out of ``anyio.run``.
@@ -39,7 +38,7 @@ from contextvars import copy_context
 from types import CoroutineType
 from typing import Any
 
-from .context import LIVE_RUNTIMES
+from .context import LIVE_RUNTIMES, note_task
 from .loop import Handle, TimerHandle, VirtualSelector, callback_failed, new_handle
 
 # asyncio's own thresholds (``asyncio.base_events``), for ``VirtualTimeLoop._run_once``
@@ -62,8 +61,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             ``anyio.run``, ``comsim.testing.run``), when nothing can ever run again.
     """
 
-    #: seconds of wall time to wait, with nothing scheduled, for a thread the loop cannot see
-    #: before it declares a deadlock; None turns deadlock detection off
+    #: wall seconds to wait, with nothing scheduled, for a thread the loop cannot see before it
+    #: declares a deadlock; None turns deadlock detection off
     deadlock_grace: float | None = 0.1
     #: virtual seconds ``rewind`` waits for the cancelled tasks a run left to end
     rewind_grace = 60.0
@@ -97,15 +96,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         super().set_debug(enabled)
         self.get_debug = itertools.repeat(self._debug).__next__  # type: ignore[attr-defined]
 
-    # asyncio runs the timers due before ``time() + _clock_resolution``: one step of the float
-    # clock at least, so that a timer the clock jumped to runs (above ~1e7 s 1e-9 is lost)
+    # asyncio runs the timers due before ``time() + _clock_resolution``: one float step at
+    # least, so that a timer the clock jumped to runs (above ~1e7 s, 1e-9 is lost)
     @property
     def _clock_resolution(self) -> float:
         return max(1e-9, math.ulp(self._vtime))
 
     @_clock_resolution.setter
-    def _clock_resolution(self, value: float) -> None:
-        pass  # asyncio's __init__ sets the real clock's
+    def _clock_resolution(self, value: float) -> None:  # asyncio's __init__ sets the real one
+        pass
 
     # asyncio's call_soon, call_later and call_at, the same outside debug mode, in one frame
     def call_soon(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
@@ -133,6 +132,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if delay is None:
             raise TypeError("delay must not be None")
         when = this._vtime + delay
+        if when == math.inf and delay != math.inf:  # past the clock's end: a timer at its end
+            when = math.nextafter(math.inf, 0.0)  # (one at inf never fires: a false deadlock)
         if this._debug:
             return super().call_at(when, callback, *args, context=context)
         if this._closed:
@@ -284,6 +285,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             task = asyncio.Task(coro, loop=self, name=name, context=context)  # asyncio's, inline
         else:
             task = super().create_task(coro, name=name, context=context)
+        note_task(task, context)  # made by code in an apartment? its teardown ends it (R18)
         made = self._made
         made.append(task)
         if len(made) > self._made_limit:  # a long program: forget the tasks that are done
@@ -320,9 +322,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def rewind(self) -> bool:
         """Make the loop as good as new for another program (exploration's many short runs):
-        leftover tasks are cancelled and run to their end (``rewind_grace``), leftover
-        callbacks and timers dropped, the clock set back to 0. False: the loop cannot be reused
-        (closed, running, deadlocked, a task would not end: warned); make a new one."""
+        leftover tasks cancelled and run to their end (``rewind_grace``), callbacks and timers
+        dropped, the clock set to 0. False: the loop cannot be reused (closed, running,
+        deadlocked, a task would not end: warned); make a new one."""
         if self.is_closed() or self.is_running() or self._deadlocked is not None:
             return False
         made = self._made
@@ -350,9 +352,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._vtime = 0.0
         return True
 
-    # the deterministic pump's hand-off (``deterministic.DeterministicTransport._deliver``):
-    # while it takes a message in, it asks for its next step here instead of ``call_soon``
-
+    # the deterministic pump's hand-off (``DeterministicTransport._deliver``): below
     def runs_next(self) -> bool:
         """Whether a callback ``call_soon`` made now would be all that the loop's next turn
         runs: nothing else ready, no timer due, no stop asked. Its work may then be done now,

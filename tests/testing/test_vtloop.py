@@ -98,6 +98,16 @@ def test_the_largest_float_sleep_returns() -> None:
     assert run_guarded(main) == sys.float_info.max
 
 
+def test_a_sleep_past_the_clocks_end_returns_at_its_end() -> None:
+    # max + max overflows to inf, where a timer never fires: before, a false Deadlock
+    async def main() -> float:
+        await anyio.sleep(sys.float_info.max)
+        await asyncio.sleep(sys.float_info.max)
+        return asyncio.get_running_loop().time()
+
+    assert run_guarded(main) == sys.float_info.max
+
+
 def test_a_short_sleep_after_a_long_one_returns() -> None:
     # at 2e7 seconds, 1e-9 more is the same float: the timer is due at once
     async def main() -> float:
