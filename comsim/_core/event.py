@@ -1,13 +1,43 @@
-"""An ``ISynchronize`` event's state (R23): who a ``Signal`` wakes, whether a wait succeeds.
+"""An ``ISynchronize`` event's state (R23): who a ``Signal`` wakes, whether a wait succeeds, and
+whether a signal whose waiter did not take it goes back to the event (``HANDS_BACK``).
 
 Waiters are opaque tokens, kept in arrival order. An auto-reset event (``StdEvent``) wakes one
 waiter, or stays set for the next wait, and a successful wait resets it; a manual-reset event
 (``ManualResetEvent``, a call object's own event) stays set and wakes every waiter.
+
+A signal that woke a waiter is consumed only if that waiter's ``Wait`` gives ``S_OK``. The
+wake-up may reach a waiter that has already given up (time-out or cancel: ``End.LATE``), or
+reach it in time while its task is cancelled before its ``Wait`` returns (``End.ABANDONED``:
+the wake-up was taken in, then the cancel; in an STA the waiter resumes only on top, R2, so
+the window is as long as the units nested above it last). Then an auto-reset event's signal
+goes back to the event: it wakes the next waiter or stays set, exactly as if it had just come.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, Final
+
+
+class End(enum.Enum):
+    """How the part of a waiter that ``signal`` chose ended."""
+
+    __hash__ = object.__hash__  # identity: table lookups stay in C
+    RETURNED = "returned"  # woken while waiting; its Wait gave S_OK
+    ABANDONED = "abandoned"  # woken while waiting; its Wait then raised (its task was cancelled)
+    LATE = "late"  # the wake-up came after it had given up (time-out, cancel, its loop gone)
+
+
+#: (auto-reset?, how the chosen waiter's part ended) -> whether the signal goes back (R23)
+HANDS_BACK: Final[dict[tuple[bool, End], bool]] = {
+    (True, End.RETURNED): False,  # the successful wait consumed it (and reset the event)
+    (True, End.ABANDONED): True,  # nobody got it: it must not be lost
+    (True, End.LATE): True,
+    # a manual-reset event stays set and wakes everyone: a waiter consumes nothing
+    (False, End.RETURNED): False,
+    (False, End.ABANDONED): False,
+    (False, End.LATE): False,
+}
 
 
 class EventState:
@@ -50,7 +80,13 @@ class EventState:
                 del self.waiters[i]
                 return
 
+    def woken_ends(self, end: End) -> list[Any]:
+        """The waiter that ``signal`` chose ended so (``End``): the waiters to wake now. If the
+        signal goes back (``HANDS_BACK``), the event is signalled again."""
+        if HANDS_BACK[(self.auto_reset, end)]:
+            return self.signal()
+        return []
+
     def woken_too_late(self) -> bool:
-        """A woken waiter had already given up: an auto-reset signal must not be lost, so the
-        caller signals again. Gives whether it must."""
-        return self.auto_reset
+        """A woken waiter had already given up: gives whether its signal goes back."""
+        return HANDS_BACK[(self.auto_reset, End.LATE)]

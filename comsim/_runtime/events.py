@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._core import hresult as hr
 from .._core import rules
-from .._core.event import EventState
+from .._core.event import End, EventState
 from .._core.hresult import COMError
 from .._core.refcount import RefCount
 from . import futures
@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- events (R23)
 def _wake_future(fut: asyncio.Future[Any], event: _Event) -> None:
-    if fut.done():
-        if event._state.woken_too_late():  # the waiter gave up meanwhile: hand it back
-            event.Signal()
+    if fut.done():  # the waiter gave up meanwhile: its signal may go back (core: HANDS_BACK)
+        event._woken_ends(End.LATE)
         return
     fut.set_result(True)
 
@@ -58,17 +57,36 @@ class _Event(ISynchronize):
         """Set the event, waking waiters (one, for an auto-reset event)."""
         with self._lock:
             wake = self._state.signal()
+        if wake:
+            self._wake(wake)
+        return hr.S_OK
+
+    def _wake(self, wake: list[Any]) -> None:
+        """Send the wake-ups of the waiters ``wake`` (``EventState`` chose them)."""
+        late = 0
         for loop, fut, apartment, transport, _w, _t in wake:
             # through the transport (the seed and latency govern it): to the waiter's
             # apartment, or to its loop when it waits outside any
             if apartment is not None:
                 if transport.signal(apartment, _wake_future, (fut, self)):
                     continue
-            elif transport is not None:
+            elif transport is not None and not loop.is_closed():
                 transport.to_loop(loop, _wake_future, (fut, self))
                 continue
+            if loop.is_closed():  # the waiter's loop is gone, and the waiter with it
+                late += 1
+                continue
             call_in_loop(loop, _wake_future, fut, self)  # no runtime, or the apartment is gone
-        return hr.S_OK
+        for _ in range(late):
+            self._woken_ends(End.LATE)
+
+    def _woken_ends(self, end: End) -> None:
+        """A waiter that a signal woke ended so: carry out the core's answer (``HANDS_BACK``:
+        an auto-reset event's signal nobody took goes back to the event)."""
+        with self._lock:
+            wake = self._state.woken_ends(end)
+        if wake:
+            self._wake(wake)
 
     def Reset(self) -> int:
         with self._lock:
@@ -100,6 +118,11 @@ class _Event(ISynchronize):
                 ok = await entry[1]
             else:
                 ok = await w.apartment.com_wait(entry[1], timeout=entry[5])
+        except BaseException:
+            fut = entry[1]  # woken, then cancelled before Wait returned: S_OK is not given
+            if fut.done() and not fut.cancelled() and fut.result() is True:
+                self._woken_ends(End.ABANDONED)
+            raise
         finally:
             with self._lock:
                 self._state.remove_waiter(entry)
