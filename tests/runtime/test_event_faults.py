@@ -156,3 +156,90 @@ async def test_a_waiter_outside_apartments_cancelled_in_the_turn_it_is_woken(
         await t
     assert await ev.Wait(0, 0) == hr.S_OK  # the signal went back to the event (R23)
     assert await ev.Wait(0, 0) == hr.RPC_S_CALLPENDING
+
+
+def test_a_waiter_whose_loop_has_closed_does_not_swallow_the_signal() -> None:  # R23
+    """A waiter parked on a loop that then closed never takes its wake-up: the signal stays
+    with the event."""
+    ev = comsim.StdEvent()
+    loop = asyncio.new_event_loop()
+
+    async def park() -> Any:
+        coro = ev.Wait(0, INFINITE)
+        coro.send(None)  # its first step: the waiter is registered, the wait suspended
+        return coro
+
+    coro = loop.run_until_complete(park())
+    loop.close()
+    try:
+        assert ev.Signal() == hr.S_OK  # chooses the parked waiter, whose loop is gone
+        assert ev.is_set()
+    finally:
+        coro.close()
+    assert asyncio.run(ev.Wait(0, 0)) == hr.S_OK
+    assert not ev.is_set()
+
+
+# --------------------------------------------------------------------------- seeded races
+SEEDS = range(16)
+
+
+def _one_signal_one_taker(seed: int, where: str, race: str) -> tuple[list[Any], bool]:
+    """One ``Signal`` and a waiter W (``where``: in an STA, the MTA, or outside any apartment)
+    that gives up around it (``race``: its 100 ms time-out expires at the very instant of the
+    signal, or its task is cancelled right after it), and a second waiter W2 with a 200 ms
+    time-out. Gives every outcome ("cancelled" or an HRESULT) and whether the event is set
+    at the end."""
+
+    async def main() -> tuple[list[Any], bool]:
+        async with comsim.Runtime(deterministic=True, seed=seed) as rt:
+            loop = asyncio.get_running_loop()
+            ev = comsim.StdEvent()
+            got: list[Any] = []
+            w_in = comsim.ManualResetEvent()
+
+            async def wait(ms: int, entered: Any = None) -> None:
+                if entered is not None:
+                    entered.Signal()
+                try:
+                    got.append(await ev.Wait(0, ms))
+                except asyncio.CancelledError:
+                    got.append("cancelled")
+                    raise
+
+            ms = 100 if race == "timeout" else INFINITE
+            apt = (await rt.create_sta("a") if where == "sta"
+                   else rt.mta if where == "mta" else None)
+            t0 = loop.time()
+            if apt is None:
+                t_w = asyncio.ensure_future(wait(ms, w_in))
+            else:
+                t_w = asyncio.ensure_future(apt.run(wait, ms, w_in))
+            await w_in.Wait(0, INFINITE)
+            t_w2 = asyncio.ensure_future(wait(200))
+            await wait_all_tasks_blocked()  # both are registered: W first
+            if race == "timeout":
+                assert loop.time() == t0  # (virtual time: it has not moved)
+                loop.call_at(t0 + 0.1, ev.Signal)  # at the very instant of W's time-out
+            else:
+                ev.Signal()
+                t_w.cancel()
+            for t in (t_w, t_w2):
+                try:
+                    await t
+                except asyncio.CancelledError:
+                    pass
+            return got, ev.is_set()
+
+    return comsim.testing.run(main)
+
+
+@pytest.mark.parametrize("race", ["timeout", "cancel"])
+@pytest.mark.parametrize("where", ["sta", "mta", "outside"])
+def test_a_signal_is_taken_exactly_once_whoever_gives_up(where: str, race: str) -> None:
+    # R23 (auto-reset: one signal, one successful wait or the event left set), R32, R2
+    for seed in SEEDS:
+        got, still_set = _one_signal_one_taker(seed, where, race)
+        assert len(got) == 2, (seed, got)  # both waiters ended
+        # the signal is neither lost (W gave up: W2 or the event has it) nor doubled
+        assert got.count(hr.S_OK) + still_set == 1, (seed, got, still_set)
