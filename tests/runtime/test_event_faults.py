@@ -92,6 +92,38 @@ async def test_a_woken_waiter_cancelled_before_it_returns_gives_the_signal_back(
             assert await ev.Wait(0, 0) == hr.RPC_S_CALLPENDING
 
 
+@pytest.mark.parametrize("reset", [False, True])
+@pytest.mark.parametrize("end", ["abandoned", "late"])
+@pytest.mark.asyncio
+async def test_a_signal_that_comes_back_is_dropped_only_after_a_reset(
+        rt: comsim.Runtime, end: str, reset: bool) -> None:  # R23, R2, R32
+    """W is cancelled after its wake-up was taken in ("abandoned"), or before, so that the
+    wake-up finds it gone ("late"); either way its signal goes back to the event, unless the
+    event was reset after that signal came (a Reset after a Signal leaves it clear)."""
+    ev = comsim.StdEvent()
+    sta, t_w, t_n, got, box = await _covered_waiter(rt, ev)
+
+    async def cancel_w() -> None:
+        box["task"].cancel()
+
+    async def nothing() -> None:
+        pass
+
+    if end == "late":
+        await sta.run(cancel_w)  # W's wait has ended; W is still below N (R2), still listed
+    ev.Signal()  # chooses W
+    if reset:
+        ev.Reset()
+    await settle(sta, cancel_w if end == "abandoned" else nothing)  # the wake-up is taken in
+    box["gate"].Signal()
+    with anyio.fail_after(5):
+        await t_n
+        await t_w
+    assert got == ["cancelled"]
+    assert await ev.Wait(0, 0) == (hr.RPC_S_CALLPENDING if reset else hr.S_OK)
+    assert await ev.Wait(0, 0) == hr.RPC_S_CALLPENDING
+
+
 @pytest.mark.asyncio
 async def test_a_woken_manual_reset_waiter_cancelled_loses_nothing(
         rt: comsim.Runtime) -> None:  # R23, R32
