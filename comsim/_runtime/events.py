@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._core import hresult as hr
 from .._core import rules
-from .._core.event import EventState
+from .._core.event import End, EventState
 from .._core.hresult import COMError
 from .._core.refcount import RefCount
 from . import futures
@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- events (R23)
-def _wake_future(fut: asyncio.Future[Any], event: _Event) -> None:
-    if fut.done():
-        if event._state.woken_too_late():  # the waiter gave up meanwhile: hand it back
-            event.Signal()
+def _wake_future(fut: asyncio.Future[Any], event: _Event, resets: int) -> None:
+    """A signal's wake-up reaches its waiter. ``resets``: the event's Reset count when the
+    signal came; the waiter's future gets ``resets + 1`` (a true int: its ``Wait`` gives
+    ``S_OK``, or hands the signal back with that count if it ends otherwise)."""
+    if fut.done():  # the waiter gave up meanwhile: its signal may go back (core: HANDS_BACK)
+        event._woken_ends(End.LATE, resets)
         return
-    fut.set_result(True)
+    fut.set_result(resets + 1)
 
 
 _EVENTS_LOCK = threading.Lock()
@@ -58,17 +60,41 @@ class _Event(ISynchronize):
         """Set the event, waking waiters (one, for an auto-reset event)."""
         with self._lock:
             wake = self._state.signal()
+            resets = self._state.resets
+        if wake:
+            self._wake(wake, resets)
+        return hr.S_OK
+
+    def _wake(self, wake: list[Any], resets: int) -> None:
+        """Send the wake-ups of the waiters ``wake`` (``EventState`` chose them for a signal
+        that came when the event's Reset count was ``resets``)."""
+        late = 0
         for loop, fut, apartment, transport, _w, _t in wake:
             # through the transport (the seed and latency govern it): to the waiter's
             # apartment, or to its loop when it waits outside any
             if apartment is not None:
-                if transport.signal(apartment, _wake_future, (fut, self)):
+                if transport.signal(apartment, _wake_future, (fut, self, resets)):
                     continue
-            elif transport is not None:
-                transport.to_loop(loop, _wake_future, (fut, self))
+            elif transport is not None and not loop.is_closed():
+                transport.to_loop(loop, _wake_future, (fut, self, resets))
                 continue
-            call_in_loop(loop, _wake_future, fut, self)  # no runtime, or the apartment is gone
-        return hr.S_OK
+            if loop.is_closed():  # the waiter's loop is gone, and the waiter with it
+                late += 1
+                continue
+            # no runtime, or the apartment is gone
+            call_in_loop(loop, _wake_future, fut, self, resets)
+        for _ in range(late):
+            self._woken_ends(End.LATE, resets)
+
+    def _woken_ends(self, end: End, resets: int) -> None:
+        """A waiter that a signal woke ended so: carry out the core's answer (``HANDS_BACK``:
+        an auto-reset event's signal nobody took goes back to the event, unless it was reset
+        since). ``resets``: the Reset count when that signal came."""
+        with self._lock:
+            wake = self._state.woken_ends(end, resets)
+            now = self._state.resets
+        if wake:
+            self._wake(wake, now)
 
     def Reset(self) -> int:
         with self._lock:
@@ -100,6 +126,11 @@ class _Event(ISynchronize):
                 ok = await entry[1]
             else:
                 ok = await w.apartment.com_wait(entry[1], timeout=entry[5])
+        except BaseException:
+            fut = entry[1]  # woken, then cancelled before Wait returned: S_OK is not given
+            if fut.done() and not fut.cancelled() and type(woke := fut.result()) is int:
+                self._woken_ends(End.ABANDONED, woke - 1)  # (``_wake_future``'s resets + 1)
+            raise
         finally:
             with self._lock:
                 self._state.remove_waiter(entry)
