@@ -5,12 +5,12 @@ structlog (``structlog.is_configured()``). Otherwise ``enabled()`` is False and 
 work of building the event.
 
 A capture is scoped to a thread, its root: the thread that entered it, or, entered by code on a
-threaded runtime's apartment thread, the thread that runs that runtime (the one its host loop
-runs on). It takes in the events emitted on its root and on the apartment threads of the
-runtimes its root runs, and nothing else: runs in other threads at the same time (``explore``
-on a thread pool) have captures of their own. An event emitted on a thread no live runtime
-knows (a plain thread cancelling a call, R31) reaches the captures when they all have one root,
-and none when captures of several roots are active (it cannot be placed).
+threaded runtime's apartment thread, the thread that entered that runtime (where its host loop
+runs). It takes in the events emitted on its root and on the apartment threads of the runtimes
+its root entered, and nothing else: runs in other threads at the same time (``explore`` on a
+thread pool) have captures of their own. An event emitted on a thread no live runtime knows (a
+plain thread, R31) reaches the captures when they all have one root, and none when captures of
+several roots are active (it cannot be placed).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def _sinks_here() -> list[_Sink]:
     if root is not None:
         return _by_root.get(root, [])
     for rt in list(LIVE_RUNTIMES):
-        if _host_thread(rt) == ident:
+        if rt._host_thread == ident:
             return []  # a runtime run here, and nobody here captures
     # a thread no live runtime knows (a plain thread cancelling a call, R31): its events go
     # to the captures if they all have one root, else nowhere (they may be anyone's)
@@ -150,26 +150,18 @@ def _sinks_here() -> list[_Sink]:
 
 
 def _apartment_root(ident: int) -> int | None:
-    """The thread that runs the live runtime whose apartment thread ``ident`` is (the threaded
-    runtime's), or None: not an apartment thread (or its runtime's host loop does not run)."""
+    """The thread that runs the live runtime whose apartment thread ``ident`` (the running
+    thread) is, on the threaded runtime; None: it is no apartment thread."""
+    current = threading.current_thread()
     known = _apartment_roots.get(ident)
-    if known is not None and known[0] is threading.current_thread():
+    if known is not None and known[0] is current:
         return known[1]
     for rt in list(LIVE_RUNTIMES):
         for apt in list(rt._apartments.values()):
-            thread = apt._thread
-            if thread is not None and apt._ident == ident:
-                host = _host_thread(rt)
-                if host is None:
-                    return None
+            if apt._thread is current:  # (an ident may be reused once a thread has ended)
+                host: int = rt._host_thread  # (set on entering, before it is live)
                 if len(_apartment_roots) > 1024:
                     _apartment_roots.clear()
-                _apartment_roots[ident] = (thread, host)
+                _apartment_roots[ident] = (current, host)
                 return host
     return None
-
-
-def _host_thread(rt: Any) -> int | None:
-    """The thread running ``rt``'s host loop (the loop it was entered on), while it runs."""
-    ident = getattr(rt._host_loop, "_thread_id", None)
-    return ident if isinstance(ident, int) else None

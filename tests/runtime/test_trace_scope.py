@@ -6,6 +6,7 @@ once, and its result must equal ``workers=1``'s even when a scenario's outcome r
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -58,15 +59,18 @@ def _in_two_threads(body: Callable[[str, threading.Barrier], Trace]) -> dict[str
     return got
 
 
-async def _calls(rt: comsim.Runtime, name: str, barrier: threading.Barrier) -> Trace:
-    """Both threads' captures are active while each makes its calls (the barriers)."""
+async def _calls(rt: comsim.Runtime, name: str, barrier: threading.Barrier,
+                 capture: bool = True) -> Trace:
+    """Both threads' captures are active while each makes its calls (the barriers); without
+    ``capture``, this thread makes its calls while the other captures."""
     p = await pair(rt, server=f"{name}-srv", client=f"{name}-cli")
 
     async def add() -> None:
         for i in range(CALLS):
             assert await p.proxy.Add(i, 1) == i + 1
 
-    with capture_trace() as events:
+    events = Trace()
+    with capture_trace() if capture else contextlib.nullcontext(events) as events:
         barrier.wait()  # the other thread captures too from here
         await p.client.run(add)
         barrier.wait()  # ... until here
@@ -107,6 +111,23 @@ def test_threaded_runtimes_in_two_threads_capture_their_own_events_only() -> Non
         return asyncio.run(main())
 
     _own_only(_in_two_threads(body))
+
+
+def test_a_capture_sees_nothing_of_a_threaded_runtime_another_thread_runs() -> None:
+    # b captures nothing, its calls run at the same time as a's, on threads of their own
+    def body(name: str, barrier: threading.Barrier) -> Trace:
+        import asyncio
+
+        async def main() -> Trace:
+            async with comsim.Runtime() as rt:
+                return await _calls(rt, name, barrier, capture=name == "a")
+
+        return asyncio.run(main())
+
+    got = _in_two_threads(body)
+    assert got["b"] == []
+    del got["b"]
+    _own_only(got)
 
 
 def test_capture_in_a_unit_sees_its_runtime_from_its_sta_thread() -> None:
