@@ -138,7 +138,7 @@ class ClientCall(StubCall):
         #: its reply is taken in (R25, ``_core.callobj.keeps_manager``)
         self.holder: Proxy | None = None
         # asked once per call: no logging work otherwise (``trace.enabled``, written out)
-        self.tracing = True if trace.CAPTURES else trace.is_configured()
+        self.tracing = trace.enabled() if trace.CAPTURES else trace.is_configured()
 
     def __repr__(self) -> str:
         return (f"<call #{self.id} {self.spec.interface.__name__}.{self.method} "

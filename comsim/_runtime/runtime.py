@@ -132,6 +132,7 @@ class Runtime:
         self._outgoing: dict[int, list[Any]] = {}  # thread id -> pending sync calls (R31)
         self._cancel_counts = CancelCounter()
         self._host_loop: asyncio.AbstractEventLoop | None = None
+        self._host_thread: int | None = None  # the OS thread that entered it (``trace``)
         self._token: contextvars.Token[Runtime | None] | None = None
         self._t0 = 0.0
         #: the MTA, made on first use (``mta``), as COM makes it when a first thread enters it;
@@ -155,6 +156,7 @@ class Runtime:
         self._entered = True
         loop = asyncio.get_running_loop()
         self._host_loop = loop
+        self._host_thread = threading.get_ident()
         if self.deterministic:
             if not isinstance(loop, VirtualTimeLoop):
                 raise RuntimeError(

@@ -1,7 +1,7 @@
 """Replaying and shrinking schedules: ``replay`` gives a scenario's outcome under a schedule;
 ``shrink`` looks for the schedule with the fewest preemptions (decisions other than the
-default: the oldest message, no deferral) that still gives an outcome the caller wants to keep,
-by delta debugging over the preemptions."""
+default: the oldest message, no deferral) that still gives an outcome the caller wants to keep:
+the schedule with none first, then delta debugging over the preemptions."""
 
 from __future__ import annotations
 
@@ -50,9 +50,12 @@ def replay(scenario: Scenario, schedule: Schedule) -> Hashable:
 def shrink(scenario: Scenario, schedule: Schedule,
            keep: Callable[[Hashable], bool], *, max_runs: int = 1000) -> Schedule:
     """A schedule with as few preemptions (decisions other than the default) as can be found
-    whose outcome still satisfies ``keep``: delta debugging over the preemptions, halving the
-    chunks dropped at once down to one at a time, in at most ``max_runs`` runs. Exceptions
-    raised by the scenario are outcomes (``Raised(type, message)``). Gives ``schedule`` itself
+    whose outcome still satisfies ``keep``: first the schedule with none (every decision the
+    default), then delta debugging over the preemptions, each stage trying all of them at once
+    (that same schedule: no run) and then chunks, halved down to one at a time, in at most
+    ``max_runs`` runs (the schedule's own replay and the one with no preemptions included; a
+    schedule tried once is not run again). Exceptions raised by the scenario are outcomes
+    (``Raised(type, message)``). Gives ``schedule`` itself
     (as replayed, trailing default decisions dropped) when nothing can go. What ``keep``
     raises propagates.
 
@@ -80,29 +83,54 @@ def shrink(scenario: Scenario, schedule: Schedule,
             f"keep accepts (explore's found.schedules[outcome]), or a keep that accepts this "
             f"outcome; if that run's outcome did satisfy keep, {_NOT_DETERMINISTIC}")
     runs = 1
+    if best.preemptions == 0:
+        return Schedule(_trim(best.decisions), schedule.seed)
+    #: the runs made so far, by their (trimmed) decisions: the schedule each gave, if its
+    #: outcome satisfied keep (a replay is deterministic: a schedule tried once is known)
+    tried: dict[tuple[int, ...], Schedule | None] = {}
 
     def attempt(decisions: list[int]) -> Schedule | None:
+        """The schedule of the run under ``decisions`` if it keeps and has fewer preemptions
+        than the best so far, else None. Raises ``_Spent`` for a run past ``max_runs``."""
         nonlocal runs
-        runs += 1
-        got, sched = run_once(scenario, schedule.seed, ReplayPolicy(decisions))
-        return sched if keep(got) and sched.preemptions < best.preemptions else None
-
-    chunk = max(1, best.preemptions // 2)
-    while chunk >= 1:
-        spots = [i for i, d in enumerate(best.decisions) if d != OLDEST]
-        progressed = False
-        for start in range(0, len(spots), chunk):
+        key = tuple(_trim(decisions))
+        if key in tried:
+            sched = tried[key]
+        else:
             if runs >= max_runs:
-                return Schedule(_trim(best.decisions), schedule.seed)
-            drop = set(spots[start:start + chunk])
-            trial = [OLDEST if i in drop else d for i, d in enumerate(best.decisions)]
-            found = attempt(_trim(trial))
+                raise _Spent
+            runs += 1
+            got, ran = run_once(scenario, schedule.seed, ReplayPolicy(key))
+            sched = tried[key] = ran if keep(got) else None
+        return sched if sched is not None and sched.preemptions < best.preemptions else None
+
+    try:
+        # every stage of the delta debugging below tries dropping all the preemptions at
+        # once first: that is the schedule with none (every decision the default), run here
+        found = attempt([])
+        if found is not None:
+            best = found
+        chunk = max(1, best.preemptions // 2)
+        while best.preemptions > 0 and chunk >= 1:
+            spots = [i for i, d in enumerate(best.decisions) if d != OLDEST]
+            found = None
+            for start in [None, *range(0, len(spots), chunk)]:  # None: all at once
+                drop = set(spots if start is None else spots[start:start + chunk])
+                found = attempt([OLDEST if i in drop else d
+                                 for i, d in enumerate(best.decisions)])
+                if found is not None:
+                    break
             if found is not None:
-                best, progressed = found, True
-                break
-        if not progressed:
-            chunk //= 2
+                best = found
+            else:
+                chunk //= 2
+    except _Spent:
+        pass
     return Schedule(_trim(best.decisions), schedule.seed)
+
+
+class _Spent(Exception):
+    """``shrink`` has made its ``max_runs`` runs."""
 
 
 def _trim(decisions: list[int]) -> list[int]:

@@ -43,11 +43,18 @@ class Trace(list[dict[str, Any]]):
 
 @contextmanager
 def capture_trace() -> Iterator[Trace]:
-    """Collect every trace event from every apartment while the block runs::
+    """Collect the trace events of this thread's runtimes, from every one of their apartments,
+    while the block runs::
 
         with comsim.testing.capture_trace() as events:
             ...
         assert events.events("call.cancelled")[0]["stage"] == "queued"
+
+    The capture takes in what runs on the thread that entered it (every apartment of a
+    deterministic runtime) and on the apartment threads of the threaded runtimes that thread
+    runs; entered by code in an apartment, the thread that runs its runtime. Runtimes that
+    other threads run at the same time (``explore`` on a thread pool) are not seen: each run's
+    capture is its own.
     """
     sink = Trace()
     trace.add_capture(sink)
