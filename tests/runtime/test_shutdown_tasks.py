@@ -18,12 +18,13 @@ pytestmark = pytest.mark.asyncio
 
 
 class IWait(comsim.Interface):
-    async def Hold(self, release: Any) -> str: ...
+    async def Hold(self, entered: Any, release: Any) -> str: ...
     async def Add(self, a: int, b: int) -> int: ...
 
 
 class Holder(comsim.CoClass, IWait):
-    async def Hold(self, release):
+    async def Hold(self, entered, release):
+        entered.Signal()  # the call is in: the client's task waits for its reply
         await release.Wait(0, comsim.INFINITE)  # a COM wait: the STA takes other calls in
         return "released"
 
@@ -70,8 +71,7 @@ async def test_a_spawned_task_in_a_call_is_cancelled_while_the_teardown_runs(
 
     async def in_call() -> None:
         try:
-            entered.Signal()
-            await p.proxy.Hold(release)
+            await p.proxy.Hold(entered, release)
         except BaseException as exc:
             got.append(type(exc).__name__)
             try:
