@@ -14,8 +14,10 @@ apartments; else None (the lock as a whole, which conflicts with every variable 
 lock). The wrappers only note; they lock as the locks do.
 
 Some shared state is used without a lock, and when a check fails no lock is taken at all: a
-stub's connection (``Stub.conn``), which a caller checks before it sends a request, and
-``GetInterfaceFromGlobal`` or a proxy passed as an argument before they take a reference (R17);
+stub's connection (``Stub.conn``), which a caller checks before it sends a request, and a proxy
+passed in an argument or result before it takes a reference (R17; ``GetInterfaceFromGlobal``
+and every other route in read it under the stubs' lock, with their claim and their reference:
+``objref._connect``, R10, R34);
 a proxy manager's count (``ProxyManager.count``), which a call through a proxy, its R12 checks
 and ``QueryInterface`` read, and which ``Release`` changes from any apartment (R12, R34); a
 call object's count (``CallObject._refs``), which ``AddRef`` changes without a lock and
