@@ -13,6 +13,7 @@ from .._core import hresult as hr
 from .._core.check import BadArgumentType
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
+from .boundary import own_ref
 from .context import UNDER, WHERE, Where
 from .objects import CoClass, IUnknown, _is_interface
 from .objref import marshal_interface, release_marshal_data, unmarshal_interface
@@ -73,14 +74,14 @@ def _construct(cls: type[CoClass], iface: type[Any], at_home: bool,
                                   f"{type(exc).__name__}: {exc}; fix the constructor "
                                   "(raise COMError(hr) for a chosen HRESULT)") from exc
     if iface is not IUnknown and not isinstance(obj, iface):
-        obj.Release()  # the object goes
+        own_ref(obj, "Release")  # the object goes
         raise COMError(hr.E_NOINTERFACE, f"CoCreateInstance({name}, {iface.__name__}): {name} "
                                          f"does not implement {iface.__name__}; ask for an "
                                          "interface it implements")
     if at_home:
         return obj
     stream = marshal_interface(obj, iface)
-    obj.Release()
+    own_ref(obj, "Release")
     if made is not None:
         made.append(stream)  # the creator releases it if it is cancelled before it unmarshals
     return stream

@@ -334,11 +334,9 @@ class Apartment(ComWaits, RunUnits):
         self._stubs.clear()
 
     def _cancel_tasks(self, rounds: int, stalls: int = 0) -> None:
-        """The teardown's middle (R18): cancel the apartment's tasks -- its own and those its
-        code spawned (``Transport.tasks_of``) -- and, once all have ended, those that appeared
-        meanwhile; a task still running a grace period after its cancel (it swallowed it) is
-        cancelled again (``rules.teardown_cancels_again`` bounds both); then the last step.
-        An idle apartment ends in this very step: no loop turn."""
+        """The teardown's middle (R18): cancel its tasks and those its code spawned
+        (``Transport.tasks_of``), then those that came meanwhile, or again after a grace period
+        (``rules.teardown_cancels_again``); then the last step. Idle: ends in this step."""
         own = self._tasks
         tasks = [t for t in own if not t.done()]
         tasks += [t for t in self._transport.tasks_of(self) if t not in own and not t.done()]
@@ -366,9 +364,8 @@ class Apartment(ComWaits, RunUnits):
             timer = self._loop.call_later(rules.TEARDOWN_GRACE, next_round, 1,
                                           context=self._ctx0)
             return
-        # a task done before the check above may not have had its done callback yet (it was
-        # cancelled before its first step, in the turn the check ran): answered here (R18);
-        # a unit left behind is answered as gone (its late end changes nothing)
+        # a task done before the check may not have had its done callback yet (cancelled
+        # before its first step): answered here (R18); a unit left behind is answered as gone
         for t, payload in list(own.items()):
             if t.done():
                 self._never_ran(t)
@@ -390,7 +387,10 @@ class Apartment(ComWaits, RunUnits):
                     waiters, self._closed_waiters = self._closed_waiters, []
                     break
                 _key, fn = self._at_close.popitem()
-            fn()
+            try:
+                fn()
+            except BaseException as exc:  # a bug in comsim: reported, the teardown ends (R18)
+                self._loop.call_exception_handler({"message": f"comsim: {fn!r}", "exception": exc})
         for loop, fut in waiters:  # on each waiter's loop, through the transport
             self._rt._transport.to_loop(loop, settle, (fut, None))
         self._transport.stop(self)

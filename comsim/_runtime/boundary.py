@@ -13,13 +13,17 @@ The synchronous hooks go through ``call_hook``; a method's failure becomes its r
 ``fault_reply`` (``_core.rules.reply_code``), and a server method's cancellation in
 ``server.server_task`` (``_core.rules.server_cancel_outcome``). Pickling hooks fail their value
 with RPC_X_BAD_STUB_DATA in ``wire.pack`` and ``wire.unpack`` (R11), on either side of a call;
-a constructor fails ``CoCreateInstance`` with E_FAIL in ``activation._construct`` (R33). A
+a constructor fails ``CoCreateInstance`` with E_FAIL in ``activation._construct`` (R33). The
+``AddRef`` and ``Release`` that comsim itself calls on an object (a stub's reference, R7) go
+through ``own_ref``: an override that raises is warned about and traced, and comsim goes on
+(the count is what the object made of it), so a teardown never stops half-way (R18). A
 ``CancelledError`` raised by such synchronous code is its own exception like any other: no
 cancel of the task can arrive inside it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -51,3 +55,18 @@ def fault_reply(obj: Any, method: str, exc: BaseException) -> Reply:
         return Reply(code, text=exc.text)
     return Reply(code, exc=exc, text=f"{type(obj).__name__}.{method} raised "
                                      f"{type(exc).__name__}: {exc}")
+
+
+def own_ref(obj: Any, method: str) -> None:
+    """``obj.AddRef()`` or ``obj.Release()`` (``method``) for a reference of comsim's own (a
+    stub's, R7). Whatever the object's override raises is traced (``object.refcount_failed``)
+    and warned about, never raised: the caller (a proxy's ``Release``, a teardown, a
+    ``CoDisconnectObject``) goes on."""
+    try:
+        getattr(obj, method)()
+    except BaseException as exc:  # the boundary: nothing goes through
+        name = type(obj).__name__
+        trace.emit("object.refcount_failed", object=name, method=method, exc=repr(exc))
+        warnings.warn(f"comsim: {name}.{method}() raised {exc!r}; comsim goes on as if it had "
+                      f"returned (fix the override: {method} must not raise)", RuntimeWarning,
+                      stacklevel=2)

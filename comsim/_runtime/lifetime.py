@@ -16,6 +16,7 @@ from .._core import hresult as hr
 from .._core.lifetime import Life, LifeEffect, LifeInput, birth
 from .._core.stub import Connection
 from . import trace
+from .boundary import own_ref
 from .context import WHERE
 from .objects import CoClass, home_apartment
 from .server import fail_queued
@@ -46,7 +47,7 @@ def take(obj: CoClass, inp: LifeInput) -> Stub:
             stub.life.step(inp)
     assert stub is not None
     if made:
-        obj.AddRef()  # the stub's one reference on its object (R7)
+        own_ref(obj, "AddRef")  # the stub's one reference on its object (R7)
         if effect is LifeEffect.NOTHING:
             # R18: the apartment's shutdown disconnects it
             apt._at_close[_shutdown_key(stub)] = functools.partial(_shut, stub)
@@ -102,7 +103,7 @@ def carry_out(stub: Stub, effect: LifeEffect) -> None:
     if trace.enabled():
         trace.emit("stub.disconnected", server=apt.name, object=type(obj).__name__,
                    stub=stub.id, reason=effect.value)
-    obj.Release()  # the stub's reference on its object (R7)
+    own_ref(obj, "Release")  # the stub's reference on its object (R7)
 
 
 def disconnected_copy(stub: Stub) -> Stub:

@@ -14,6 +14,7 @@ from .._core.iface import MethodSpec
 from .._core.lifetime import LifeEffect, LifeInput
 from .._core.marshaldata import Hold
 from . import lifetime
+from .boundary import own_ref
 from .callobj import CallFactory
 from .client import sync_call
 from .context import WHERE
@@ -133,7 +134,7 @@ def arrive(stub: Stub, iface: type[Interface], apt: Apartment, hold: Hold) -> Ar
 def settle(stub: Stub, apt: Apartment, arrival: Arrival) -> Any:
     """``arrive``'s pointer, once the stub lock is let go: what it decided is carried out."""
     if arrival.at_home:
-        stub.obj.AddRef()
+        own_ref(stub.obj, "AddRef")
     if arrival.first:
         apt._at_close[_AT_CLOSE] = functools.partial(_end_all, apt)
     lifetime.carry_out(stub, arrival.effect)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._core import hresult as hr
 from .._core.hresult import COMError
+from .boundary import own_ref
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -75,7 +76,7 @@ class _Unpickler(pickle.Unpickler):
         manager, R34) but a free-threaded object, passed by reference, which holds none."""
         for value in self.brought.values():
             if value is not _FAILED and not getattr(value, "_com_free_threaded_", False):
-                value.Release()
+                own_ref(value, "Release")
 
 
 def pack(value: Any, what: str) -> Any:
