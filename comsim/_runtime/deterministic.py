@@ -6,6 +6,11 @@ first, and every decision is recorded (``decisions``). Per-channel latency
 (``Runtime.set_latency``) delays messages in virtual time. Every message goes through the pump
 (requests, replies, cancels, ``run`` units and results, event signals), so the seed and the
 latency govern them all, and the same seed replays the same trace.
+
+A message posted from another OS thread (code of a plain thread entering an apartment or the
+NA, R5, R31; a threaded runtime's apartment calling in) is handed to the loop's own thread
+(``call_soon_threadsafe``, which wakes the loop) and enqueued there, with no channel latency:
+asyncio's ``call_soon`` is not thread-safe and would not wake a loop waiting for I/O.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextvars
 import math
 import random
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +66,8 @@ class DeterministicTransport:
         self._ready_count = loop.ready_count
         self._runs_next = loop.runs_next
         self._call_soon_at = loop.call_soon_at
+        #: the loop's own thread (the transport is made there, as the runtime is entered)
+        self._thread = threading.get_ident()
 
     @property
     def targets(self) -> list[str | None]:
@@ -89,10 +97,16 @@ class DeterministicTransport:
         pending = self.pending
         get_where = WHERE.get
         ready_count = self._ready_count
+        get_ident = threading.get_ident
+        thread = self._thread
 
         def post(fn: Callable[..., Any], *args: Any) -> bool:
             if not apt._accepting:
                 return False
+            if get_ident() != thread:  # from another OS thread: enqueued on the loop's
+                self.loop.call_soon_threadsafe(self._enqueue, ctx, fn, args, target, None,
+                                               context=self.ctx)
+                return True
             w = get_where()
             sender = w.apartment.name if w is not None else None
             if self.latency:
@@ -119,7 +133,7 @@ class DeterministicTransport:
             return bool(apt._post(fn, *args))  # the apartment's own (``_poster``)
         # to code outside any apartment (a ``run`` result, a shutdown's end)
         sender = _sender()
-        if self.latency:
+        if self.latency and threading.get_ident() == self._thread:
             delay = self._delay(None, sender)
             if delay:
                 self.loop.call_later(delay, self._arrive, self.host_ctx, fn, args, None,
@@ -142,7 +156,10 @@ class DeterministicTransport:
             call_in_loop(loop, fn, *args)
 
     def run_soon(self, apartment: Any, fn: Callable[[], Any]) -> None:
-        self.loop.call_soon(fn, context=apartment._ctx0)
+        if threading.get_ident() != self._thread:
+            self.loop.call_soon_threadsafe(fn, context=apartment._ctx0)
+        else:
+            self.loop.call_soon(fn, context=apartment._ctx0)
 
     def take_in(self, apartment: Any) -> None:
         pass  # pending messages stay with the pump; their handlers see the teardown
@@ -196,6 +213,10 @@ class DeterministicTransport:
 
     def _enqueue(self, ctx: contextvars.Context, fn: Callable[..., Any],
                  args: tuple[Any, ...], target: str | None, sender: str | None) -> None:
+        if threading.get_ident() != self._thread:  # from another OS thread (the docstring)
+            self.loop.call_soon_threadsafe(self._enqueue, ctx, fn, args, target, sender,
+                                           context=self.ctx)
+            return
         self._append(ctx, fn, args, target, sender)
         if not self.scheduled:
             self.scheduled = True
