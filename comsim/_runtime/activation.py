@@ -101,7 +101,8 @@ async def CoCreateInstance(cls: type[Any], iface: type[T]) -> T:
         COMError(E_NOINTERFACE): the object does not implement ``iface`` (it is released).
         COMError(hr): the constructor raised ``COMError(hr)``; E_FAIL for anything else it
             raises, ``SystemExit`` and ``KeyboardInterrupt`` too.
-        COMError(RPC_E_DISCONNECTED): the target apartment has shut down.
+        COMError(RPC_E_DISCONNECTED): the target apartment has shut down, or the runtime is
+            ending and cannot make it.
     """
     w = WHERE.get()
     if w is None:
@@ -124,7 +125,11 @@ async def CoCreateInstance(cls: type[Any], iface: type[T]) -> T:
     placement = core.place(creator, model)
     assert isinstance(placement, core.Placement)  # CO_E_NOTINITIALIZED was raised above
     rt = w.runtime
-    target = _TARGET[placement](rt, w)
+    try:
+        target = _TARGET[placement](rt, w)
+    except RuntimeError as exc:  # the runtime is ending: it makes no apartment any more (R18)
+        raise COMError(hr.RPC_E_DISCONNECTED, f"CoCreateInstance({cls.__name__}, ...): the "
+                       f"apartment a {model!r} class needs cannot be made: {exc}") from None
     if core.result_is_object(target is w.apartment):
         result: T = _construct(cls, iface, True)
         return result

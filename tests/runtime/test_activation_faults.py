@@ -15,7 +15,9 @@ import pytest
 
 import comsim
 from comsim import hresult
+from comsim.testing import VirtualTimeLoop
 
+from ..helpers import ICalc, serve
 from .test_activation import MODELS, IWhere, run_as
 
 
@@ -113,3 +115,44 @@ async def test_a_cancel_of_the_creator_still_cancels_it(rt: comsim.Runtime) -> N
 
     assert await sta.run(run_creator) is True
     assert seen == [hresult.E_FAIL]
+
+
+class _Widget(comsim.CoClass, ICalc):
+    threading_model = "Apartment"  # from the MTA: the host STA (R33)
+
+    async def Add(self, a: int, b: int) -> int:
+        return a + b
+
+
+@pytest.mark.asyncio
+async def test_creating_while_the_runtime_ends_fails_with_disconnected() -> None:
+    # R33, R18: an MTA unit still running while the runtime is left (its STAs are gone)
+    # creates an apartment-model object: the host STA cannot be made any more. Before, a bare
+    # RuntimeError("the runtime is not running") came out of CoCreateInstance
+    loop = asyncio.get_running_loop()
+    outcome: list[Any] = []
+    ready = comsim.ManualResetEvent()
+    async with comsim.Runtime(deterministic=isinstance(loop, VirtualTimeLoop)) as rt:
+        ui = await rt.create_sta("ui")
+        _obj, stream = await serve(ui)
+
+        async def worker() -> None:
+            proxy: Any = comsim.unmarshal_interface(stream)
+            ready.Signal()
+            try:
+                while True:  # until 'ui' has shut down: the runtime is being left
+                    await proxy.Add(1, 2)
+            except comsim.COMError:
+                pass
+            try:
+                await comsim.CoCreateInstance(_Widget, ICalc)
+                outcome.append("created")
+            except comsim.COMError as exc:
+                outcome.append(hresult.name(exc.hresult))
+            except Exception as exc:  # the fault: reported to the test
+                outcome.append(repr(exc))
+
+        running = asyncio.ensure_future(rt.mta.run(worker))
+        await ready.Wait(0, comsim.INFINITE)
+    assert outcome == ["RPC_E_DISCONNECTED"]
+    assert running.done()
