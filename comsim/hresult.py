@@ -1,4 +1,4 @@
-"""Every HRESULT of COM-RULES.md as a signed int constant with its COM name.
+"""Every HRESULT of COM-RULES.md (and E_NOTIMPL) as a signed int constant with its COM name.
 
 ``hresult.RPC_E_CALL_CANCELED``, ``hresult.name(hr)``, ``hresult.succeeded(hr)``,
 ``hresult.failed(hr)``.
@@ -15,6 +15,7 @@ from ._core.hresult import (
     E_FAIL,
     E_INVALIDARG,
     E_NOINTERFACE,
+    E_NOTIMPL,
     REGDB_E_CLASSNOTREG,
     RPC_E_CALL_CANCELED,
     RPC_E_CALL_COMPLETE,
@@ -50,6 +51,7 @@ __all__ = [
     "E_FAIL",
     "E_INVALIDARG",
     "E_NOINTERFACE",
+    "E_NOTIMPL",
     "REGDB_E_CLASSNOTREG",
     "RPC_E_CALL_CANCELED",
     "RPC_E_CALL_COMPLETE",

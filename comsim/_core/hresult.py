@@ -22,6 +22,7 @@ def unsigned(hr: int) -> int:
 
 S_OK = _signed(0x00000000)
 S_FALSE = _signed(0x00000001)
+E_NOTIMPL = _signed(0x80004001)
 E_NOINTERFACE = _signed(0x80004002)
 E_FAIL = _signed(0x80004005)
 E_INVALIDARG = _signed(0x80070057)
@@ -60,6 +61,7 @@ _NAMES[RPC_S_CALLPENDING] = "RPC_S_CALLPENDING"
 _DESCRIPTIONS: dict[int, str] = {
     S_OK: "success",
     S_FALSE: "success (false)",
+    E_NOTIMPL: "not implemented",
     E_NOINTERFACE: "no such interface supported",
     E_FAIL: "unspecified failure",
     E_INVALIDARG: "one or more arguments are invalid",

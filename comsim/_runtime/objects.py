@@ -54,8 +54,15 @@ class Interface:
             if getattr(base, "_com_is_interface_", False) and base is not cls:
                 methods.update(getattr(base, "_com_methods_", {}))
         for name, func in collect_methods(cls, dict(cls.__dict__)).items():
+            if name in _IUNKNOWN:
+                raise BadArgumentValue(f"{cls.__name__}.{name}: {name} is IUnknown's own "
+                                       "method, which every object and proxy has; give the "
+                                       "interface's method another name")
             methods[name] = MethodSpec(cls, name, func)
         cls._com_methods_ = methods
+
+
+_IUNKNOWN = frozenset({"QueryInterface", "AddRef", "Release"})
 
 
 class IUnknown(Interface):
@@ -109,12 +116,21 @@ class CoClass:
     threading_model: ClassVar[str | None] = "Both"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A class's ``cancel_policy`` is checked where it is written (R30).
+        """A class's ``cancel_policy`` is checked where it is written (R30). A method of its
+        interfaces that it does not define fails with E_NOTIMPL (the interface's declaration
+        is no implementation).
 
         Raises:
             COMError(E_INVALIDARG), also a ValueError: an unknown ``cancel_policy``.
         """
         super().__init_subclass__(**kwargs)
+        for iface in interfaces_of(cls):
+            if is_async_interface(iface):
+                continue  # a call object's Begin_/Finish_ (their declarations raise)
+            for name, spec in iface._com_methods_.items():
+                declared = spec.interface.__dict__.get(name)
+                if declared is not None and getattr(cls, name, None) is declared:
+                    type.__setattr__(cls, name, _not_implemented(cls.__name__, spec))
         policy = cls.__dict__.get("cancel_policy")
         if policy is not None:
             try:
@@ -225,6 +241,24 @@ def _make_finish_stub(spec: MethodSpec) -> Callable[..., Any]:
 
     finish.__name__ = "Finish_" + spec.name
     return finish
+
+
+def _not_implemented(owner: str, spec: MethodSpec) -> Callable[..., Any]:
+    """What a CoClass that does not define ``spec``'s method has in its place: E_NOTIMPL."""
+    where = f"{owner}.{spec.name}"
+    text = (f"{where}: {owner} implements {spec.interface.__name__} but does not define "
+            f"{spec.name}; define it in the class (E_NOTIMPL)")
+
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise COMError(hr.E_NOTIMPL, text)
+
+    def sync_method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise COMError(hr.E_NOTIMPL, text)
+
+    made = method if spec.is_async else sync_method
+    made.__name__ = spec.name
+    made.__qualname__ = where
+    return made
 
 
 def is_async_interface(iface: Any) -> bool:
