@@ -152,6 +152,14 @@ def unmarshal_status(connected: bool, server_alive: bool, implements: bool) -> i
     return hr.S_OK
 
 
+def direct_use_status(current: object | None, home: object, free_threaded: bool) -> int:
+    """R1: only code in an object's apartment uses the object itself (marshals it, registers
+    it in the GIT, passes it in a value); a free-threaded object is anyone's."""
+    if free_threaded or current is home:
+        return hr.S_OK
+    return hr.CO_E_NOTINITIALIZED if current is None else hr.RPC_E_WRONG_THREAD
+
+
 def disconnect_status(current: object | None, home: object) -> int:
     """R17: CoDisconnectObject only from the object's apartment."""
     if current is None:

@@ -19,7 +19,7 @@ from .._core.lifetime import LifeEffect, LifeInput
 from .._core.marshaldata import DataInput, GitEntry, Hold, MarshalData
 from .._core.stub import Connection
 from . import lifetime, wire
-from .context import WHERE
+from .context import UNDER, WHERE
 from .objects import (
     CoClass,
     Interface,
@@ -62,6 +62,7 @@ def reference_for(obj: Any) -> Any:
             RPC_E_WRONG_THREAD); RPC_E_DISCONNECTED for a proxy to a disconnected object.
     """
     if isinstance(obj, CoClass):
+        _check_direct_use(obj, "a value")
         stub = lifetime.take(obj, LifeInput.ADD_STRONG)
         return ObjRef(stub, stub.interfaces, MarshalData(MSHLFLAGS.NORMAL))
     if isinstance(obj, Proxy):
@@ -127,6 +128,23 @@ def _current_apartment(what: str) -> Apartment:
     return w.apartment
 
 
+def _check_direct_use(obj: CoClass, what: str) -> None:
+    """R1: ``obj`` itself is used by code in its own apartment (NA code: in the NA, or on its
+    thread's apartment, R5) or is free-threaded; else RPC_E_WRONG_THREAD."""
+    home = home_apartment(obj)
+    w = WHERE.get()
+    current = w.apartment if w is not None else None
+    if current is not None and current._neutral and current is not home:
+        under = UNDER.get()
+        current = under.apartment if under is not None else current
+    code = rules.direct_use_status(current, home,
+                                   bool(getattr(obj, "_com_free_threaded_", False)))
+    if code:
+        raise COMError(code, f"{what}: {type(obj).__name__} lives in apartment {home.name!r}, "
+                             f"and only code there uses the object itself (R1); pass a proxy "
+                             f"to it (marshal it in its apartment, unmarshal it here)")
+
+
 def _target_stub(obj: Any, iface: type[Interface], what: str, inp: LifeInput) -> Stub:
     """The stub ``obj`` reaches, with one reference ``inp`` added (R7, R9)."""
     if isinstance(obj, Proxy):
@@ -138,7 +156,7 @@ def _target_stub(obj: Any, iface: type[Interface], what: str, inp: LifeInput) ->
         lifetime.add(stub, inp)  # a gone stub gives data that fails to unmarshal (R17)
         return stub
     if isinstance(obj, CoClass):
-        home_apartment(obj)
+        _check_direct_use(obj, what)
         if not (iface is IUnknown or iface in interfaces_of(type(obj))):
             raise COMError(hr.E_NOINTERFACE, f"{what}: {type(obj).__name__} does not "
                                              f"implement {iface.__name__}")

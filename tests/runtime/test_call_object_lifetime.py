@@ -13,6 +13,7 @@ R18, R19, R25, R34).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -157,11 +158,9 @@ async def test_last_release_from_another_thread_steps_on_the_clients_loop(
 
 # --------------------------------------------------------------------------- late stubs
 @pytest.mark.asyncio
-async def test_stub_made_after_its_apartment_shut_down_goes_at_once(
-        rt: comsim.Runtime) -> None:
-    # R7 R18: an object whose apartment has shut down is marshalled (here from another
-    # apartment, after the teardown): its new stub goes at once, traced with reason
-    # `shutdown`, its reference on the object with it; the data give CO_E_OBJNOTCONNECTED
+async def test_an_object_is_marshalled_only_in_its_own_apartment(rt: comsim.Runtime) -> None:
+    # R1: code in another apartment (here after the object's apartment shut down) may not use
+    # the object itself; no stub is made, no reference taken
     a = await rt.create_sta("a")
     b = await rt.create_sta("b")
 
@@ -171,11 +170,46 @@ async def test_stub_made_after_its_apartment_shut_down_goes_at_once(
     obj = await b.run(make)
     await b.shutdown()
 
-    async def marshal() -> Any:
-        return comsim.marshal_interface(obj, ICalc, flags=MSHLFLAGS.TABLESTRONG)
+    async def marshal() -> int:
+        return hr_of(comsim.marshal_interface, obj, ICalc, MSHLFLAGS.TABLESTRONG)
 
     with comsim.testing.capture_trace() as events:
-        stream = await a.run(marshal)
+        assert await a.run(marshal) == hresult.RPC_E_WRONG_THREAD
+    assert events.events("stub.disconnected") == []
+    assert await _locks(obj) == 0  # no stub holds it
+
+
+@pytest.mark.asyncio
+@pytest.mark.deterministic_only  # one loop: a task of the apartment's outlives its teardown
+async def test_stub_made_after_its_apartment_shut_down_goes_at_once(
+        rt: comsim.Runtime) -> None:
+    # R7 R18: an object whose apartment has shut down is marshalled by a task of that
+    # apartment the teardown left behind (it swallows every cancel): its new stub goes at
+    # once, traced with reason `shutdown`, its reference on the object with it; the data give
+    # CO_E_OBJNOTCONNECTED
+    a = await rt.create_sta("a")
+    b = await rt.create_sta("b")
+    go, done = asyncio.Event(), asyncio.Event()
+    made: list[Any] = []
+    kept: list[asyncio.Task[None]] = []
+
+    async def later() -> None:
+        while not go.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # the teardown's, every time
+                await go.wait()
+        made.append(comsim.marshal_interface(made[0], ICalc, flags=MSHLFLAGS.TABLESTRONG))
+        done.set()
+
+    async def make() -> None:
+        made.append(Calc())
+        kept.append(asyncio.get_running_loop().create_task(later()))
+
+    await b.run(make)
+    await b.shutdown()
+    with comsim.testing.capture_trace() as events:
+        go.set()
+        await done.wait()
+    obj, stream = made
     gone = events.events("stub.disconnected")
     assert [(e["reason"], e["server"]) for e in gone] == [("shutdown", "b")]
     assert await _locks(obj) == 0
