@@ -23,7 +23,7 @@ from .context import (
     WHERE,
     new_where,
 )
-from .loop import resume
+from .loop import current_task, resume
 from .objects import ICallFactory
 from .record import ClientCall, on_reply, reply_refused
 from .serverside import cancelled_reply, inject_fault, via_server_call
@@ -134,9 +134,11 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                         if reply.exc is None:  # not the method's own: an interrupt, a shutdown
                             propagating = True
                             raise  # ends the scope (an interrupt) or the task (shutdown)
-                    except GeneratorExit:
-                        propagating = True
-                        raise  # the coroutine is being closed: nothing more runs
+                    except GeneratorExit as exc:
+                        if current_task(apt._loop) is not task:
+                            propagating = True
+                            raise  # the coroutine is being closed: nothing more runs
+                        reply = fault_reply(obj, call.method, exc)  # the method's own (R14)
                     except BaseException as exc:  # the fault boundary (``boundary``)
                         reply = fault_reply(obj, call.method, exc)
                     finally:
