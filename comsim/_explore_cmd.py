@@ -38,8 +38,9 @@ REDRAW = 0.1
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("target", metavar="MODULE:FUNCTION",
                     help="e.g. my_scenarios:scenario or path/to/file.py:scenario")
-    ap.add_argument("--runs", type=int, default=1000, metavar="N",
-                    help="seeds 0..N-1 (default 1000); for exhaustive, the most runs")
+    ap.add_argument("--seeds", "--runs", dest="runs", type=int, default=1000, metavar="N",
+                    help="seeds 0..N-1 (default 1000); for exhaustive, the most runs "
+                         "(--runs: the same)")
     ap.add_argument("--first-seed", type=int, default=0, metavar="S",
                     help="start at seed S instead (seeds S..S+N-1)")
     ap.add_argument("--strategy", choices=STRATEGIES, default="random",
@@ -60,8 +61,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def run(ns: argparse.Namespace) -> int:
     """The command; its exit status."""
     if ns.runs < 1 or ns.workers < 1 or ns.depth < 1:
-        print("comsim explore: error: --runs, --workers and --depth must be >= 1",
+        print("comsim explore: error: --seeds, --workers and --depth must be >= 1",
               file=sys.stderr)
+        return 2
+    if ns.save_dir and Path(ns.save_dir).exists() and not Path(ns.save_dir).is_dir():
+        print(f"comsim explore: error: --save-dir {ns.save_dir}: not a directory; give a "
+              f"directory (made if missing)", file=sys.stderr)
         return 2
     to_stdout = ns.json == "-"
     console = Console(highlight=False, stderr=to_stdout)

@@ -114,6 +114,8 @@ def _check_target(option: str, path: str | None) -> str | None:
     """Why ``path`` cannot be written (checked before a long run), or None."""
     if path is None or path == "-":
         return None
+    if Path(path).is_dir():
+        return f"{option} {path}: a directory; give a file name"
     parent = Path(path).resolve().parent
     return None if parent.is_dir() else f"{option} {path}: no directory {parent}"
 

@@ -250,7 +250,9 @@ class Schedule:
         with open(path, encoding="utf-8") as f:
             try:
                 return cls.from_json(json.load(f))
-            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError: nested
+            # too deep for the decoder (no schedule is)
+            except (ValueError, RecursionError) as exc:
                 raise BadArgumentValue(
                     f"Schedule.load({str(path)!r}): {exc}; give a file written by "
                     f"Schedule.save (a failing explore names the one it saved)") from None

@@ -4,6 +4,8 @@ the deterministic runtime runs on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,14 +23,52 @@ def run(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``anyio.run`` on the asyncio backend with comsim's ``VirtualTimeLoop``: everything in
     ``async_fn``, the caller's code too, lives in virtual time.
 
+    Once ``async_fn`` has ended, the tasks it left are cancelled and given
+    ``VirtualTimeLoop.rewind_grace`` virtual seconds to end; one still running then swallows
+    its cancels (a task an apartment's teardown left behind, R18, say): it is closed where it
+    waits, with a ``RuntimeWarning``, instead of hanging the program's end as it would
+    ``asyncio.run``'s.
+
     Raises:
         comsim.testing.Deadlock: nothing can ever run again (no callback ready, no timer, no
             message in flight) while ``async_fn`` is unfinished; its message and ``waits``
             say who waits on what. The remaining tasks are cancelled and the loop closed.
         Whatever ``async_fn`` raises.
     """
-    return anyio.run(async_fn, *args, backend="asyncio",
+
+    async def program() -> T:
+        try:
+            return await async_fn(*args)
+        finally:
+            await _end_the_rest()
+
+    return anyio.run(program, backend="asyncio",
                      backend_options={"loop_factory": VirtualTimeLoop})
+
+
+async def _end_the_rest() -> None:
+    """Cancel the tasks a program left, wait for them in virtual time, close the stubborn."""
+    me = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    if not rest:
+        return
+    for t in rest:
+        t.cancel()
+    await asyncio.wait(rest, timeout=VirtualTimeLoop.rewind_grace)
+    for t in rest:
+        if not t.done():
+            warnings.warn(f"comsim.testing.run: {t!r} ignores its cancellation; it is closed "
+                          "where it waits", RuntimeWarning, stacklevel=2)
+            with contextlib.suppress(BaseException):
+                t.get_coro().close()
+            t.cancel()  # its next step raises at once: the coroutine has ended
+            t.add_done_callback(_retrieved)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A closed task's end (an error of a closed coroutine) was reported: not again."""
+    if not task.cancelled():
+        task.exception()
 
 
 

@@ -74,6 +74,15 @@ def test_bench_rows_chooses_rows_and_json_to_stdout(capsys: pytest.CaptureFixtur
     assert [row["key"] for row in data["rows"]] == ["same", "det"]
 
 
+def test_bench_json_to_a_directory_is_refused_before_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: the whole benchmark ran, then IsADirectoryError with a traceback
+    assert _cli.main(["bench", "--rows", "same", "--n", "10", "--rounds", "1",
+                      "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "a directory; give a file name" in err
+
+
 def test_bench_unknown_row_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         _cli.main(["bench", "--rows", "same,nope"])

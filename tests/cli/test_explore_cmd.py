@@ -83,8 +83,17 @@ def test_exhaustive_says_whether_it_ran_every_order(here: Path,
     (["nowhere:scenario"], "no module named 'nowhere'"),
     (["explore_me.py:missing"], "has no 'missing'"),
     (["explore_me.py:two_callers", "--runs", "0"], "must be >= 1"),
+    (["explore_me.py:two_callers", "--seeds", "0"], "must be >= 1"),
+    (["explore_me.py:two_callers", "--save-dir", "explore_me.py"], "not a directory"),
 ])
 def test_bad_input_is_a_usage_error(here: Path, capsys: pytest.CaptureFixture[str],
                                     args: list[str], message: str) -> None:
     assert _cli.main(["explore", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_seeds_is_the_api_name_of_runs(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # API.md: comsim explore MODULE:FUNCTION [--seeds N] ...; --runs is the same option
+    rc, report = _json(capsys, "explore_me.py:two_callers", "--seeds", "30")
+    assert rc == 0
+    assert report["runs"] == 30

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+import comsim
+import comsim.testing
 from comsim.testing import _runs, explore
 from comsim.testing._loop import VirtualTimeLoop
 from comsim.testing._runs import Exploration
@@ -247,3 +249,33 @@ def test_a_run_lets_go_of_its_runtime_when_it_ends() -> None:
         assert kept[-1]() is not None
     finally:
         gc.enable()
+
+
+def test_run_ends_a_task_that_swallows_its_cancels() -> None:
+    # R18: a task an apartment's teardown left behind (it swallows every cancel) no longer
+    # hangs the program's end: it is closed where it waits, with a warning. Before, run never
+    # returned (virtual time jumped on, a second at a time)
+    kept: list[asyncio.Task[None]] = []
+    swallowed: list[float] = []
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                swallowed.append(asyncio.get_running_loop().time())
+
+    async def unit() -> None:
+        kept.append(asyncio.get_running_loop().create_task(stubborn()))
+
+    async def main() -> str:
+        async with comsim.Runtime(deterministic=True) as rt:
+            sta = await rt.create_sta("A")
+            await sta.run(unit)
+            await sta.shutdown()
+        return "ended"
+
+    with pytest.warns(RuntimeWarning, match="ignores its cancellation"):
+        assert comsim.testing.run(main) == "ended"
+    assert kept[0].done()
+    assert len(swallowed) >= 5  # the teardown's four cancels, and run's

@@ -72,6 +72,17 @@ def test_loading_what_is_no_schedule_is_refused(tmp_path: Path, bad: dict) -> No
         Schedule.load(path)
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"format": ' + "[" * 100_000])
+def test_loading_json_nested_too_deep_is_refused(tmp_path: Path, text: str) -> None:
+    # before: a RecursionError out of the decoder (an INTERNALERROR under --comsim-replay)
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    with pytest.raises(comsim.COMError) as err:
+        Schedule.load(path)
+    assert isinstance(err.value, ValueError)
+    assert "Schedule.load" in str(err.value)
+
+
 def test_schedule_needs_the_deterministic_runtime() -> None:
     with pytest.raises(ValueError, match="deterministic=True"):
         comsim.Runtime(schedule=Schedule([]))
