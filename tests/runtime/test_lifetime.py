@@ -16,7 +16,7 @@ import comsim
 import comsim.testing
 from comsim import MSHLFLAGS, hresult
 
-from ..helpers import Calc, ICalc, serve
+from ..helpers import Calc, ICalc, drain, serve
 from .test_marshal import ahr_of, hr_of
 
 N, S, W = MSHLFLAGS.NORMAL, MSHLFLAGS.TABLESTRONG, MSHLFLAGS.TABLEWEAK
@@ -299,6 +299,7 @@ async def test_marshalling_again_makes_a_new_stub(rt: comsim.Runtime) -> None:
     obj, stream = await serve(b)
     p = await a.run(_get, stream)
     await a.run(_release, p)
+    await drain(rt, b)  # R1: the release from a reaches b as a message
     assert await b.run(_locks, obj) == 0
     again = await b.run(_marshal, obj, N)
     assert await b.run(_locks, obj) == 1
@@ -374,6 +375,7 @@ async def test_proxy_apartment_shutdown(rt: comsim.Runtime) -> None:
     p = await a.run(_get, stream)
     with comsim.testing.capture_trace() as events:
         await a.shutdown()
+    await drain(rt, b)  # R1: the release from a's teardown reaches b as a message
     assert await b.run(_locks, obj) == 0
     assert [e["reason"] for e in events.events("stub.disconnected")] == ["released"]
 

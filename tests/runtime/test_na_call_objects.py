@@ -110,6 +110,7 @@ async def test_released_in_flight_then_client_sta_shuts_down_lets_go_of_the_na_m
         await rt.mta.run(_open_and_wait, obj)
         # the NA's own count is the manager's last one: the call object's went, and only it
         assert proxy.Release() == 0
+        await drain(rt, rt.mta)  # R1: the release reaches the object's MTA as a message
         assert await rt.mta.run(_locks, obj) == 0
     (gift,) = obj.made
     assert await rt.mta.run(_locks, gift) == 0  # R7: the dropped reply's reference went

@@ -10,7 +10,7 @@ import pytest
 
 import comsim
 
-from ..helpers import ICalc
+from ..helpers import ICalc, drain
 
 pytestmark = pytest.mark.asyncio
 
@@ -57,7 +57,8 @@ async def test_a_release_that_raises_does_not_hang_the_homes_shutdown(
 
 async def test_a_release_that_raises_does_not_hang_a_clients_shutdown(
         rt: comsim.Runtime) -> None:
-    # R7, R18: the client's teardown releases its proxy manager, the last reference
+    # R7, R18: the client's teardown releases its proxy manager, the last reference; R1: the
+    # object's Release runs in home, which takes the release in as a message
     home = await rt.create_sta("home")
     client = await rt.create_sta("client")
     stream = await home.run(_make)
@@ -69,6 +70,7 @@ async def test_a_release_that_raises_does_not_hang_a_clients_shutdown(
     assert await client.run(use) == 3
     with pytest.warns(RuntimeWarning, match="Fragile.Release"):
         await client.shutdown()
+        await drain(rt, home)
     assert not client.alive
     assert len(Fragile.released_in) == 1
     assert await home.run(lambda: 5) == 5  # the home apartment goes on
@@ -87,7 +89,7 @@ async def test_a_proxys_release_and_a_disconnect_do_not_raise_the_objects_except
 
     with pytest.warns(RuntimeWarning, match="Fragile.Release"):
         assert await client.run(release) == 0
-        await home.run(lambda: None)
+        await drain(rt, home)  # R1: the object's Release runs in home, as a message
     obj_holder: list[Any] = []
 
     async def make_and_disconnect() -> None:
