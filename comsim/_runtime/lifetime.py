@@ -4,7 +4,8 @@ disconnecting them when ``_core.lifetime`` says so.
 Every step of a stub's life is taken under ``stubs._stub_lock``; what a step decides (the stub
 goes) is carried out after the lock is released: the stub leaves its apartment and its
 object, queued calls fail (on the stub's own thread), ``stub.disconnected`` is traced, and the
-stub's reference on the object is released.
+stub's reference on the object is released, by the object's own apartment (R1: its
+``Release`` is user code; from another apartment, a message to it, as COM's RemRelease).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .._core.lifetime import Life, LifeEffect, LifeInput, birth
 from .._core.stub import Connection
 from . import trace
 from .boundary import own_ref
-from .context import WHERE
+from .context import WHERE, on_client_thread, step_on_client
 from .objects import CoClass, home_apartment
 from .server import fail_queued
 from .stubs import Stub, _stub_lock, disconnect
@@ -103,7 +104,34 @@ def carry_out(stub: Stub, effect: LifeEffect) -> None:
     if trace.enabled():
         trace.emit("stub.disconnected", server=apt.name, object=type(obj).__name__,
                    stub=stub.id, reason=effect.value)
-    own_ref(obj, "Release")  # the stub's reference on its object (R7)
+    _release_at_home(stub)
+
+
+def _release_at_home(stub: Stub) -> None:
+    """R1, R7: the stub's reference on its object is released in the object's own apartment,
+    as COM's RemRelease reaches the stub there (the object's ``Release`` is user code). On its
+    thread (its code, or NA code on its thread, R5) at once; from anywhere else posted to its
+    loop, in order with the messages it takes in (in its shutdown: at the end of its teardown,
+    R18), and run with it current. Once its teardown has ended nothing of it runs any more:
+    the caller releases. The NA has no thread (R5): the caller enters it. A free-threaded
+    object is anyone's: released at once."""
+    obj = stub.obj
+    apt = stub.apartment
+    w = WHERE.get()
+    if (w is not None and w.apartment is apt) or getattr(obj, "_com_free_threaded_", False):
+        own_ref(obj, "Release")
+    elif apt._neutral:
+        na: Any = apt  # a ``neutral.NeutralApartment``
+        tokens = na.enter(w, None, None)
+        try:
+            own_ref(obj, "Release")
+        finally:
+            na.leave(tokens)
+    elif on_client_thread(apt):  # NA code on the object's thread (R5)
+        apt._at_home(own_ref, obj, "Release")
+    elif not step_on_client(apt, ("comsim.release", stub.id),
+                            functools.partial(apt._at_home, own_ref, obj, "Release")):
+        own_ref(obj, "Release")  # its apartment has ended
 
 
 def disconnected_copy(stub: Stub) -> Stub:

@@ -16,7 +16,8 @@ and a list of steps, each run as its own unit (``Apartment.run``; in the NA by
 - ``("release_data", k, where)``: ``release_marshal_data`` or ``RevokeInterfaceFromGlobal``
   from the user's, the owner's apartment, the MTA or the NA;
 - ``("locks",)``: in the owner, the object's own count shows the stub's reference iff the stub
-  is connected (R7);
+  is connected (R7), once the owner has taken in the releases sent to it before (R1: a stub
+  let go from another apartment has its object released in the owner, by a message);
 - ``("disconnect",)``: ``CoDisconnectObject`` in the owner (R17).
 
 ``LifeModel`` follows R7 and R34 step by step (every step is synchronous, so the order is the
@@ -35,12 +36,17 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 import comsim
 from comsim import hresult as hr
 
 KINDS = ("normal", "strong", "weak", "git")
 FLAGS = {"normal": comsim.MSHLFLAGS.NORMAL, "strong": comsim.MSHLFLAGS.TABLESTRONG,
          "weak": comsim.MSHLFLAGS.TABLEWEAK}
+#: virtual time in which every message already sent is delivered: a message takes at most 3 ms
+#: (``programs._LATENCY``), and the pump delivers every pending one before time moves
+IN_FLIGHT = 0.004
 
 
 class ILife(comsim.Interface):
@@ -322,9 +328,21 @@ class LifeRun:
             apt = {"user": spec.user, "owner": spec.owner, "mta": self.mta, "na": self.na}[where]
             await self._in(apt, self._release_data, k)
         elif kind == "locks":
+            await self._taken_in(spec.owner)
             await self._in(spec.owner, self._locks)
         elif kind == "disconnect":
             await self._in(spec.owner, self._disconnect)
+
+    async def _taken_in(self, apt: int) -> None:
+        """R1 R7: a stub let go from another apartment has its object released in the owner,
+        by a message: every message sent to the owner before is taken in here (threaded: a
+        round trip through its FIFO loop; deterministic: and virtual time for every message on
+        its way). The NA has no loop: its objects are released at once (R5)."""
+        if apt == self.na:
+            return
+        await self.apts[apt].run(_noop)
+        if self.rt.deterministic:
+            await anyio.sleep(IN_FLIGHT)
 
     # ------------------------------------------------------------- the steps
     def _add_slot(self, p: Any, expect: tuple[str, Any], iface: str) -> None:
@@ -586,6 +604,10 @@ class LifeRun:
         self.model.disconnect()
         comsim.CoDisconnectObject(self.obj)
         self.log.append(("disconnect",))
+
+
+async def _noop() -> None:
+    return None
 
 
 def _fmt_expect(expect: tuple[str, Any]) -> str:

@@ -65,6 +65,7 @@ async def test_call_object_holds_its_proxy_manager(rt: comsim.Runtime) -> None:
     with comsim.testing.capture_trace() as events:
         assert await p.client.run(release) == (0, hresult.CO_E_OBJNOTCONNECTED)
     assert [e["reason"] for e in events.events("stub.disconnected")] == ["released"]
+    await drain(rt, p.server)  # R1: the object's own Release comes to it as a message
     assert await p.server.run(_locks, p.obj) == 0
 
 
@@ -84,6 +85,7 @@ async def test_call_object_facets_keep_the_manager_until_the_last_release(
         return (*counts, live, sync.Release(), await ahr_of(proxy.Add, 1, 2))
 
     assert await p.client.run(use) == (1, 1, hresult.S_OK, 0, hresult.CO_E_OBJNOTCONNECTED)
+    await drain(rt, p.server)  # R1: the object's own Release comes to it as a message
     assert await p.server.run(_locks, p.obj) == 0
 
 

@@ -146,6 +146,7 @@ async def test_reply_taken_in_but_never_finished_releases_its_references(
         assert await cli.run(begin_wait_release) == (hresult.S_OK, 0)
     (gift,) = shop.made
     assert _gone(events) == ["released"]
+    await drain(rt, srv)  # R1: cli let the gift's stub go; its Release comes to srv
     assert await srv.run(_locks, gift) == 0
 
 
@@ -257,14 +258,17 @@ async def test_injected_fault_releases_the_arguments(rt: comsim.Runtime) -> None
     _srv, cli, shop, proxy = await _shop(rt)
     rt.inject_fault("Keep", hresult.E_FAIL, apartment="srv")
 
-    async def client() -> tuple[int, int]:
+    async def client() -> tuple[int, Gift]:
         mine = Gift()
-        code = await ahr_of(proxy.Keep, [mine])
-        return code, await _locks(mine)
+        return await ahr_of(proxy.Keep, [mine]), mine
 
     with comsim.testing.capture_trace() as events:
-        assert await cli.run(client) == (hresult.E_FAIL, 0)
+        code, mine = await cli.run(client)
+    assert code == hresult.E_FAIL
     assert _gone(events) == ["released"]
+    # R1: srv let go of the arguments; the gift's Release comes to cli as a message
+    await drain(rt, cli)
+    assert await cli.run(_locks, mine) == 0
     assert shop.kept == []
 
 
@@ -339,10 +343,10 @@ async def test_request_answered_by_the_servers_shutdown_releases_its_arguments(
         call.Begin_Keep(gift)
         return call
 
-    async def finish(call: Any) -> tuple[int, int]:
+    async def finish(call: Any) -> int:
         code = await ahr_of(call.Finish_Keep)
         call.Release()
-        return code, await _locks(mine[0])
+        return code
 
     with comsim.testing.capture_trace() as events:
         blocked = asyncio.ensure_future(srv.run(blocker))
@@ -351,6 +355,9 @@ async def test_request_answered_by_the_servers_shutdown_releases_its_arguments(
         await srv.shutdown()
         with pytest.raises(comsim.COMError):
             await blocked
-        assert await cli.run(finish, call) == (hresult.RPC_E_DISCONNECTED, 0)
+        assert await cli.run(finish, call) == hresult.RPC_E_DISCONNECTED
+        # R1: srv's teardown let the gift's stub go; the gift's Release comes to cli
+        await drain(rt, cli)
+        assert await cli.run(_locks, mine[0]) == 0
     assert _gone(events) == ["released"]
     assert shop.kept == []

@@ -10,7 +10,7 @@ import pytest
 import comsim
 from comsim import MSHLFLAGS, hresult
 
-from ..helpers import Calc, ICalc, IPing, serve
+from ..helpers import Calc, ICalc, IPing, drain, serve
 from .test_marshal import ahr_of, hr_of
 
 
@@ -340,6 +340,8 @@ async def test_proxy_used_in_wrong_apartment(rt: comsim.Runtime) -> None:
     with comsim.testing.capture_trace() as events:
         assert await c.run(bad) == (hresult.RPC_E_WRONG_THREAD, hresult.RPC_E_WRONG_THREAD, 0)
     assert events.events("stub.disconnected", reason="released") != []
+    # R1: the stub's reference goes in b, as a message from c (RemRelease): once b took it in
+    await drain(rt, b)
     assert await b.run(_locks, obj) == 1  # only the creator's reference is left
 
 

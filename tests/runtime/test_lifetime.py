@@ -16,7 +16,7 @@ import comsim
 import comsim.testing
 from comsim import MSHLFLAGS, hresult
 
-from ..helpers import Calc, ICalc, serve
+from ..helpers import Calc, ICalc, drain, serve
 from .test_marshal import ahr_of, hr_of
 
 N, S, W = MSHLFLAGS.NORMAL, MSHLFLAGS.TABLESTRONG, MSHLFLAGS.TABLEWEAK
@@ -96,6 +96,7 @@ async def test_interthread_marshal_and_unmarshal(rt: comsim.Runtime) -> None:
     p = await a.run(_get, stream)
     assert await b.run(_locks, obj) == 1
     assert await a.run(_release, p) == 0
+    await drain(rt, b)  # R1: the release from a reaches b as a message
     assert await b.run(_locks, obj) == 0
 
 
@@ -151,6 +152,7 @@ async def test_tableweak_marshal_and_unmarshal_twice(rt: comsim.Runtime) -> None
     assert await a.run(_release, p1) == 1
     assert await b.run(_locks, obj) == 1
     assert await a.run(_release, p2) == 0
+    await drain(rt, b)  # R1: the release from a reaches b as a message
     assert await b.run(_locks, obj) == 0
     assert await a.run(_try, stream) == hresult.CO_E_OBJNOTREG
 
@@ -173,6 +175,7 @@ async def test_tableweak_marshal_releasedata1(rt: comsim.Runtime) -> None:
     assert await a.run(call) == 4
     assert await a.run(_try, stream) == hresult.CO_E_OBJNOTREG  # released weak data
     assert await a.run(_release, p1) == 0
+    await drain(rt, b)  # R1: the release from a reaches b as a message
     assert await b.run(_locks, obj) == 0
 
 
@@ -237,6 +240,7 @@ async def test_tablestrong_marshal_and_unmarshal_twice(rt: comsim.Runtime) -> No
     assert p3 is not p1
     assert await a.run(_release, p3) == 0
     await a.run(_release_data, stream)
+    await drain(rt, b)  # R1: the release from a reaches b as a message
     assert await b.run(_locks, obj) == 0
     assert await a.run(_try, stream) == hresult.CO_E_OBJNOTCONNECTED
 
@@ -261,6 +265,7 @@ async def test_proxy_marshal_and_unmarshal(rt: comsim.Runtime) -> None:
     for s in streams:
         q = await c.run(_get, s)
         assert await c.run(_release, q) == 0
+        await drain(rt, b)  # R1: the last release, from c, reaches b as a message
         assert await b.run(_locks, obj) == (0 if s is streams[-1] else 1)
 
 
@@ -287,6 +292,7 @@ async def test_git_entry_is_a_strong_reference(rt: comsim.Runtime) -> None:
 
     with comsim.testing.capture_trace() as events:
         await a.run(revoke)
+    await drain(rt, b)  # R1: the release from a reaches b as a message
     assert await b.run(_locks, obj) == 0
     assert [e["reason"] for e in events.events("stub.disconnected")] == ["released"]
 
@@ -299,6 +305,7 @@ async def test_marshalling_again_makes_a_new_stub(rt: comsim.Runtime) -> None:
     obj, stream = await serve(b)
     p = await a.run(_get, stream)
     await a.run(_release, p)
+    await drain(rt, b)  # R1: the release from a reaches b as a message
     assert await b.run(_locks, obj) == 0
     again = await b.run(_marshal, obj, N)
     assert await b.run(_locks, obj) == 1
@@ -374,6 +381,7 @@ async def test_proxy_apartment_shutdown(rt: comsim.Runtime) -> None:
     p = await a.run(_get, stream)
     with comsim.testing.capture_trace() as events:
         await a.shutdown()
+    await drain(rt, b)  # R1: the release from a's teardown reaches b as a message
     assert await b.run(_locks, obj) == 0
     assert [e["reason"] for e in events.events("stub.disconnected")] == ["released"]
 
@@ -457,6 +465,7 @@ async def test_references_in_arguments_hold_the_object(rt: comsim.Runtime) -> No
         return int(await keeper.Drop())
 
     assert await a.run(drop) == 0
+    await drain(rt, a)  # R1: b let mine's stub go; its Release comes to a as a message
     assert await a.run(_locks, mine) == 0
 
 

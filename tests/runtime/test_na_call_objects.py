@@ -110,6 +110,7 @@ async def test_released_in_flight_then_client_sta_shuts_down_lets_go_of_the_na_m
         await rt.mta.run(_open_and_wait, obj)
         # the NA's own count is the manager's last one: the call object's went, and only it
         assert proxy.Release() == 0
+        await drain(rt, rt.mta)  # R1: the release reaches the object's MTA as a message
         assert await rt.mta.run(_locks, obj) == 0
     (gift,) = obj.made
     assert await rt.mta.run(_locks, gift) == 0  # R7: the dropped reply's reference went
@@ -133,6 +134,7 @@ async def test_last_release_after_the_client_sta_has_shut_down_lets_go_of_the_na
     assert call.Release() == 0
     await rt.mta.run(_open_and_wait, obj)
     assert proxy.Release() == 0
+    await drain(rt, rt.mta)  # R1: the release reaches the object's MTA as a message
     assert await rt.mta.run(_locks, obj) == 0
 
 
@@ -172,6 +174,7 @@ async def test_last_release_from_another_thread_during_the_client_sta_teardown(
     await shutting
     await rt.mta.run(_open_and_wait, obj)
     assert proxy.Release() == 0
+    await drain(rt, rt.mta)  # R1: the release reaches the object's MTA as a message
     assert await rt.mta.run(_locks, obj) == 0
 
 
@@ -195,6 +198,7 @@ async def test_sta_own_call_object_released_in_flight_then_sta_shuts_down(
     with comsim.testing.capture_trace() as events:
         await cli.shutdown()
         await rt.mta.run(_open_and_wait, obj)
+        await drain(rt, rt.mta)  # R1: the release reaches the object's MTA as a message
         assert await rt.mta.run(_locks, obj) == 0
     assert [e["reason"] for e in events.events("stub.disconnected", object="GatedMaker")] == [
         "released"]
@@ -219,6 +223,7 @@ async def test_call_object_begun_by_na_code_from_no_apartment_releases_cleanly(
         assert [e["reason"] for e in events.events("call.reply_dropped", method="Make")] == [
             "released"]
         assert proxy.Release() == 0
+    await drain(rt, rt.mta)  # R1: the release reaches the object's MTA as a message
     assert await rt.mta.run(_locks, obj) == 0
     (gift,) = obj.made
     assert await rt.mta.run(_locks, gift) == 0

@@ -22,7 +22,7 @@ import comsim
 from comsim import MSHLFLAGS, hresult
 from comsim._runtime import lifetime, objref, proxy, stubs
 
-from ..helpers import AsyncISum, Calc, ICalc, ISum, serve
+from ..helpers import AsyncISum, Calc, ICalc, ISum, drain, serve
 from .test_marshal import ahr_of, hr_of
 
 
@@ -122,12 +122,13 @@ async def _race(between: _Between, at: int, get: Callable[[], Any],
     return (code if p is None else await _use(p)), during
 
 
-async def _outcomes(srv: comsim.Apartment, g: comsim.Apartment, between: _Between,
-                    make: Callable[[], Any], get: Callable[[Any], Any],
+async def _outcomes(rt: comsim.Runtime, srv: comsim.Apartment, g: comsim.Apartment,
+                    between: _Between, make: Callable[[], Any], get: Callable[[Any], Any],
                     other: Callable[[Any], Any]) -> list[int]:
     """The outcome of the race for every gap in turn, the last one after the whole get; each
     time the object is released at the end (R7: a got pointer held a reference of its own,
-    and a failed get took none)."""
+    and a failed get took none), once ``srv`` has taken in the release that ``g`` sent it
+    (R1: the object's Release runs in its own apartment)."""
     outcomes: list[int] = []
     at = 0
     while True:
@@ -135,6 +136,7 @@ async def _outcomes(srv: comsim.Apartment, g: comsim.Apartment, between: _Betwee
         outcome, during = await g.run(_race, between, at, functools.partial(get, handle),
                                       functools.partial(other, handle))
         outcomes.append(outcome)
+        await drain(rt, srv)
         assert await srv.run(_locks, obj) == 0, (at, outcome)
         if not during:
             return outcomes
@@ -155,7 +157,7 @@ async def test_git_get_is_one_step_against_a_revoke_forced_at_each_lock_acquisit
         obj = Calc()
         return obj, rt.git.RegisterInterfaceInGlobal(obj, ICalc)
 
-    outcomes = await _outcomes(srv, g, between, register,
+    outcomes = await _outcomes(rt, srv, g, between, register,
                                lambda cookie: rt.git.GetInterfaceFromGlobal(cookie, ICalc),
                                rt.git.RevokeInterfaceFromGlobal)
     assert outcomes[0] == hresult.E_INVALIDARG  # wholly before the get
@@ -182,7 +184,7 @@ async def test_table_unmarshal_is_one_step_against_a_release_forced_at_each_lock
         obj = Calc()
         return obj, comsim.marshal_interface(obj, ICalc, flags=flags)
 
-    outcomes = await _outcomes(srv, g, between, make, comsim.unmarshal_interface,
+    outcomes = await _outcomes(rt, srv, g, between, make, comsim.unmarshal_interface,
                                comsim.release_marshal_data)
     assert outcomes[0] == released
     assert outcomes[-1] == 3
