@@ -44,10 +44,12 @@ class GatedMaker(comsim.CoClass, IMaker):
     def __init__(self) -> None:
         super().__init__()
         self.gate = asyncio.Event()
+        self.started = asyncio.Event()
         self.returned = asyncio.Event()
         self.made: list[Gift] = []
 
     async def Make(self) -> Any:
+        self.started.set()
         await self.gate.wait()
         gift = Gift()
         self.made.append(gift)
@@ -194,6 +196,7 @@ async def test_sta_own_call_object_released_in_flight_then_sta_shuts_down(
         assert call.Release() == 0
 
     await cli.run(in_cli)
+    await rt.mta.run(obj.started.wait)  # Make runs: its request has arrived (whatever the seed)
     assert await rt.mta.run(_locks, obj) == 1  # the call is in flight
     with comsim.testing.capture_trace() as events:
         await cli.shutdown()
