@@ -64,6 +64,30 @@ async def _covered_waiter(rt: comsim.Runtime, ev: Any
     return sta, t_w, t_n, got, box
 
 
+async def _then_uncover(sta: comsim.Apartment, step: Any, box: Any, t_n: Any, t_w: Any
+                        ) -> None:
+    """Run ``step`` nested above N once the wake-up is taken in (``settle``), then let N end:
+    W resumes on top (R2) and its unit ends."""
+    await settle(sta, step)
+    box["gate"].Signal()
+    with anyio.fail_after(5):
+        await t_n
+        await t_w
+
+
+def _canceller(box: Any) -> Any:
+    """A unit that cancels W's task (``box["task"]``)."""
+
+    async def cancel_w() -> None:
+        box["task"].cancel()
+
+    return cancel_w
+
+
+async def _nothing() -> None:
+    pass
+
+
 @pytest.mark.parametrize("then", ["later_wait", "second_waiter"])
 @pytest.mark.asyncio
 async def test_a_woken_waiter_cancelled_before_it_returns_gives_the_signal_back(
@@ -73,14 +97,9 @@ async def test_a_woken_waiter_cancelled_before_it_returns_gives_the_signal_back(
     second = asyncio.ensure_future(ev.Wait(0, INFINITE)) if then == "second_waiter" else None
     ev.Signal()  # wakes W (the first waiter) and is consumed by it: W is below N (R2)
 
-    async def cancel_w() -> None:  # nested above N; runs once the wake-up is taken in
-        box["task"].cancel()
-
-    await settle(sta, cancel_w)
-    box["gate"].Signal()  # N ends; W resumes on top and raises (R32: the wait just ends)
-    with anyio.fail_after(5):
-        await t_n
-        await t_w
+    # cancel W nested above N, once the wake-up is taken in; then N ends, W resumes on top and
+    # raises (R32: the wait just ends)
+    await _then_uncover(sta, _canceller(box), box, t_n, t_w)
     assert got == ["cancelled"]
     # the signal W consumed but never returned goes back to the event (R23)
     with anyio.fail_after(5):
@@ -103,22 +122,14 @@ async def test_a_signal_that_comes_back_is_dropped_only_after_a_reset(
     ev = comsim.StdEvent()
     sta, t_w, t_n, got, box = await _covered_waiter(rt, ev)
 
-    async def cancel_w() -> None:
-        box["task"].cancel()
-
-    async def nothing() -> None:
-        pass
-
+    cancel_w = _canceller(box)
     if end == "late":
         await sta.run(cancel_w)  # W's wait has ended; W is still below N (R2), still listed
     ev.Signal()  # chooses W
     if reset:
         ev.Reset()
-    await settle(sta, cancel_w if end == "abandoned" else nothing)  # the wake-up is taken in
-    box["gate"].Signal()
-    with anyio.fail_after(5):
-        await t_n
-        await t_w
+    # the wake-up is taken in
+    await _then_uncover(sta, cancel_w if end == "abandoned" else _nothing, box, t_n, t_w)
     assert got == ["cancelled"]
     assert await ev.Wait(0, 0) == (hr.RPC_S_CALLPENDING if reset else hr.S_OK)
     assert await ev.Wait(0, 0) == hr.RPC_S_CALLPENDING
@@ -131,14 +142,7 @@ async def test_a_woken_manual_reset_waiter_cancelled_loses_nothing(
     sta, t_w, t_n, got, box = await _covered_waiter(rt, ev)
     ev.Signal()
 
-    async def cancel_w() -> None:
-        box["task"].cancel()
-
-    await settle(sta, cancel_w)
-    box["gate"].Signal()
-    with anyio.fail_after(5):
-        await t_n
-        await t_w
+    await _then_uncover(sta, _canceller(box), box, t_n, t_w)
     assert got == ["cancelled"]
     assert await ev.Wait(0, 0) == hr.S_OK  # still set: a manual-reset event stays set ...
     assert await ev.Wait(0, 0) == hr.S_OK
@@ -153,14 +157,7 @@ async def test_a_woken_waiter_that_returns_keeps_the_signal(
     sta, t_w, t_n, got, box = await _covered_waiter(rt, ev)
     ev.Signal()
 
-    async def nothing() -> None:
-        pass
-
-    await settle(sta, nothing)
-    box["gate"].Signal()
-    with anyio.fail_after(5):
-        await t_n
-        await t_w
+    await _then_uncover(sta, _nothing, box, t_n, t_w)
     assert got == [hr.S_OK]  # W resumed on top with the signal ...
     assert await ev.Wait(0, 0) == hr.RPC_S_CALLPENDING  # ... which it consumed (auto-reset)
 
