@@ -99,8 +99,3 @@ class EventState:
         if HANDS_BACK[(self.auto_reset, end, resets != self.resets)]:
             return self.signal()
         return []
-
-    def woken_too_late(self) -> bool:
-        """A woken waiter had already given up, and no Reset came since: gives whether its
-        signal goes back."""
-        return HANDS_BACK[(self.auto_reset, End.LATE, False)]

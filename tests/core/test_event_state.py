@@ -6,7 +6,7 @@ from comsim import COMError
 from comsim import hresult as hr
 from comsim._core import rules
 from comsim._core.constants import SERVERCALL_ISHANDLED, SERVERCALL_REJECTED, SERVERCALL_RETRYLATER
-from comsim._core.event import EventState
+from comsim._core.event import HANDS_BACK, End, EventState
 
 
 def test_event_is_clear_before_the_first_signal() -> None:  # R23
@@ -25,7 +25,7 @@ def test_auto_reset_wakes_one_waiter_or_stays_set_for_one_wait() -> None:  # R23
     assert ev.signal() == []  # nobody waits: it stays set ...
     assert ev.try_wait() is True  # ... for exactly one wait, which resets it
     assert ev.try_wait() is False
-    assert ev.woken_too_late() is True  # a lost wake-up must be handed back
+    assert HANDS_BACK[(ev.auto_reset, End.LATE, False)] is True  # a lost wake-up: handed back
 
 
 def test_manual_reset_wakes_everyone_and_stays_set_until_reset() -> None:  # R23
@@ -37,7 +37,7 @@ def test_manual_reset_wakes_everyone_and_stays_set_until_reset() -> None:  # R23
     assert ev.try_wait() is True and ev.try_wait() is True
     ev.reset()
     assert ev.try_wait() is False
-    assert ev.woken_too_late() is False
+    assert HANDS_BACK[(ev.auto_reset, End.LATE, False)] is False
 
 
 def test_incoming_filter_is_asked_only_for_sync_calls_on_an_sta_with_a_filter() -> None:  # R16

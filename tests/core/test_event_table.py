@@ -56,7 +56,7 @@ def test_a_manual_reset_event_hands_nothing_back() -> None:  # R23
         assert ev.woken_ends(end, 0) == []
     assert ev.waiters == [late]  # nobody is woken again, nothing changes
     assert ev.is_set is True
-    assert ev.woken_too_late() is False
+    assert HANDS_BACK[(ev.auto_reset, End.LATE, False)] is False
 
 
 def test_a_signal_handed_back_after_a_reset_is_dropped() -> None:  # R23
