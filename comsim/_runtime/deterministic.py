@@ -103,9 +103,8 @@ class DeterministicTransport:
         def post(fn: Callable[..., Any], *args: Any) -> bool:
             if not apt._accepting:
                 return False
-            if get_ident() != thread:  # from another OS thread: enqueued on the loop's
-                self.loop.call_soon_threadsafe(self._enqueue, ctx, fn, args, target, None,
-                                               context=self.ctx)
+            if get_ident() != thread:  # from another OS thread: ``_enqueue`` hands it over
+                self._enqueue(ctx, fn, args, target, None)
                 return True
             w = get_where()
             sender = w.apartment.name if w is not None else None

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from .._core.check import BadArgumentType, BadArgumentValue, check_name, check_probability
 from .._core.hresult import COMError
+from .futures import call_in_loop
 
 #: one injected fault: method name, apartment name (None: any), error, probability
 Fault = tuple[str, str | None, int | BaseException, float]
@@ -70,6 +71,6 @@ def at_delay(loop: asyncio.AbstractEventLoop, delay: float, fn: Callable[[], obj
     except RuntimeError:  # no loop runs here: a plain thread
         here = False
     if here:
-        arm()
+        arm()  # at once: the deadline counts from now, with no turn of the loop in between
     else:  # an apartment's thread, on the threaded runtime
-        loop.call_soon_threadsafe(arm)
+        call_in_loop(loop, arm)

@@ -19,7 +19,7 @@ from .._core.lifetime import LifeEffect, LifeInput
 from .._core.marshaldata import DataInput, GitEntry, Hold, MarshalData
 from .._core.stub import Connection
 from . import lifetime, wire
-from .context import UNDER, WHERE
+from .context import WHERE, on_client_thread
 from .objects import (
     CoClass,
     Interface,
@@ -134,9 +134,8 @@ def _check_direct_use(obj: CoClass, what: str) -> None:
     home = home_apartment(obj)
     w = WHERE.get()
     current = w.apartment if w is not None else None
-    if current is not None and current._neutral and current is not home:
-        under = UNDER.get()
-        current = under.apartment if under is not None else current
+    if current is not home and not home._neutral and on_client_thread(home):
+        current = home  # NA code on its thread (R5)
     code = rules.direct_use_status(current, home,
                                    bool(getattr(obj, "_com_free_threaded_", False)))
     if code:
