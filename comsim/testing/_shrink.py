@@ -51,13 +51,11 @@ def shrink(scenario: Scenario, schedule: Schedule,
            keep: Callable[[Hashable], bool], *, max_runs: int = 1000) -> Schedule:
     """A schedule with as few preemptions (decisions other than the default) as can be found
     whose outcome still satisfies ``keep``: first the schedule with none (every decision the
-    default), then delta debugging over the preemptions, each stage trying all of them at once
-    (that same schedule: no run) and then chunks, halved down to one at a time, in at most
-    ``max_runs`` runs (the schedule's own replay and the one with no preemptions included; a
-    schedule tried once is not run again). Exceptions raised by the scenario are outcomes
-    (``Raised(type, message)``). Gives ``schedule`` itself
-    (as replayed, trailing default decisions dropped) when nothing can go. What ``keep``
-    raises propagates.
+    default), then delta debugging over the preemptions, in chunks halved down to one at a
+    time, in at most ``max_runs`` runs (the schedule's own replay and the one with no
+    preemptions included; a schedule tried once is not run again). Exceptions raised by the
+    scenario are outcomes (``Raised(type, message)``). Gives ``schedule`` itself (as replayed,
+    trailing default decisions dropped) when nothing can go. What ``keep`` raises propagates.
 
     Raises:
         COMError(E_INVALIDARG), also a ValueError: ``schedule``'s own outcome does not satisfy
@@ -105,17 +103,15 @@ def shrink(scenario: Scenario, schedule: Schedule,
         return sched if sched is not None and sched.preemptions < best.preemptions else None
 
     try:
-        # every stage of the delta debugging below tries dropping all the preemptions at
-        # once first: that is the schedule with none (every decision the default), run here
-        found = attempt([])
+        found = attempt([])  # the schedule with no preemptions (every decision the default)
         if found is not None:
             best = found
         chunk = max(1, best.preemptions // 2)
         while best.preemptions > 0 and chunk >= 1:
             spots = [i for i, d in enumerate(best.decisions) if d != OLDEST]
             found = None
-            for start in [None, *range(0, len(spots), chunk)]:  # None: all at once
-                drop = set(spots if start is None else spots[start:start + chunk])
+            for start in range(0, len(spots), chunk):
+                drop = set(spots[start:start + chunk])
                 found = attempt([OLDEST if i in drop else d
                                  for i, d in enumerate(best.decisions)])
                 if found is not None:
