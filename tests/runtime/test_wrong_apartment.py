@@ -33,6 +33,7 @@ async def _refs(obj: Any) -> int:
 
 async def test_an_object_from_another_apartment_is_refused_everywhere(
         rt: comsim.Runtime) -> None:
+    # R1: the object itself is used only in its apartment; R11: a proxy is what crosses
     p = await pair(rt, Keeper, IKeep, server="srv", client="cli")
     home = await rt.create_sta("home")
 
