@@ -222,8 +222,9 @@ def shutdown_allowed(kind: ApartmentType, runtime_closing: bool) -> int:
 #: R18: a teardown cancels the apartment's tasks and waits for them to end, then cancels the
 #: tasks that appeared meanwhile, for at most TEARDOWN_ROUNDS rounds. A task still running
 #: TEARDOWN_GRACE seconds (the runtime's clock) after its cancel swallowed it: it is cancelled
-#: again, at most TEARDOWN_STALLS times. Then what still runs is left behind, and the teardown
-#: ends (a shutdown never hangs on a task that will not end).
+#: again, at most TEARDOWN_STALLS times. Then what still runs is left behind, a call it still
+#: runs is answered RPC_E_DISCONNECTED, and the teardown ends (a shutdown never hangs on a task
+#: that will not end, nor does its caller).
 TEARDOWN_ROUNDS = 100
 TEARDOWN_GRACE = 0.25
 TEARDOWN_STALLS = 3

@@ -18,20 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._core import hresult as hr
 from .._core import rules
 from .._core import stub as stubcore
-from .._core.constants import (
-    PENDINGMSG_WAITDEFPROCESS,
-    ApartmentType,
-)
+from .._core.constants import PENDINGMSG_WAITDEFPROCESS, ApartmentType
 from .._core.hresult import COMError
-from .._core.sta import (
-    CancelOutgoing,
-    Resume,
-    Start,
-    StaScheduler,
-    Unit,
-    UnitKind,
-    Wait,
-)
+from .._core.sta import CancelOutgoing, Resume, Start, StaScheduler, Unit, UnitKind, Wait
 from .boundary import call_hook
 from .comwait import ComWaits
 from .context import WHERE, Client, new_where
@@ -53,6 +42,15 @@ T = TypeVar("T")
 #: server tasks kept waiting for calls per apartment; more are started when calls nest or run
 #: concurrently, and end when they find this many idle already
 MAX_IDLE_SERVER_TASKS = 8
+
+
+class Serving:
+    """A started server task's entry in ``Apartment._tasks``: the call it runs, or ran last."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: ClientCall) -> None:
+        self.call = call
 
 
 class Apartment(ComWaits, RunUnits):
@@ -167,7 +165,7 @@ class Apartment(ComWaits, RunUnits):
         teardown or by a cancelled ``run`` caller), it is still in ``_tasks``: its call or job
         is answered here, so that nobody waits for it forever (R18) and its unit ends."""
         payload = self._tasks.pop(task, None)
-        if payload is None:
+        if payload is None or type(payload) is Serving:  # started: it answered its calls
             return
         if type(payload) is _Job:
             self._end_unit(payload.unit)
@@ -365,12 +363,14 @@ class Apartment(ComWaits, RunUnits):
                                           context=self._ctx0)
             return
         # a task done before the check may not have had its done callback yet (cancelled
-        # before its first step): answered here (R18); a unit left behind is answered as gone
+        # before its first step): answered here (R18); a unit or call left behind, as gone
         for t, payload in list(own.items()):
             if t.done():
                 self._never_ran(t)
             elif type(payload) is _Job:
                 self._settle_job(payload, False, self._gone_error())
+            elif type(payload) is Serving and payload.call.stage is stubcore.Stage.RUNNING:
+                HOOKS.answer(self, payload.call, hr.RPC_E_DISCONNECTED)
         own.clear()
         self._end_teardown()
 

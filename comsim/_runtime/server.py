@@ -17,7 +17,7 @@ from .._core.constants import SERVERCALL_ISHANDLED
 from .._core.messages import Reply, new_reply
 from .._core.sta import Unit, UnitKind
 from . import trace
-from .apartment import MAX_IDLE_SERVER_TASKS
+from .apartment import MAX_IDLE_SERVER_TASKS, Serving
 from .boundary import fault_reply
 from .context import (
     WHERE,
@@ -73,8 +73,10 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
     """
     task = asyncio.current_task()
     assert task is not None
-    # started: its first call is its own now, not ``_never_ran``'s (nor kept alive by it)
-    apt._tasks[task] = None
+    # started: its first call is its own now, not ``_never_ran``'s (nor kept alive by it);
+    # the teardown answers the call it runs if it leaves the task behind (R18)
+    serving = Serving(call)
+    apt._tasks[task] = serving
     rt = apt._rt
     sched = apt._sched
     idle = apt._idle
@@ -192,6 +194,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                     except asyncio.CancelledError:
                         apt._hand_back(slot)
                         raise
+                    serving.call = call
             # the scope is spent: the next call is served in a fresh one
             if not apt._keeps_serving(task):
                 return
@@ -202,6 +205,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
             except asyncio.CancelledError:
                 apt._hand_back(slot)
                 raise
+            serving.call = call
     finally:
         apt._done()
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import anyio
 import pytest
 
 import comsim
 from comsim import hresult as hr
 from comsim._core.rules import TEARDOWN_STALLS
 
-from ..helpers import pair
+from ..helpers import new_call, pair
 
 pytestmark = pytest.mark.asyncio
 
@@ -127,3 +128,56 @@ async def test_a_unit_that_swallows_its_cancel_does_not_hang_the_shutdown(
     with pytest.raises(comsim.COMError) as err:  # the unit left behind is answered as gone
         await runner
     assert err.value.hresult == hr.RPC_E_DISCONNECTED
+
+
+class IStubborn(comsim.Interface):
+    async def Hang(self, started: Any) -> int: ...
+
+
+class Stubborn(comsim.CoClass, IStubborn):
+    """A method that swallows every cancel; only ``gate`` ends it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.swallowed = 0
+        self.gate: asyncio.Event | None = None
+
+    async def Hang(self, started: Any) -> int:
+        self.gate = asyncio.Event()
+        started.Signal()
+        while not self.gate.is_set():
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.swallowed += 1
+        return 1
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_call_whose_method_is_left_behind_fails_disconnected(
+        rt: comsim.Runtime, asynchronous: bool) -> None:
+    # R18: calls in flight to an apartment that shuts down fail with RPC_E_DISCONNECTED, and
+    # nothing hangs: also when the method swallows every cancel and the teardown leaves its
+    # task behind. Before, its caller waited for a reply for ever
+    p = await pair(rt, Stubborn, IStubborn)
+    started = comsim.ManualResetEvent()
+
+    async def call() -> Any:
+        try:
+            if asynchronous:
+                c: Any = new_call(p.proxy, comsim.async_interface(IStubborn))
+                c.Begin_Hang(started)
+                return await c.Finish_Hang()
+            return await p.proxy.Hang(started)
+        except comsim.COMError as e:
+            return hr.name(e.hresult)
+
+    caller = asyncio.ensure_future(p.client.run(call))
+    await started.Wait(0, comsim.INFINITE)
+    await p.server.shutdown()
+    assert p.obj.swallowed >= 1 + TEARDOWN_STALLS  # it was left behind, still running
+    with anyio.fail_after(10):
+        assert await caller == "RPC_E_DISCONNECTED"
+    assert p.obj.gate is not None
+    if rt.deterministic:  # on this loop still: let it end (its late reply is dropped)
+        p.obj.gate.set()
