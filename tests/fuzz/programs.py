@@ -386,11 +386,22 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
     for s in sorted(filters):
         if rng.random() < 0.3:
             filters[s] = (filters[s][0], rng.choice(RETRY_MORE))
+    #: STAs where CoCreateInstance from another thread makes an object: a unit there (R33)
+    activated = activated_stas(prog)
     for s in range(n_sta):
         if rng.random() < 0.35:
             answers = rng.choice(PENDING_MORE)
             if s in keep:
                 answers = tuple(a for a in answers if a != comsim.PENDINGMSG_CANCELCALL)
+            if s in activated:
+                # no WAITNOPROCESS where CoCreateInstance sends its unit (R33): this STA would
+                # keep the creation queued until its outgoing call ends (R16), and when the
+                # creator is a unit nested above that call's server on another STA, the server
+                # cannot reply before the creator ends (R2: last in, first out). A deadlock,
+                # as in COM (tests/testing/test_deadlock.py; threaded seed 606085 hung so)
+                answers = tuple(a for a in answers if a != comsim.PENDINGMSG_WAITNOPROCESS)
+                if not answers:
+                    continue  # MessagePending always WAITDEFPROCESS, as with no answers drawn
             prog.pending[s] = answers or (comsim.PENDINGMSG_WAITNOPROCESS,)
     # scenarios of their own (filters.py, callobjs.py, values.py)
     for _ in range(rng.choice((0, 1, 1, 2))):
@@ -402,6 +413,15 @@ def generate(seed: int, *, cancellation: bool = True) -> Program:
         prog.extras.append(generate_flood(rng, next(counter)))
     _analyse(prog)
     return prog
+
+
+def activated_stas(prog: Program) -> set[int]:
+    """The program's STAs that CoCreateInstance, from code on another thread, sends a unit to
+    (R33): the main STA (s0), for a class of no threading model made anywhere but in s0. (An
+    "Apartment" class from the MTA or from the NA entered from none goes to the host STA, which
+    has no message filter; otherwise a class goes to the creator's own thread.)"""
+    return {0} if any(c.kind == "activate" and c.model is None and c.caller not in (0, NOAPT)
+                      for c in prog.calls.values()) else set()
 
 
 def activation_home(prog: Program, c: CallSpec) -> int:

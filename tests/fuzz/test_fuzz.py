@@ -170,6 +170,27 @@ def test_the_generator_covers_filters_call_objects_and_values() -> None:
     assert floods > 0 and nested > 0
 
 
+def test_no_message_filter_holds_a_creation_back() -> None:
+    # R33 R16 R2: a class of no threading model created from another thread makes its object
+    # in a unit of the main STA (s0); s0's MessagePending answering WAITNOPROCESS would hold
+    # that unit while s0 waits in a call whose server may sit below the creator, nested on the
+    # creator's STA (last in, first out): a deadlock, as in COM (tests/testing/test_deadlock.py,
+    # test_creation_held_by_the_main_sta_below_its_call_back). Seed 606085 hung so, threaded.
+    import comsim
+
+    from .programs import NOAPT, Program, generate
+
+    def creates_in_s0(prog: Program) -> bool:
+        return any(c.kind == "activate" and c.model is None and c.caller not in (0, NOAPT)
+                   for c in prog.calls.values())
+
+    assert creates_in_s0(generate(606085))
+    for seed in (606085, *range(400)):
+        prog = generate(seed)
+        if creates_in_s0(prog):
+            assert comsim.PENDINGMSG_WAITNOPROCESS not in prog.pending.get(0, ()), seed
+
+
 def test_the_generator_is_deterministic() -> None:
     from .programs import describe, generate
 

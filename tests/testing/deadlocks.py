@@ -249,3 +249,79 @@ async def na_on_its_sta_scenario() -> None:
     async with comsim.Runtime(deterministic=True, seed=0) as rt:
         a = await rt.create_sta("A")
         await a.run(enter_na, rt, a)
+
+
+class IGate(comsim.Interface):
+    async def Pass(self) -> None: ...
+
+
+class Gate(comsim.CoClass, IGate):
+    """In the MTA: its method tells that B waits in it, then waits until the test opens it."""
+
+    async def Pass(self) -> None:
+        SEEN["in gate"].set()
+        await SEEN["open"].wait()
+
+
+class IBack(comsim.Interface):
+    async def Back(self) -> None: ...
+
+
+class Back(comsim.CoClass, IBack):
+    """In B: its method waits in a synchronous call to the MTA's gate (a COM wait, R2)."""
+
+    def __init__(self, gate: Any) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def Back(self) -> None:
+        await self.gate.Pass()
+
+
+class Legacy(comsim.CoClass, IGate):
+    """A class of no threading model: CoCreateInstance makes it in the main STA (R33)."""
+
+    threading_model = None
+
+    async def Pass(self) -> None:
+        pass
+
+
+class HoldAndTell(HoldRunUnits):
+    """``HoldRunUnits`` that tells when it held a unit."""
+
+    def MessagePending(self, callee_thread: int, tick_count: int, pending_type: int) -> int:
+        SEEN["held"].set()
+        return super().MessagePending(callee_thread, tick_count, pending_type)
+
+
+async def call_back(proxy: Any) -> None:
+    comsim.CoRegisterMessageFilter(HoldAndTell())
+    await proxy.Back()
+
+
+async def create() -> None:
+    await comsim.CoCreateInstance(Legacy, IGate)
+
+
+async def creation_scenario() -> None:
+    """The main STA A waits in a call to B (a COM wait); B's server of it waits in a call to
+    the MTA, and a unit of B starts nested above it (R2) and creates a class of no threading
+    model: its unit goes to A (R33), whose MessagePending holds it until A's call ends (R16);
+    that call's server resumes only once the unit above it has ended (R2: last in, first
+    out): A -> B -> A (fuzz seed 606085, threaded)."""
+    note_loop()
+    for name in ("in gate", "held", "open"):
+        SEEN[name] = anyio.Event()
+    async with comsim.Runtime(deterministic=True, seed=0) as rt:
+        a = await rt.create_sta("A")  # the first STA: the main STA
+        b = await rt.create_sta("B")
+        _, gate = await serve(rt.mta, Gate, IGate)
+        _, back = await serve(b, lambda: Back(comsim.unmarshal_interface(gate)), IBack)
+        proxy = await a.run(unmarshal(back))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.run, call_back, proxy)
+            await SEEN["in gate"].wait()  # A waits in its call, B's server in the gate
+            tg.start_soon(b.run, create)
+            await SEEN["held"].wait()  # the creation's unit is queued in A
+            SEEN["open"].set()  # B's server may go on, but only once the creator has ended

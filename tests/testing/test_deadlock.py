@@ -167,6 +167,27 @@ def test_cross_apartment_wait_for_cycle() -> None:
     assert str(exc) == message(0.0, waits, queued=1, cycles=("A -> B -> A",))
 
 
+def test_creation_held_by_the_main_sta_below_its_call_back() -> None:
+    # R33 R16 R2: the main STA A waits in a call to B; a unit of B nested above that call's
+    # server creates a class of no threading model, whose unit A's MessagePending holds until
+    # A's call ends; the server resumes only once the creator's unit has ended (last in, first
+    # out). COM deadlocks so too; the fuzz programs avoid it (tests/fuzz: seed 606085 hung)
+    exc = raises_deadlock(d.creation_scenario)
+    assert exc.waits[:3] == [
+        Wait("A", "run call_back", "a COM wait on call #1 IBack.Back to 'B'"),
+        Wait("B", "IBack.Back (call #1 from 'A')",
+             "a COM wait on call #2 IGate.Pass to 'MTA', which has ended: it resumes once the "
+             "units nested above it end (R2)"),
+        Wait("B", "run create", "a non-COM await on Apartment.run of _construct in 'A', "
+                                "queued there"),
+    ]
+    assert exc.waits[-1] == Wait(
+        "A", "run _construct", "held by the message filter of 'A' (MessagePending: "
+                               "PENDINGMSG_WAITNOPROCESS) during run call_back's wait on "
+                               "call #1 IBack.Back to 'B'")
+    assert exc.cycles == [["A", "B", "A"]]
+
+
 def test_na_code_awaiting_a_unit_of_the_sta_under_it() -> None:
     # R5: NA code runs on its caller's thread, in the caller's unit: the unit of A that entered
     # the NA waits (Apartment.run, a non-COM await, R2) on a unit of A, which queues behind it;
