@@ -270,6 +270,9 @@ def _wait_text(frames: list[tuple[Any, types.FrameType]], i: int, where: Any, fu
         target, job = loc["self"], loc["job"]
         text, edge = (f"a non-COM await on Apartment.run of {_fn_name(job.fn)} in "
                       f"'{target.name}'"), target
+        if loc.get("_com_wait") and job.args:  # CoCreateInstance's creation unit (R33)
+            cls = getattr(job.args[0], "__name__", "?")
+            text = f"{what} in CoCreateInstance({cls}), made by a unit of '{target.name}'"
         if job.unit is not None and target._sched is not None \
                 and job.unit in target._sched.queue:
             text += ", queued there"

@@ -178,8 +178,8 @@ def test_creation_held_by_the_main_sta_below_its_call_back() -> None:
         Wait("B", "IBack.Back (call #1 from 'A')",
              "a COM wait on call #2 IGate.Pass to 'MTA', which has ended: it resumes once the "
              "units nested above it end (R2)"),
-        Wait("B", "run create", "a non-COM await on Apartment.run of _construct in 'A', "
-                                "queued there"),
+        Wait("B", "run create", "a COM wait in CoCreateInstance(Legacy), made by a unit of "
+                                "'A', queued there"),
     ]
     assert exc.waits[-1] == Wait(
         "A", "run _construct", "held by the message filter of 'A' (MessagePending: "
