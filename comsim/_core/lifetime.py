@@ -3,13 +3,16 @@
 A stub holds one reference on its object. Strong references on the stub: each NORMAL marshal
 data not yet unmarshalled or released, each unreleased TABLESTRONG data, each GIT entry until
 revoked, each proxy manager (R34) with a count above 0. TABLEWEAK data is a weak reference.
+Each request on its way to the stub holds it too, from its send until it is answered (run,
+refused or dropped): COM's RemRelease reaches an STA server after the requests already sent,
+and in Wine a request holds the stub manager from ``GetBuffer`` on.
 
-``TABLE[(state, input, strong_left, weak_left)] -> (effect, next_state)``: the counts are
-changed first (only while the stub is connected), then the table says whether the stub goes.
-It goes when a release brings its strong count to 0 whatever weak data remain, when its last
-weak data is released while it has no strong reference, on ``CoDisconnectObject`` and on its
-apartment's shutdown. A stub that has gone never comes back: marshalling the object again
-makes a new stub.
+``TABLE[(state, input, strong_left, weak_left, requests_left)] -> (effect, next_state)``: the
+counts are changed first (only while the stub is connected), then the table says whether the
+stub goes. It goes when its strong count and its requests are down to 0, whatever weak data
+remain (by a release, or by the last request's answer once released), when its last weak data
+is released while it has neither, on ``CoDisconnectObject`` and on its apartment's shutdown.
+A stub that has gone never comes back: marshalling the object again makes a new stub.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class LifeInput(enum.Enum):
     DROP_WEAK = "drop_weak"  # release of TABLEWEAK data
     DISCONNECT = "disconnect"  # CoDisconnectObject (R17)
     SHUTDOWN = "shutdown"  # the stub's apartment shuts down (R18)
+    ANSWERED = "answered"  # the last request on its way was answered (``StubLife.answered``)
 
 
 class LifeEffect(enum.Enum):
@@ -55,40 +59,46 @@ _I = LifeInput
 _X = LifeEffect
 
 
-def _row(state: Life, inp: LifeInput, strong: bool, weak: bool) -> tuple[LifeEffect, Life]:
+def _row(state: Life, inp: LifeInput, strong: bool, weak: bool, requests: bool
+         ) -> tuple[LifeEffect, Life]:
     if state is _G:
         return _X.NOTHING, _G  # gone is gone: late releases do nothing
     if inp is _I.DISCONNECT:
         return _X.GO_DISCONNECTED, _G
     if inp is _I.SHUTDOWN:
         return _X.GO_SHUTDOWN, _G
-    if inp is _I.DROP_STRONG and not strong:
+    if requests:
+        return _X.NOTHING, _C  # the requests on their way still run (R7)
+    if inp in (_I.DROP_STRONG, _I.ANSWERED) and not strong:
         return _X.GO_RELEASED, _G  # whatever weak data remain
     if inp is _I.DROP_WEAK and not strong and not weak:
         return _X.GO_RELEASED, _G
     return _X.NOTHING, _C
 
 
-TABLE: Final[dict[tuple[Life, LifeInput, bool, bool], tuple[LifeEffect, Life]]] = {
-    (s, i, strong, weak): _row(s, i, strong, weak)
-    for s, i, strong, weak in itertools.product(Life, LifeInput, (False, True), (False, True))
+_B = (False, True)
+TABLE: Final[dict[tuple[Life, LifeInput, bool, bool, bool], tuple[LifeEffect, Life]]] = {
+    (s, i, strong, weak, requests): _row(s, i, strong, weak, requests)
+    for s, i, strong, weak, requests in itertools.product(Life, LifeInput, _B, _B, _B)
 }
 
 _DELTA: Final[dict[LifeInput, tuple[int, int]]] = {
     _I.ADD_STRONG: (1, 0), _I.ADD_WEAK: (0, 1),
     _I.DROP_STRONG: (-1, 0), _I.DROP_WEAK: (0, -1),
-    _I.DISCONNECT: (0, 0), _I.SHUTDOWN: (0, 0),
+    _I.DISCONNECT: (0, 0), _I.SHUTDOWN: (0, 0), _I.ANSWERED: (0, 0),
 }
 
 
 class StubLife:
-    """One stub's strong and weak counts and whether (and why) it has gone."""
+    """One stub's strong and weak counts, its requests on their way, and whether (and why) it
+    has gone."""
 
-    __slots__ = ("reason", "state", "strong", "weak")
+    __slots__ = ("reason", "requests", "state", "strong", "weak")
 
     def __init__(self) -> None:
         self.strong = 0
         self.weak = 0
+        self.requests = 0
         self.state = Life.CONNECTED
         #: why it went (``LifeEffect``), None while connected
         self.reason: LifeEffect | None = None
@@ -99,13 +109,23 @@ class StubLife:
             ds, dw = _DELTA[inp]
             self.strong = max(0, self.strong + ds)
             self.weak = max(0, self.weak + dw)
-        effect, self.state = TABLE[(self.state, inp, self.strong > 0, self.weak > 0)]
+        effect, self.state = TABLE[(self.state, inp, self.strong > 0, self.weak > 0,
+                                    self.requests > 0)]
         if effect is not LifeEffect.NOTHING:
             self.reason = effect
         return effect
 
+    def answered(self) -> LifeEffect:
+        """A request on its way was answered (``requests`` was counted up as it was sent); the
+        caller serializes it with the steps. The last one may let the stub go (ANSWERED)."""
+        self.requests -= 1
+        if self.requests or self.strong or self.state is not Life.CONNECTED:
+            return LifeEffect.NOTHING  # (what the ANSWERED row says, without the lookup)
+        return self.step(LifeInput.ANSWERED)
+
     def __repr__(self) -> str:
-        return f"<StubLife {self.state.value} strong={self.strong} weak={self.weak}>"
+        return (f"<StubLife {self.state.value} strong={self.strong} weak={self.weak} "
+                f"requests={self.requests}>")
 
 
 def birth(inp: LifeInput, apartment_alive: bool) -> tuple[LifeInput, ...]:

@@ -34,6 +34,7 @@ from .record import (
     _send,
     add_waiter,
     drop_reply,
+    holds,
     on_reply,
 )
 from .wire import SCALARS, Packed, discard, pack, unpack
@@ -113,6 +114,7 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
             _send(call)
         else:  # ``_send``, written out
             server = call.server
+            holds(call)
             if not server._post(HOOKS.on_request, server, call):
                 _refused(call)
         sched = apt._sched

@@ -20,7 +20,8 @@ class Hooks:
     """The late-bound entry points (see the module's text). Each takes the apartment first
     where it runs in one."""
 
-    __slots__ = ("answer", "cancel_outgoing", "dispatch", "on_cancel", "on_request")
+    __slots__ = ("answer", "cancel_outgoing", "dispatch", "on_cancel", "on_request",
+                 "stub_goes")
 
     def __init__(self) -> None:
         #: (apartment, call): a request message arrives at the server apartment (R13)
@@ -33,6 +34,8 @@ class Hooks:
         self.answer: Callable[[Any, Any, int], None] = _unbound
         #: (call): MessagePending said PENDINGMSG_CANCELCALL for this outgoing call (R16)
         self.cancel_outgoing: Callable[[Any], None] = _unbound
+        #: (stub, LifeEffect): carry out what a stub's life step decided (``lifetime``)
+        self.stub_goes: Callable[[Any, Any], None] = _unbound
 
 
 HOOKS = Hooks()

@@ -18,6 +18,7 @@ from .._core.callobj import TABLE as CALL_TABLE
 from .._core.callobj import CallMachine, Effect, Input, State
 from .._core.decide import ReplyKind
 from .._core.iface import MethodSpec
+from .._core.lifetime import LifeEffect
 from .._core.messages import Reply
 from .._core.stub import CancelReport, StubCall
 from . import trace
@@ -25,7 +26,7 @@ from .boundary import call_hook
 from .context import UNDER, WHERE, Client, Where
 from .hooks import HOOKS
 from .loop import resume
-from .stubs import Stub
+from .stubs import Stub, _stub_lock
 from .wire import discard
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ _PENDING_REPLY: Final = CALL_TABLE[(State.PENDING, Input.REPLY)]
 assert _PENDING_REPLY[0] is Effect.COMPLETE
 #: ``State.PENDING``, read once (an enum class's attribute costs a Python ``__getattr__`` hook)
 _PENDING: Final = State.PENDING
+_NOTHING: Final = LifeEffect.NOTHING
 
 
 class ClientCall(StubCall):
@@ -86,6 +88,7 @@ class ClientCall(StubCall):
         "client",
         "grace_handle",
         "holder",
+        "holds",
         "id",
         "machine",
         "method",
@@ -129,6 +132,9 @@ class ClientCall(StubCall):
         self.cancellable = rt._cancel_counts.counts.get(where.thread_id, 0) > 0
         self.caller_thread = where.thread_id
         self.sent_at = rt._now()
+        #: its request on its way holds the stub (``StubLife.requests``): from each send until
+        #: that send is answered (``answered``)
+        self.holds = False
         self.scope: anyio.CancelScope | None = None
         self.server_cancelled = False
         self.owner = owner
@@ -154,13 +160,39 @@ class ClientCall(StubCall):
 def _send(call: ClientCall) -> None:
     if call.tracing:
         trace.emit("call.sent", **call.fields())
+    holds(call)
     if not call.server._post(HOOKS.on_request, call.server, call):
         _refused(call)
+
+
+def holds(call: ClientCall) -> None:
+    """R7: the request about to be sent holds its stub until it is answered (``answered``)."""
+    lock = _stub_lock
+    lock.acquire()  # (``with``, written out: no special-method lookups)
+    try:
+        call.stub.life.requests += 1
+    finally:
+        lock.release()
+    call.holds = True
+
+
+def answered(call: ClientCall) -> None:
+    """R7: the request sent last is answered (run, refused, or dropped while queued): it holds
+    its stub no more, and the stub may go (it was released meanwhile). Once per send."""
+    if not call.holds:
+        return
+    call.holds = False
+    stub = call.stub
+    with _stub_lock:
+        effect = stub.life.answered()
+    if effect is not _NOTHING:
+        HOOKS.stub_goes(stub, effect)
 
 
 def _refused(call: ClientCall) -> None:
     """The server apartment has gone (R18): the answer comes back at once; the arguments are
     never unpacked (R7)."""
+    answered(call)
     discard(call.args)
     on_reply(call, Reply(hr.RPC_E_DISCONNECTED,
                          text=f"apartment {call.server.name!r} has shut down"))

@@ -28,7 +28,7 @@ from .._core.check import (
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.rules import CancelCounter
-from . import cancel, server
+from . import cancel, lifetime, server
 from .apartment import Apartment
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
 from .deterministic import DeterministicTransport
@@ -47,6 +47,7 @@ HOOKS.on_cancel = server.on_cancel
 HOOKS.dispatch = server.dispatch
 HOOKS.answer = server.reply_now
 HOOKS.cancel_outgoing = cancel.cancel_outgoing
+HOOKS.stub_goes = lifetime.carry_out
 
 
 #: the deterministic runtime's random source until it is entered (``Runtime.__aenter__``)

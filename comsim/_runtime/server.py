@@ -25,7 +25,7 @@ from .context import (
 )
 from .loop import current_task, resume
 from .objects import ICallFactory
-from .record import ClientCall, on_reply, reply_refused
+from .record import ClientCall, answered, on_reply, reply_refused
 from .serverside import cancelled_reply, inject_fault, via_server_call
 from .stubs import Stub
 from .stubs import _stub_lock as stub_lock
@@ -165,6 +165,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                 call.stage = _RETURNED
                             if not call.client._post(on_reply, call, reply):
                                 reply_refused(call, reply)
+                            if call.holds:
+                                answered(call)
                         if propagating:
                             apt._end_unit(unit)
                     if call.server_cancelled and scope.cancel_called:
@@ -287,6 +289,7 @@ def _not_run(apt: Apartment, call: ClientCall, unit: Unit | None,
     object disconnected (R17)."""
     if effect is stubcore.Effect.SKIP:  # cancelled while queued (R29): never unpacked (R7)
         discard(call.args)
+        answered(call)
     else:
         status = stubcore.request_status(call.stub.conn)
         assert status is not None  # (the fast check above: the object is not connected)
@@ -346,6 +349,7 @@ def send_reply(apt: Apartment, call: ClientCall, reply: Reply) -> None:
         if call.tracing:
             trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult,
                        reason="client apartment gone")
+    answered(call)
 
 
 def on_cancel(apt: Apartment, call: ClientCall) -> None:

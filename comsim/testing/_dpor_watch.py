@@ -67,9 +67,21 @@ _users = [0]
 #: the variable of the connections of an apartment's stubs (``Noted``), and its reads
 CONN = "comsim._runtime.stubs.Stub.conn"
 CONN_READ = CONN + ":read"
-#: read variables -> the variable they read: a read conflicts with its variable's notes, not
-#: with another read
-READ_OF = {CONN_READ: CONN}
+#: the stubs' lock (``stubs._stub_lock``, under whichever module's name it was wrapped), and two
+#: of its uses that commute: a request counted as it is sent (``record.holds``: increments
+#: commute, and its sender holds a strong reference, so no answer can let the stub go
+#: meanwhile), and a server task's counts of its running call and the answer (``server_task``,
+#: ``record.answered``)
+STUBS = "comsim._runtime.stubs._stub_lock"
+STUBS_SEND = STUBS + ":send"
+STUBS_RUN = STUBS + ":run"
+#: the function whose stubs' lock use is noted as ``STUBS_SEND`` or ``STUBS_RUN``
+_STUB_USES = {"holds": STUBS_SEND, "server_task": STUBS_RUN, "answered": STUBS_RUN}
+#: variables noted apart -> the variable they are uses of: a use conflicts with its variable's
+#: other notes, but not with a use it commutes with (``COMMUTE``)
+READ_OF = {CONN_READ: CONN, STUBS_SEND: STUBS, STUBS_RUN: STUBS}
+COMMUTE = {(CONN_READ, CONN_READ), (STUBS_SEND, STUBS_SEND), (STUBS_SEND, STUBS_RUN),
+           (STUBS_RUN, STUBS_SEND)}
 
 
 class Watched:
@@ -116,7 +128,8 @@ def _variable(tag: str, frame: FrameType) -> Variable:
             stub = getattr(local.get("self"), "stub", None)
         if not isinstance(stub, Stub) and call is not None:
             stub = call.stub
-        return (tag, stub.apartment.name if isinstance(stub, Stub) else None)
+        use = _STUB_USES.get(frame.f_code.co_name, STUBS)
+        return (use, stub.apartment.name if isinstance(stub, Stub) else None)
     if call is not None:
         return (tag, (call.client.name, call.server.name))
     return (tag, None)
@@ -250,15 +263,12 @@ FIELDS: tuple[tuple[type, str, str, str, Callable[[Any], Hashable]], ...] = (
 
 def conflict(a: frozenset[Variable], b: frozenset[Variable]) -> bool:
     """Whether two footprints share a variable (a whole lock shares every one of its own),
-    two reads of one (``READ_OF``) aside."""
+    uses of one that commute (``COMMUTE``: two reads, two sends) aside."""
     for tag, sub in a:
         for tag2, sub2 in b:
             if sub is not None and sub2 is not None and sub != sub2:
                 continue
-            if tag == tag2:
-                if tag not in READ_OF:
-                    return True
-            elif READ_OF.get(tag) == tag2 or READ_OF.get(tag2) == tag:
+            if READ_OF.get(tag, tag) == READ_OF.get(tag2, tag2) and (tag, tag2) not in COMMUTE:
                 return True
     return False
 

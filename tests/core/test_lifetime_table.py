@@ -24,8 +24,42 @@ I = LifeInput  # noqa: E741
 
 
 def test_table_is_total() -> None:  # R7
-    for key in itertools.product(Life, LifeInput, (False, True), (False, True)):
+    for key in itertools.product(Life, LifeInput, (False, True), (False, True), (False, True)):
         assert key in TABLE
+
+
+def test_a_request_on_its_way_holds_a_released_stub() -> None:  # R7
+    # COM's RemRelease reaches the server after the requests already sent: they still run
+    s = StubLife()
+    s.step(I.ADD_WEAK)
+    s.step(I.ADD_STRONG)
+    s.requests += 2  # two requests sent
+    assert s.step(I.DROP_STRONG) is LifeEffect.NOTHING
+    assert s.state is Life.CONNECTED and s.strong == 0
+    assert s.answered() is LifeEffect.NOTHING
+    assert s.answered() is LifeEffect.GO_RELEASED  # the last answer lets it go, weak or not
+    assert s.state is Life.GONE and s.reason is LifeEffect.GO_RELEASED
+
+
+def test_answers_with_a_strong_reference_left_keep_the_stub() -> None:  # R7
+    s = StubLife()
+    s.step(I.ADD_STRONG)
+    s.requests += 1
+    assert s.answered() is LifeEffect.NOTHING
+    assert s.state is Life.CONNECTED
+    assert s.step(I.DROP_STRONG) is LifeEffect.GO_RELEASED
+
+
+@pytest.mark.parametrize(("inp", "effect"), [(I.DISCONNECT, LifeEffect.GO_DISCONNECTED),
+                                             (I.SHUTDOWN, LifeEffect.GO_SHUTDOWN)])
+def test_requests_do_not_hold_a_disconnect_or_a_shutdown(inp: LifeInput,
+                                                         effect: LifeEffect) -> None:  # R17 R18
+    s = StubLife()
+    s.step(I.ADD_STRONG)
+    s.requests += 1
+    assert s.step(inp) is effect
+    assert s.answered() is LifeEffect.NOTHING  # gone is gone
+    assert s.requests == 0
 
 
 def test_strong_release_to_zero_goes_whatever_weak_remain() -> None:  # R7

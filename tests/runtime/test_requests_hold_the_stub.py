@@ -1,0 +1,120 @@
+"""A request on its way holds its stub (R7, R18): a release of the object's last reference
+that comes after the request was sent, from the client's teardown or from another unit of the
+client, does not stop the request from running. In COM the release is RemRelease, which an STA
+server takes in after the request already queued (Wine: ``ifproxy_release_public_refs``; the
+request holds the stub manager from ``GetBuffer`` on)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import comsim
+from comsim import hresult as hr
+
+from ..helpers import drain, new_call, noop, pair
+
+pytestmark = pytest.mark.asyncio
+
+
+class IRec(comsim.Interface):
+    async def Note(self, x: int) -> int: ...
+
+
+class Rec(comsim.CoClass, IRec):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[int] = []
+
+    async def Note(self, x: int) -> int:
+        self.ran.append(x)
+        return x
+
+
+class Held:
+    """The server STA, held by a unit of its own in a non-COM wait (R2: no call is taken in)
+    until ``open``."""
+
+    async def start(self, apt: comsim.Apartment) -> None:
+        held = comsim.ManualResetEvent()
+
+        async def hold() -> None:
+            self.loop = asyncio.get_running_loop()
+            self.gate = asyncio.Event()
+            held.Signal()
+            await self.gate.wait()
+
+        self.unit = asyncio.ensure_future(apt.run(hold))
+        await held.Wait(0, comsim.INFINITE)
+
+    async def open(self) -> None:
+        self.loop.call_soon_threadsafe(self.gate.set)
+        await self.unit
+
+
+@pytest.mark.parametrize("how", ["begin", "sync"])
+async def test_a_request_queued_before_its_client_shuts_down_runs(
+        rt: comsim.Runtime, how: str) -> None:
+    # R18: the client's outgoing call is abandoned (its reply dropped), but the request sent
+    # before the teardown released the client's proxies still runs; before, the release
+    # disconnected the stub at once and the request failed unseen (CO_E_OBJNOTCONNECTED)
+    p = await pair(rt, Rec, IRec)  # NORMAL: the client's proxy manager is the one reference
+    held = Held()
+    await held.start(p.server)
+    sent = comsim.ManualResetEvent()
+
+    async def client() -> None:
+        proxy = p.proxy
+        if how == "begin":
+            call: Any = new_call(proxy, comsim.async_interface(IRec))
+            call.Begin_Note(7)
+            sent.Signal()
+            return
+        sent.Signal()  # (the unit runs)
+        await proxy.Note(7)  # waits until the teardown abandons it
+
+    caller = asyncio.ensure_future(p.client.run(client))
+    await sent.Wait(0, comsim.INFINITE)
+    # a unit after it runs once it is in its call's COM wait, the request sent (R2)
+    await p.client.run(noop)
+    await p.client.shutdown()
+    await held.open()
+    await drain(rt, p.server)
+    assert p.obj.ran == [7]
+    if how == "sync":
+        with pytest.raises(comsim.COMError) as err:
+            await caller
+        assert err.value.hresult == hr.RPC_E_DISCONNECTED
+    else:
+        await caller
+
+
+async def test_a_release_while_the_request_is_queued_lets_it_run(rt: comsim.Runtime) -> None:
+    # R7: another unit of the client releases the proxy's last reference while the call waits;
+    # the request already sent still runs and its caller gets the result, and the stub goes
+    # once it is answered (before, the release disconnected it: CO_E_OBJNOTCONNECTED)
+    p = await pair(rt, Rec, IRec)
+    held = Held()
+    await held.start(p.server)
+    sent = comsim.ManualResetEvent()
+
+    async def client() -> int:
+        sent.Signal()
+        return int(await p.proxy.Note(5))
+
+    caller = asyncio.ensure_future(p.client.run(client))
+    await sent.Wait(0, comsim.INFINITE)
+
+    async def release() -> int:  # runs once the caller is in its COM wait (R2)
+        return int(p.proxy.Release())
+
+    assert await p.client.run(release) == 0
+    stub = p.obj.__dict__["_com_stub"]
+    assert stub.life.strong == 0 and stub.life.requests == 1
+    await held.open()
+    assert await caller == 5
+    assert p.obj.ran == [5]
+    await drain(rt, p.server)
+    assert "_com_stub" not in p.obj.__dict__  # it went with the answer (R7)
