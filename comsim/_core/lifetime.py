@@ -119,8 +119,13 @@ class StubLife:
         """A request on its way was answered (``requests`` was counted up as it was sent); the
         caller serializes it with the steps. The last one may let the stub go (ANSWERED)."""
         self.requests -= 1
-        if self.requests or self.strong or self.state is not Life.CONNECTED:
+        if self.requests or self.strong:
             return LifeEffect.NOTHING  # (what the ANSWERED row says, without the lookup)
+        return self.answered_last()
+
+    def answered_last(self) -> LifeEffect:
+        """``answered`` once it has counted the last request down with no strong reference
+        left: the stub goes, if it has not gone already."""
         return self.step(LifeInput.ANSWERED)
 
     def __repr__(self) -> str:

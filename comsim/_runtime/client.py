@@ -34,9 +34,9 @@ from .record import (
     _send,
     add_waiter,
     drop_reply,
-    holds,
     on_reply,
 )
+from .stubs import _stub_lock
 from .wire import SCALARS, Packed, discard, pack, unpack
 
 if TYPE_CHECKING:
@@ -112,9 +112,15 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
         # (and, with the two apartments on two CPUs, the wake-up of the server's thread)
         if call.tracing:
             _send(call)
-        else:  # ``_send``, written out
+        else:  # ``_send``, written out (and its ``holds``)
+            lock = _stub_lock
+            lock.acquire()
+            try:
+                stub.life.requests += 1
+            finally:
+                lock.release()
+            call.holds = True
             server = call.server
-            holds(call)
             if not server._post(HOOKS.on_request, server, call):
                 _refused(call)
         sched = apt._sched

@@ -14,6 +14,7 @@ from .._core import hresult as hr
 from .._core import rules
 from .._core import stub as stubcore
 from .._core.constants import SERVERCALL_ISHANDLED
+from .._core.lifetime import LifeEffect
 from .._core.messages import Reply, new_reply
 from .._core.sta import Unit, UnitKind
 from . import trace
@@ -23,6 +24,7 @@ from .context import (
     WHERE,
     new_where,
 )
+from .hooks import HOOKS
 from .loop import current_task, resume
 from .objects import ICallFactory
 from .record import ClientCall, answered, on_reply, reply_refused
@@ -43,6 +45,7 @@ _RETURNED: Final = stubcore.TABLE[(_RUNNING, stubcore.Input.RETURN)][1]
 assert stubcore.TABLE[(_RUNNING, stubcore.Input.RETURN)][0] is stubcore.Effect.REPLY
 # read once: an enum class's attribute costs a Python ``__getattr__`` hook on every read
 _CONNECTED, _DISCONNECTING = stubcore.Connection.CONNECTED, stubcore.Connection.DISCONNECTING
+_NOTHING: Final = LifeEffect.NOTHING
 _RUN: Final = stubcore.Effect.RUN
 _CALL_UNIT: Final = UnitKind.CALL
 #: ``_core.stub.TABLE``'s DISPATCH rows by stage
@@ -152,6 +155,13 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                             stub.running -= 1
                             if stub.conn is _DISCONNECTING:
                                 stub.conn = stubcore.after_disconnect(stub.running)
+                            gone = _NOTHING
+                            if call.holds:  # ``record.answered``, written out: one hold
+                                call.holds = False
+                                life = stub.life  # (and ``StubLife.answered``)
+                                life.requests -= 1
+                                if not life.requests and not life.strong:
+                                    gone = life.answered_last()
                         finally:
                             lock.release()
                         if reply is None:  # a BaseException other than a cancel went through
@@ -165,8 +175,8 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                 call.stage = _RETURNED
                             if not call.client._post(on_reply, call, reply):
                                 reply_refused(call, reply)
-                            if call.holds:
-                                answered(call)
+                        if gone is not _NOTHING:  # the last request let the stub go (R7)
+                            HOOKS.stub_goes(stub, gone)
                         if propagating:
                             apt._end_unit(unit)
                     if call.server_cancelled and scope.cancel_called:

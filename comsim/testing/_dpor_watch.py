@@ -76,7 +76,9 @@ STUBS = "comsim._runtime.stubs._stub_lock"
 STUBS_SEND = STUBS + ":send"
 STUBS_RUN = STUBS + ":run"
 #: the function whose stubs' lock use is noted as ``STUBS_SEND`` or ``STUBS_RUN``
-_STUB_USES = {"holds": STUBS_SEND, "server_task": STUBS_RUN, "answered": STUBS_RUN}
+#: (``client.sync_call`` takes the stubs' lock only for its ``holds``, written out)
+_STUB_USES = {"holds": STUBS_SEND, "sync_call": STUBS_SEND, "server_task": STUBS_RUN,
+              "answered": STUBS_RUN}
 #: variables noted apart -> the variable they are uses of: a use conflicts with its variable's
 #: other notes, but not with a use it commutes with (``COMMUTE``)
 READ_OF = {CONN_READ: CONN, STUBS_SEND: STUBS, STUBS_RUN: STUBS}
