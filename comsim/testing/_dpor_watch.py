@@ -29,12 +29,13 @@ note each use, a variable of the object's apartments; a runtime's ``_outgoing`` 
 ``CoCancelCall`` reads and a synchronous call reads as it ends (leaving its thread's stack), is
 a variable of its client apartment's pending calls too. A stub's connection is read by every
 call to it: its reads are noted apart (``(CONN_READ, apartment)``; a write: ``(CONN,
-apartment)``), and two reads do not conflict (``READ_OF``), so that two callers of one object
-still commute. The other fields are used by their own apartment but for those cross-apartment
-uses: each use is noted as a write. An apartment's flags (``_accepting``: ``alive``, whether
-posting to it succeeds) need no note: a delivery during which they change is a barrier
-(``_dpor``), dependent on every other. Outside exploration the fields are plain attributes:
-nothing is noted, nothing is called.
+apartment)``), and two reads do not conflict (``READ_OF``, ``COMMUTE``), so that two callers
+of one object still commute; so do two requests' holds on the stub as they are sent, and a
+hold with the server task's counts (``STUBS_SEND``, ``STUBS_RUN``). The other fields are
+used by their own apartment but for those cross-apartment uses: each use is noted as a write.
+An apartment's flags (``_accepting``: ``alive``, whether posting to it succeeds) need no note:
+a delivery during which they change is a barrier (``_dpor``), dependent on every other.
+Outside exploration the fields are plain attributes: nothing is noted, nothing is called.
 
 Besides, which tasks wait in ``wait_all_tasks_blocked`` (``waiting_tasks``): code that polls
 the loop so, and does nothing else until it returns, may run beside a delivery.
