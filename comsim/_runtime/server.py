@@ -349,6 +349,9 @@ def reply_now(apt: Apartment, call: ClientCall, code: int) -> None:
 def send_reply(apt: Apartment, call: ClientCall, reply: Reply) -> None:
     if call.stage is _RUNNING:  # ``call.step(Input.RETURN)``, written out: needs no lock
         call.stage = _RETURNED  # (``_core.stub``)
+    # R7: the request holds its stub no more; before the reply goes, which may bring the
+    # call's next send (a retry, R16) and its next hold
+    answered(call)
     if call.tracing and reply.reject is None:
         fields: dict[str, Any] = {}
         if reply.exc is not None:
@@ -359,7 +362,6 @@ def send_reply(apt: Apartment, call: ClientCall, reply: Reply) -> None:
         if call.tracing:
             trace.emit("call.reply_dropped", **call.fields(), hresult=reply.hresult,
                        reason="client apartment gone")
-    answered(call)
 
 
 def on_cancel(apt: Apartment, call: ClientCall) -> None:

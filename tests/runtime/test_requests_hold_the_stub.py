@@ -118,3 +118,57 @@ async def test_a_release_while_the_request_is_queued_lets_it_run(rt: comsim.Runt
     assert p.obj.ran == [5]
     await drain(rt, p.server)
     assert "_com_stub" not in p.obj.__dict__  # it went with the answer (R7)
+
+
+class RejectOnce(comsim.IMessageFilter):
+    """The server's filter rejects the first incoming call, then takes every call; as the
+    client's filter it retries at once."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def HandleInComingCall(self, call_type: int, caller_thread: int, tick_count: int,
+                           interface_info: Any) -> int:
+        self.seen += 1
+        return comsim.SERVERCALL_REJECTED if self.seen == 1 else comsim.SERVERCALL_ISHANDLED
+
+    def RetryRejectedCall(self, callee_thread: int, tick_count: int, reject_type: int) -> int:
+        return 0
+
+    def MessagePending(self, callee_thread: int, tick_count: int, pending_type: int) -> int:
+        return comsim.PENDINGMSG_WAITDEFPROCESS
+
+
+async def test_each_send_is_answered_once(rt: comsim.Runtime) -> None:
+    # R7 with R16 and R29: a rejected call holds the stub until its rejection, its retry
+    # from its resend until its answer; a call cancelled while queued until it is dropped.
+    # None leaves a hold behind (the stub would never go)
+    flt = RejectOnce()
+    p = await pair(rt, Rec, IRec, message_filter=flt)
+    stub = p.obj.__dict__["_com_stub"]
+
+    async def retried() -> int:
+        comsim.CoRegisterMessageFilter(RejectOnce())
+        return int(await p.proxy.Note(1))
+
+    assert await p.client.run(retried) == 1
+    assert flt.seen == 2 and stub.life.requests == 0
+
+    held = Held()
+    await held.start(p.server)
+
+    async def begin() -> Any:
+        call: Any = new_call(p.proxy, comsim.async_interface(IRec))
+        call.Begin_Note(2)
+        return call
+
+    call = await p.client.run(begin)
+
+    async def cancel() -> int:
+        return int(await call.QueryInterface(comsim.ICancelMethodCalls).Cancel(0))
+
+    assert await p.client.run(cancel) == hr.S_OK
+    await held.open()
+    await drain(rt, p.server)
+    assert p.obj.ran == [1]  # the cancelled request was never dispatched (R29)
+    assert stub.life.requests == 0
