@@ -26,7 +26,7 @@ from .comwait import ComWaits
 from .context import WHERE, Client, new_where
 from .futures import settle
 from .hooks import HOOKS
-from .jobs import RunUnits, _Job
+from .jobs import RunUnits, Serving, _Job
 from .loop import current_task
 from .transport import Transport
 
@@ -42,15 +42,6 @@ T = TypeVar("T")
 #: server tasks kept waiting for calls per apartment; more are started when calls nest or run
 #: concurrently, and end when they find this many idle already
 MAX_IDLE_SERVER_TASKS = 8
-
-
-class Serving:
-    """A started server task's entry in ``Apartment._tasks``: the call it runs, or ran last."""
-
-    __slots__ = ("call",)
-
-    def __init__(self, call: ClientCall) -> None:
-        self.call = call
 
 
 class Apartment(ComWaits, RunUnits):

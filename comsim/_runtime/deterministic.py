@@ -26,7 +26,7 @@ from typing import Any
 from .._core.check import is_number
 from . import trace
 from .context import WHERE
-from .futures import call_in_loop
+from .futures import call_in_loop, settle
 from .schedule import DEFER, DEFER_PROBABILITY, Policy, RandomPolicy
 from .vtloop import VirtualTimeLoop
 
@@ -56,6 +56,9 @@ class DeterministicTransport:
         self.decisions: list[int] = []
         self.scheduled = False
         self.ctx = contextvars.Context()  # the pump's own callbacks
+        #: messages to code outside any apartment on their way, and who waits for none
+        self.to_host = 0
+        self._settled: list[asyncio.Future[None]] = []
         self.host_ctx = contextvars.Context()  # messages to code outside any apartment
         #: per-apartment-pair latency: (sender name or None, target name) -> seconds or callable
         self.latency: dict[tuple[str | None, str | None], Any] = {}
@@ -130,7 +133,10 @@ class DeterministicTransport:
     def post(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         if apt is not None:
             return bool(apt._post(fn, *args))  # the apartment's own (``_poster``)
-        # to code outside any apartment (a ``run`` result, a shutdown's end)
+        # to code outside any apartment (a ``run`` result, a shutdown's end): counted until
+        # it is delivered (``settled``)
+        self.to_host += 1
+        fn, args = self._to_host, (fn, args)
         sender = _sender()
         if self.latency and threading.get_ident() == self._thread:
             delay = self._delay(None, sender)
@@ -140,6 +146,23 @@ class DeterministicTransport:
                 return True
         self._enqueue(self.host_ctx, fn, args, None, sender)
         return True
+
+    def _to_host(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """A message to code outside any apartment is delivered."""
+        self.to_host -= 1
+        try:
+            fn(*args)
+        finally:
+            if not self.to_host and self._settled:
+                waiters, self._settled = self._settled, []
+                for fut in waiters:
+                    settle(fut, None)
+
+    async def settled(self) -> None:
+        while self.to_host:
+            fut = self.loop.create_future()
+            self._settled.append(fut)
+            await fut
 
     def signal(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         if not apt._accepting:

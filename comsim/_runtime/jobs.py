@@ -59,6 +59,16 @@ def shield(inner: asyncio.Future[Any]) -> asyncio.Future[Any]:
     return outer
 
 
+class Serving:
+    """A started server task's entry in ``Apartment._tasks`` (as a ``_Job`` is a run unit's):
+    the call it runs, or ran last (a ``record.ClientCall``)."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+
 class _Job:
     """One ``Apartment.run`` unit."""
 

@@ -195,6 +195,7 @@ class Runtime:
                 self._mta_gone = True
             if self._mta is not None:
                 await self._mta._shutdown()
+            await self._transport.settled()  # the ends other tasks wait for (R18)
         finally:
             if self in LIVE_RUNTIMES:
                 LIVE_RUNTIMES.remove(self)

@@ -18,13 +18,14 @@ from .._core.lifetime import LifeEffect
 from .._core.messages import Reply, new_reply
 from .._core.sta import Unit, UnitKind
 from . import trace
-from .apartment import MAX_IDLE_SERVER_TASKS, Serving
+from .apartment import MAX_IDLE_SERVER_TASKS
 from .boundary import fault_reply
 from .context import (
     WHERE,
     new_where,
 )
 from .hooks import HOOKS
+from .jobs import Serving
 from .loop import current_task, resume
 from .objects import ICallFactory
 from .record import ClientCall, answered, on_reply, reply_refused

@@ -193,6 +193,9 @@ class ThreadedTransport:
     def post(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         return bool(apt._post(fn, *args))  # the apartment's own (``_poster``)
 
+    async def settled(self) -> None:
+        pass  # ``to_loop`` queued its callbacks on the host's loop as each teardown ended
+
     def signal(self, apt: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         return self.post(apt, fn, args)
 

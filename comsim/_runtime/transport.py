@@ -61,6 +61,11 @@ class Transport(Protocol):
         """Wait until ``apartment``'s loop has stopped and closed (its thread has ended), when
         called from anywhere but that loop (R18: nothing is left behind)."""
 
+    async def settled(self) -> None:
+        """Return once what was sent to code outside any apartment on the caller's loop has
+        been delivered (a shutdown's end that another task waits for): the runtime's exit
+        leaves none on its way (R18)."""
+
     def tasks_of(self, apartment: Any) -> Iterable[asyncio.Task[Any]]:
         """The tasks on ``apartment``'s loop that its code made (``asyncio.create_task`` in a
         unit): its teardown ends them with its own (R18)."""

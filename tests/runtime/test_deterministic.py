@@ -554,3 +554,22 @@ def test_wait_all_tasks_blocked_refuses_a_plain_loop() -> None:
 
     with pytest.raises(RuntimeError):
         asyncio.run(main())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_shutdown_another_task_waits_for_has_ended_when_the_runtime_exits(seed: int) -> None:
+    # R18: leaving the runtime leaves no task of comsim behind. A task waiting in
+    # ``shutdown()`` is answered by a message, which a channel's latency delays; the runtime's
+    # exit found the apartment closed already and returned before that message came
+    waiters: list[asyncio.Task[Any]] = []
+
+    async def main() -> None:
+        async with comsim.Runtime(deterministic=True, seed=seed) as rt:
+            rt.set_latency(0.002)  # every message: the shutdown's end comes 2 ms after it
+            sta = await rt.create_sta("s")
+            waiters.append(asyncio.ensure_future(sta.shutdown()))
+            await asyncio.sleep(0.001)  # virtual: the teardown has ended, its answer is on its way
+            assert not sta.alive and not waiters[0].done()
+        assert waiters[0].done() and waiters[0].exception() is None
+
+    run(main)
