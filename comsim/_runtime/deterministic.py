@@ -56,10 +56,10 @@ class DeterministicTransport:
         self.decisions: list[int] = []
         self.scheduled = False
         self.ctx = contextvars.Context()  # the pump's own callbacks
-        #: messages to code outside any apartment on their way, and who waits for none
+        self.host_ctx = contextvars.Context()  # messages to code outside any apartment
+        #: those messages on their way (``_to_host``), and who waits until there are none
         self.to_host = 0
         self._settled: list[asyncio.Future[None]] = []
-        self.host_ctx = contextvars.Context()  # messages to code outside any apartment
         #: per-apartment-pair latency: (sender name or None, target name) -> seconds or callable
         self.latency: dict[tuple[str | None, str | None], Any] = {}
         #: a message is being taken in; then ``_mark``: where in the loop's ready queue the
@@ -159,6 +159,8 @@ class DeterministicTransport:
                     settle(fut, None)
 
     async def settled(self) -> None:
+        """``Transport.settled``: until no message to code outside any apartment is on its
+        way."""
         while self.to_host:
             fut = self.loop.create_future()
             self._settled.append(fut)
