@@ -30,8 +30,8 @@ note each use, a variable of the object's apartments; a runtime's ``_outgoing`` 
 a variable of its client apartment's pending calls too. A stub's connection is read by every
 call to it: its reads are noted apart (``(CONN_READ, apartment)``; a write: ``(CONN,
 apartment)``), and two reads do not conflict (``READ_OF``, ``COMMUTE``), so that two callers
-of one object still commute; so do two requests' holds on the stub as they are sent, and a
-hold with the server task's counts (``STUBS_SEND``, ``STUBS_RUN``). The other fields are
+of one object still commute; so does a request's hold on the stub, taken as it is sent, with
+every other use of the stubs' lock (``STUBS_SEND``). The other fields are
 used by their own apartment but for those cross-apartment uses: each use is noted as a write.
 An apartment's flags (``_accepting``: ``alive``, whether posting to it succeeds) need no note:
 a delivery during which they change is a barrier (``_dpor``), dependent on every other.
@@ -68,23 +68,20 @@ _users = [0]
 #: the variable of the connections of an apartment's stubs (``Noted``), and its reads
 CONN = "comsim._runtime.stubs.Stub.conn"
 CONN_READ = CONN + ":read"
-#: the stubs' lock (``stubs._stub_lock``, under whichever module's name it was wrapped), and two
-#: of its uses that commute: a request counted as it is sent (``record.holds``: increments
-#: commute, and its sender holds a strong reference, so no answer can let the stub go
-#: meanwhile), and a server task's counts of its running call and the answer (``server_task``,
-#: ``record.answered``)
+#: the stubs' lock (``stubs._stub_lock``, under whichever module's name it was wrapped), and its
+#: use by a request counted as it is sent (``record.holds``), which commutes with every other
+#: apartment's use: the sender holds a strong reference on the stub (its proxy manager's) all
+#: through the delivery that sends, so the count it adds to cannot decide, before or after
+#: another apartment's step, whether the stub goes (R7)
 STUBS = "comsim._runtime.stubs._stub_lock"
 STUBS_SEND = STUBS + ":send"
-STUBS_RUN = STUBS + ":run"
-#: the function whose stubs' lock use is noted as ``STUBS_SEND`` or ``STUBS_RUN``
-#: (``client.sync_call`` takes the stubs' lock only for its ``holds``, written out)
-_STUB_USES = {"holds": STUBS_SEND, "sync_call": STUBS_SEND, "server_task": STUBS_RUN,
-              "answered": STUBS_RUN}
+#: the functions whose stubs' lock use is noted as ``STUBS_SEND`` (``client.sync_call`` takes
+#: the stubs' lock only for its ``holds``, written out)
+_STUB_USES = {"holds": STUBS_SEND, "sync_call": STUBS_SEND}
 #: variables noted apart -> the variable they are uses of: a use conflicts with its variable's
 #: other notes, but not with a use it commutes with (``COMMUTE``)
-READ_OF = {CONN_READ: CONN, STUBS_SEND: STUBS, STUBS_RUN: STUBS}
-COMMUTE = {(CONN_READ, CONN_READ), (STUBS_SEND, STUBS_SEND), (STUBS_SEND, STUBS_RUN),
-           (STUBS_RUN, STUBS_SEND)}
+READ_OF = {CONN_READ: CONN}
+COMMUTE = {(CONN_READ, CONN_READ), (STUBS_SEND, STUBS_SEND)}
 
 
 class Watched:
