@@ -70,8 +70,8 @@ CONN = "comsim._runtime.stubs.Stub.conn"
 CONN_READ = CONN + ":read"
 #: the stubs' lock (``stubs._stub_lock``, under whichever module's name it was wrapped), and its
 #: use by a request counted as it is sent (``record.holds``), which commutes with every other
-#: apartment's use: the sender holds a strong reference on the stub (its proxy manager's) all
-#: through the delivery that sends, so the count it adds to cannot decide, before or after
+#: apartment's use while the stub has a strong reference (its sender's proxy manager's, all
+#: through the delivery that sends): the count it adds to cannot then decide, before or after
 #: another apartment's step, whether the stub goes (R7)
 STUBS = "comsim._runtime.stubs._stub_lock"
 STUBS_SEND = STUBS + ":send"
@@ -129,6 +129,8 @@ def _variable(tag: str, frame: FrameType) -> Variable:
         if not isinstance(stub, Stub) and call is not None:
             stub = call.stub
         use = _STUB_USES.get(frame.f_code.co_name, STUBS)
+        if use == STUBS_SEND and not (isinstance(stub, Stub) and stub.life.strong):
+            use = STUBS  # a resend (R16) after the last strong reference went: it may decide
         return (use, stub.apartment.name if isinstance(stub, Stub) else None)
     if call is not None:
         return (tag, (call.client.name, call.server.name))
