@@ -172,3 +172,51 @@ async def test_each_send_is_answered_once(rt: comsim.Runtime) -> None:
     await drain(rt, p.server)
     assert p.obj.ran == [1]  # the cancelled request was never dispatched (R29)
     assert stub.life.requests == 0
+
+
+async def test_table_weak_data_reconnects_while_a_request_holds_the_stub(
+        rt: comsim.Runtime) -> None:
+    # R7: a stub held only by a request on its way has not gone, so its TABLEWEAK data still
+    # unmarshal (a new strong reference); once every strong reference and request is gone,
+    # they give CO_E_OBJNOTREG. (Wine: the stub manager lives while a request holds it.)
+    p = await pair(rt, Rec, IRec)
+
+    async def weak() -> comsim.MarshalStream:
+        return comsim.marshal_interface(p.obj, IRec, flags=comsim.MSHLFLAGS.TABLEWEAK)
+
+    weak_data = await p.server.run(weak)
+    held = Held()
+    await held.start(p.server)
+    sent = comsim.ManualResetEvent()
+
+    async def client() -> int:
+        sent.Signal()
+        return int(await p.proxy.Note(1))
+
+    caller = asyncio.ensure_future(p.client.run(client))
+    await sent.Wait(0, comsim.INFINITE)
+
+    async def release() -> int:  # runs once the caller is in its COM wait (R2)
+        return int(p.proxy.Release())
+
+    assert await p.client.run(release) == 0
+    other = await rt.create_sta("other")
+
+    async def reconnect() -> Any:
+        return comsim.unmarshal_interface(weak_data, IRec)
+
+    again = await other.run(reconnect)  # the stub is held by the request: it has not gone
+    await held.open()
+    assert await caller == 1
+
+    async def use_and_release() -> int:
+        value = int(await again.Note(2))
+        again.Release()
+        return value
+
+    assert await other.run(use_and_release) == 2
+    await drain(rt, p.server)
+    with pytest.raises(comsim.COMError) as err:  # every strong reference has gone now
+        await other.run(reconnect)
+    assert err.value.hresult == hr.CO_E_OBJNOTREG
+    assert p.obj.ran == [1, 2]
