@@ -54,6 +54,26 @@ class Held:
         await self.unit
 
 
+async def _call_then_release(p: Any, x: int) -> asyncio.Future[Any]:
+    """A unit of the client calls ``Note(x)`` (its request waits at the held server); once it
+    is in its COM wait, another unit releases the proxy's last reference (R2, R7). Gives the
+    caller's ``run``."""
+    sent = comsim.ManualResetEvent()
+
+    async def client() -> int:
+        sent.Signal()
+        return int(await p.proxy.Note(x))
+
+    caller = asyncio.ensure_future(p.client.run(client))
+    await sent.Wait(0, comsim.INFINITE)
+
+    async def release() -> int:  # runs once the caller is in its COM wait (R2)
+        return int(p.proxy.Release())
+
+    assert await p.client.run(release) == 0
+    return caller
+
+
 @pytest.mark.parametrize("how", ["begin", "sync"])
 async def test_a_request_queued_before_its_client_shuts_down_runs(
         rt: comsim.Runtime, how: str) -> None:
@@ -98,19 +118,7 @@ async def test_a_release_while_the_request_is_queued_lets_it_run(rt: comsim.Runt
     p = await pair(rt, Rec, IRec)
     held = Held()
     await held.start(p.server)
-    sent = comsim.ManualResetEvent()
-
-    async def client() -> int:
-        sent.Signal()
-        return int(await p.proxy.Note(5))
-
-    caller = asyncio.ensure_future(p.client.run(client))
-    await sent.Wait(0, comsim.INFINITE)
-
-    async def release() -> int:  # runs once the caller is in its COM wait (R2)
-        return int(p.proxy.Release())
-
-    assert await p.client.run(release) == 0
+    caller = await _call_then_release(p, 5)
     stub = p.obj.__dict__["_com_stub"]
     assert stub.life.strong == 0 and stub.life.requests == 1
     await held.open()
@@ -187,19 +195,7 @@ async def test_table_weak_data_reconnects_while_a_request_holds_the_stub(
     weak_data = await p.server.run(weak)
     held = Held()
     await held.start(p.server)
-    sent = comsim.ManualResetEvent()
-
-    async def client() -> int:
-        sent.Signal()
-        return int(await p.proxy.Note(1))
-
-    caller = asyncio.ensure_future(p.client.run(client))
-    await sent.Wait(0, comsim.INFINITE)
-
-    async def release() -> int:  # runs once the caller is in its COM wait (R2)
-        return int(p.proxy.Release())
-
-    assert await p.client.run(release) == 0
+    caller = await _call_then_release(p, 1)
     other = await rt.create_sta("other")
 
     async def reconnect() -> Any:
