@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 import comsim
+from comsim._core.text import describe
 from comsim.testing._pool import exec_file
 
 __all__ = ["UsageError", "brief", "cwd_importable", "load_scenario"]
@@ -93,7 +94,7 @@ def brief(exc: BaseException) -> str:
     """``Type: message``, and where it was raised: one or two lines, no traceback dump."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = describe(exc)
     if isinstance(exc, SyntaxError):
         return f"{text} ({exc.filename}, line {exc.lineno})"
     frames = traceback.extract_tb(exc.__traceback__)

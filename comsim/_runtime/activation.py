@@ -13,6 +13,7 @@ from .._core import hresult as hr
 from .._core.check import BadArgumentType
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
+from .._core.text import describe
 from .boundary import own_ref
 from .context import UNDER, WHERE, Where
 from .objects import CoClass, IUnknown, _is_interface
@@ -71,7 +72,7 @@ def _construct(cls: type[CoClass], iface: type[Any], at_home: bool,
         raise
     except BaseException as exc:  # (choice) anything else: E_FAIL
         raise COMError(hr.E_FAIL, f"CoCreateInstance({name}, ...): {name}() raised "
-                                  f"{type(exc).__name__}: {exc}; fix the constructor "
+                                  f"{describe(exc)}; fix the constructor "
                                   "(raise COMError(hr) for a chosen HRESULT)") from exc
     if iface is not IUnknown and not isinstance(obj, iface):
         own_ref(obj, "Release")  # the object goes

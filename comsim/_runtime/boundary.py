@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from .._core import rules
 from .._core.hresult import COMError
 from .._core.messages import Reply
+from .._core.text import describe, safe_repr
 from . import trace
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ def call_hook(event: str, fields: dict[str, Any], default: T, fn: Callable[..., 
     try:
         return fn(*args)
     except BaseException as exc:  # the boundary: nothing goes through
-        trace.emit(event, **fields, exc=repr(exc))
+        trace.emit(event, **fields, exc=safe_repr(exc))
         return default
 
 
@@ -53,8 +54,7 @@ def fault_reply(obj: Any, method: str, exc: BaseException) -> Reply:
     code = rules.reply_code(exc)
     if isinstance(exc, COMError) and code == exc.hresult:
         return Reply(code, text=exc.text)
-    return Reply(code, exc=exc, text=f"{type(obj).__name__}.{method} raised "
-                                     f"{type(exc).__name__}: {exc}")
+    return Reply(code, exc=exc, text=f"{type(obj).__name__}.{method} raised {describe(exc)}")
 
 
 def own_ref(obj: Any, method: str) -> None:
@@ -66,7 +66,8 @@ def own_ref(obj: Any, method: str) -> None:
         getattr(obj, method)()
     except BaseException as exc:  # the boundary: nothing goes through
         name = type(obj).__name__
-        trace.emit("object.refcount_failed", object=name, method=method, exc=repr(exc))
-        warnings.warn(f"comsim: {name}.{method}() raised {exc!r}; comsim goes on as if it had "
+        text = safe_repr(exc)
+        trace.emit("object.refcount_failed", object=name, method=method, exc=text)
+        warnings.warn(f"comsim: {name}.{method}() raised {text}; comsim goes on as if it had "
                       f"returned (fix the override: {method} must not raise)", RuntimeWarning,
                       stacklevel=2)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._core.check import is_number
+from .._core.text import safe_repr
 from . import trace
 from .context import WHERE
 from .futures import call_in_loop, settle
@@ -218,13 +219,13 @@ class DeterministicTransport:
         try:
             delay = spec(self.rng)
         except BaseException as exc:  # the boundary: nothing goes through
-            trace.emit("latency.error", target=dst, exc=repr(exc))
+            trace.emit("latency.error", target=dst, exc=safe_repr(exc))
             return 0.0
         if type(delay) is float and 0.0 <= delay < math.inf:
             return delay
         if is_number(delay) and 0 <= delay < math.inf:
             return float(delay)
-        trace.emit("latency.error", target=dst, exc=f"bad delay {delay!r}")
+        trace.emit("latency.error", target=dst, exc=f"bad delay {safe_repr(delay)}")
         return 0.0
 
     def _append(self, ctx: contextvars.Context, fn: Callable[..., Any],

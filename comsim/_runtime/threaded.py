@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._core.rules import TEARDOWN_GRACE
+from .._core.text import safe_repr
 from .futures import call_in_loop
 from .loop import ApartmentLoop
 
@@ -233,7 +234,7 @@ def _run(loop: asyncio.AbstractEventLoop, apartment: Any) -> None:
                 break  # stopped by the teardown
             except BaseException as exc:  # last resort: nothing ends the loop early
                 loop.call_exception_handler({
-                    "message": f"comsim: {exc!r} escaped into {apartment!r}'s loop",
+                    "message": f"comsim: {safe_repr(exc)} escaped into {apartment!r}'s loop",
                     "exception": exc})
     finally:
         try:

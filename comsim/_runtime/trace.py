@@ -24,6 +24,7 @@ from typing import Any, Final
 import structlog
 
 from .._core import hresult as _hr
+from .._core.text import safe_repr
 from .context import LIVE_RUNTIMES
 
 _Sink = list[dict[str, Any]]
@@ -94,8 +95,9 @@ def _logging_failed(event: str, exc: Exception) -> None:
     ``handleError`` reports a failing handler), the event still captured, comsim goes on."""
     if not _warned:
         _warned.append(True)
-        warnings.warn(f"comsim: structlog raised {exc!r} logging {event!r}; comsim's events "
-                      f"are not logged while it fails (further failures are not reported)",
+        warnings.warn(f"comsim: structlog raised {safe_repr(exc)} logging {event!r}; comsim's "
+                      f"events are not logged while it fails (further failures are not "
+                      f"reported)",
                       RuntimeWarning, stacklevel=3)
 
 

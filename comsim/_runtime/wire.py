@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._core import hresult as hr
 from .._core.hresult import COMError
+from .._core.text import describe
 from .boundary import own_ref
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def pack(value: Any, what: str) -> Any:
             raise
         raise COMError(
             hr.RPC_X_BAD_STUB_DATA,
-            f"{what} cannot be marshalled by value ({type(exc).__name__}: {exc}); pass "
+            f"{what} cannot be marshalled by value ({describe(exc)}); pass "
             "picklable data, COM objects or proxies",
         ) from exc
     return Packed(buf.getvalue(), p.refs)
@@ -137,7 +138,7 @@ def unpack(value: Any, apartment: Apartment, what: str = "a value") -> Any:
         raise COMError(
             hr.RPC_X_BAD_STUB_DATA,
             f"{what} could not be unmarshalled in apartment {apartment.name!r} "
-            f"({type(exc).__name__}: {exc}); its pickling hooks must rebuild it",
+            f"({describe(exc)}); its pickling hooks must rebuild it",
         ) from exc
     finally:
         for i, ref in enumerate(value.refs):  # R7: references the value did not bring in

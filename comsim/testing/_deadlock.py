@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import anyio
 
+from .._core.text import safe_repr
 from .._runtime import callobj, cancel, client, cofuncs, comwait, events, facets, jobs, server
 from .._runtime.context import LIVE_RUNTIMES, UNDER, WHERE
 from .._runtime.vtloop import VirtualTimeLoop
@@ -214,8 +215,8 @@ def _safe_describe(task: asyncio.Task[Any], order: dict[Any, int], labels: dict[
     try:
         return _describe(task, order, labels)
     except Exception as exc:  # a report that cannot say more must still report the deadlock
-        return _Line((3, 0, 0, (True, 0)), Wait(None, repr(task), f"not described: {exc!r}"),
-                     None)
+        return _Line((3, 0, 0, (True, 0)),
+                     Wait(None, repr(task), f"not described: {safe_repr(exc)}"), None)
 
 
 def _entry(codes: list[types.CodeType], user: list[int]) -> str:

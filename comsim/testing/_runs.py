@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, NamedTuple
 
 from .._core.check import BadArgumentType, BadArgumentValue
+from .._core.text import describe, safe_str
 from .._runtime.runtime import Runtime
 from .._runtime.schedule import DEFER, Policy, Schedule
 from ._loop import VirtualTimeLoop
@@ -85,7 +86,7 @@ def scenario_name(scenario: Any) -> str:
 def raised(exc: BaseException) -> Raised:
     """The outcome of a run whose scenario raised ``exc``: its type and message, the memory
     addresses in the message left out (so that one deadlock is one outcome, run after run)."""
-    return Raised(type(exc).__name__, _ADDRESS.sub("", str(exc)))
+    return Raised(type(exc).__name__, _ADDRESS.sub("", safe_str(exc)))
 
 
 def _outcome(value: Any) -> Hashable:
@@ -157,7 +158,7 @@ def run_once(scenario: Scenario, seed: int | None, policy: Policy | None = None,
     except BaseException as exc:
         if not capture:
             if not isinstance(exc, Exception):  # SystemExit must not end the caller
-                wrapped = RuntimeError(f"the scenario raised {type(exc).__name__}: {exc}")
+                wrapped = RuntimeError(f"the scenario raised {describe(exc)}")
                 wrapped.add_note(f"comsim.testing.explore: failed under seed {seed}")
                 raise wrapped from exc
             exc.add_note(f"comsim.testing.explore: failed under seed {seed}")

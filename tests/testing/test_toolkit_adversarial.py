@@ -852,3 +852,29 @@ def test_exit_statuses_as_a_process(here: str) -> None:
 
     assert status("trace", f"{here}.py:exits") == 1  # before: 3, the scenario's sys.exit
     assert status("explore", "exits_on_import.py:ok", "--runs", "1") == 2  # before: 0
+
+
+class _Unprintable(Exception):
+    """An exception whose ``__str__`` and ``__repr__`` raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str boom")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr boom")
+
+
+async def _raises_unprintable(rt: comsim.Runtime) -> None:
+    raise _Unprintable()
+
+
+def test_a_scenario_raising_an_unprintable_exception() -> None:
+    # explore re-raises the exception itself, with its notes, and replay gives it as an
+    # outcome that shows what can be shown; before, both raised the RuntimeError of the
+    # exception's __str__
+    with pytest.raises(_Unprintable) as info:
+        comsim.testing.explore(_raises_unprintable, range(2))
+    assert any("saved to" in note for note in info.value.__notes__)
+    outcome = comsim.testing.replay(_raises_unprintable, comsim.testing.Schedule([]))
+    assert outcome == comsim.testing.Raised("_Unprintable",
+                                            "<_Unprintable: str() raised RuntimeError>")
