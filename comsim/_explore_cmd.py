@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from ._core.text import safe_str
 from ._load import UsageError, brief, cwd_importable, load_scenario
 from .testing import Exploration, Raised, explore
-from .testing._explore import STRATEGIES
+from .testing._explore import MAX_DEPTH, STRATEGIES, save_schedule
 from .testing._shrink import shrink_or_keep
 
 DESCRIPTION = (
@@ -64,6 +65,9 @@ def run(ns: argparse.Namespace) -> int:
         print("comsim explore: error: --seeds, --workers and --depth must be >= 1",
               file=sys.stderr)
         return 2
+    if ns.depth > MAX_DEPTH:
+        print(f"comsim explore: error: --depth must be at most {MAX_DEPTH}", file=sys.stderr)
+        return 2
     if ns.save_dir and Path(ns.save_dir).exists() and not Path(ns.save_dir).is_dir():
         print(f"comsim explore: error: --save-dir {ns.save_dir}: not a directory; give a "
               f"directory (made if missing)", file=sys.stderr)
@@ -74,7 +78,7 @@ def run(ns: argparse.Namespace) -> int:
         with cwd_importable():
             scenario = load_scenario(ns.target)
             found = _explore(scenario, ns, console)
-            failures = _shrink_failures(scenario, found, ns.save_dir)
+            failures, unsaved = _shrink_failures(scenario, found, ns.save_dir)
     except UsageError as e:
         print(f"comsim explore: error: {e}", file=sys.stderr)
         return 2
@@ -84,6 +88,9 @@ def run(ns: argparse.Namespace) -> int:
     report = _report(ns, found, failures)
     if not to_stdout:
         _print(console, ns, found, failures)
+    if unsaved is not None:
+        print(f"comsim explore: error: {unsaved}", file=sys.stderr)
+        return 2
     if ns.json is not None:
         text = json.dumps(report, indent=2)
         if to_stdout:
@@ -120,41 +127,53 @@ def _explore(scenario: Any, ns: argparse.Namespace, console: Console) -> Explora
 
 
 def _shrink_failures(scenario: Any, found: Exploration, save_dir: str | None
-                     ) -> dict[Raised, tuple[Path, int, int]]:
-    """Each raising outcome's first schedule, shrunk and saved: path, preemptions before and
-    after."""
-    directory = Path(save_dir) if save_dir else (
-        Path(tempfile.gettempdir()) / "comsim-schedules")
-    out: dict[Raised, tuple[Path, int, int]] = {}
+                     ) -> tuple[dict[Raised, tuple[Path | None, int, int]], str | None]:
+    """Each raising outcome's first schedule, shrunk and saved: path (None: not saved),
+    preemptions before and after; and why the schedules could not be saved (None: saved)."""
+    out: dict[Raised, tuple[Path | None, int, int]] = {}
+    unsaved: str | None = None
     for outcome in found:
-        if not isinstance(outcome, Raised):
+        if type(outcome) is not Raised:
             continue
         first = found.schedules[outcome]
-        # the very outcome of its row (``Raised`` leaves memory addresses out)
-        small = shrink_or_keep(scenario, first, keep=outcome.__eq__)
-        directory.mkdir(parents=True, exist_ok=True)
-        name = getattr(scenario, "__qualname__", "scenario")
-        path = directory / f"{name}-seed{found[outcome]}.json"
-        small.save(path)
+        small = shrink_or_keep(scenario, first, keep=_the_same(outcome))
+        path = None
+        if unsaved is None:
+            try:
+                path = save_schedule(scenario, f"seed{found[outcome]}", small, save_dir or None)
+            except OSError as e:  # the table is still shown; the exit status says it
+                unsaved = (f"cannot save the shrunk schedules to "
+                           f"{save_dir or 'the temporary directory'}: {e.strerror or e}")
         out[outcome] = (path, first.preemptions, small.preemptions)
-    return out
+    return out, unsaved
+
+
+def _the_same(outcome: Raised) -> Any:
+    """``keep`` for shrinking: the very outcome of its row (``Raised`` leaves memory addresses
+    out), and only a ``Raised``: an int's or a str's ``__eq__`` would answer NotImplemented,
+    which is true, and a plain tuple of the same fields is another outcome."""
+
+    def keep(other: Any) -> bool:
+        return type(other) is Raised and other == outcome
+
+    return keep
 
 
 def _label(outcome: Any) -> str:
     if isinstance(outcome, Raised):
         return f"raised {outcome.type}: {outcome.message}"
-    return str(outcome)
+    return safe_str(outcome)
 
 
 def _report(ns: argparse.Namespace, found: Exploration,
-            failures: dict[Raised, tuple[Path, int, int]]) -> dict[str, Any]:
+            failures: dict[Raised, tuple[Path | None, int, int]]) -> dict[str, Any]:
     rows = []
     for outcome, seed in sorted(found.items(), key=lambda kv: kv[1]):
         row: dict[str, Any] = {"outcome": _label(outcome), "first_seed": seed,
                                "count": found.counts[outcome]}
         if outcome in failures:
             path, before, after = failures[outcome]
-            row.update(schedule=os.fspath(path), preemptions=after,
+            row.update(schedule=None if path is None else os.fspath(path), preemptions=after,
                        preemptions_before_shrinking=before)
         rows.append(row)
     return {"target": ns.target, "strategy": ns.strategy, "depth": ns.depth,
@@ -163,14 +182,14 @@ def _report(ns: argparse.Namespace, found: Exploration,
 
 
 def _print(console: Console, ns: argparse.Namespace, found: Exploration,
-           failures: dict[Raised, tuple[Path, int, int]]) -> None:
+           failures: dict[Raised, tuple[Path | None, int, int]]) -> None:
     extra = ""
     if found.pct_bound is not None:
         extra = f", PCT bound {found.pct_bound:.2e} per run (depth {ns.depth})"
     if ns.strategy == "exhaustive":
         extra = ", every order run" if found.exhausted else ", budget ran out first"
-    table = Table(title=f"{ns.target}: {found.runs} runs ({ns.strategy}), "
-                        f"{found.interleavings} distinct delivery orders{extra}")
+    table = Table(title=Text(f"{ns.target}: {found.runs} runs ({ns.strategy}), "
+                             f"{found.interleavings} distinct delivery orders{extra}"))
     table.add_column("outcome")
     table.add_column("first " + ("run" if ns.strategy == "exhaustive" else "seed"),
                      justify="right")
@@ -178,9 +197,14 @@ def _print(console: Console, ns: argparse.Namespace, found: Exploration,
     table.add_column("share", justify="right")
     for outcome, seed in sorted(found.items(), key=lambda kv: kv[1]):
         n = found.counts[outcome]
-        table.add_row(_label(outcome), str(seed), str(n), f"{n / found.runs:.1%}")
+        # an outcome's text is the scenario's, not rich markup ("[/x]" must show as it is)
+        table.add_row(Text(_label(outcome)), str(seed), str(n), f"{n / found.runs:.1%}")
     console.print(table)
     for outcome, (path, before, after) in failures.items():
+        if path is None:
+            where = "not saved"
+        else:
+            where = (f"saved to {path}\n  replay: comsim.testing.replay(scenario, "
+                     f"comsim.testing.Schedule.load({os.fspath(path)!r}))")
         console.print(f"{_label(outcome)}\n  shrunk schedule ({after} preemptions, from "
-                      f"{before}) saved to {path}\n  replay: comsim.testing.replay(scenario, "
-                      f"comsim.testing.Schedule.load({os.fspath(path)!r}))")
+                      f"{before}) {where}", markup=False, soft_wrap=True)  # paths whole

@@ -48,6 +48,13 @@ __all__ = ["BLOCK", "STRATEGIES", "Exploration", "Raised", "Scenario", "explore"
 
 STRATEGIES = ("random", "pct", "exhaustive", "pct-channels")
 PCT = ("pct", "pct-channels")
+#: the deepest bug PCT is asked for: its bound is 1/(n·k^(depth-1)), already below any
+#: float's reach for ten steps at a depth of 400; a depth of millions would draw as many
+#: change points
+MAX_DEPTH = 1000
+#: the seed of the run that measures PCT's first k (the default schedule's length): fixed, so
+#: that a scenario drawing from the runtime's random generator gets the same k every time
+K_SEED = 0
 #: seeds per block of runs (a unit of work for a worker; PCT's k is updated between blocks)
 BLOCK = 32
 
@@ -125,7 +132,8 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
 
     A run whose scenario raises ends the exploration: its schedule is shrunk to the fewest
     preemptions that still raise that type of exception, saved as
-    ``<save_dir>/<scenario>-seed<N>.json`` (``-run<N>`` for "exhaustive"; default directory:
+    ``<save_dir>/<module>.<scenario>-seed<N>.json`` (``-run<N>`` for "exhaustive"; default
+    directory:
     ``comsim-schedules`` in the system's temporary directory), and the exception is raised
     again with notes naming the run and the file (``Schedule.load`` it; ``replay``). With
     ``keep_going=True`` a raising run is just the outcome ``Raised(type, message)`` and the
@@ -137,7 +145,8 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
             not an iterable of ints, ``until`` not callable, ``executor`` without ``submit``,
             ``save_dir`` not a path, ``keep_going`` not a bool, ``depth`` or ``workers``
             not an int).
-        COMError(E_INVALIDARG), also a ValueError: an unknown strategy, ``depth`` < 1,
+        COMError(E_INVALIDARG), also a ValueError: an unknown strategy, ``depth`` < 1 or
+            > ``MAX_DEPTH`` (1000),
             ``workers`` < 1, a scenario a worker of ``workers``/``executor`` cannot import or
             load from its file.
         COMError(E_INVALIDARG), also a ValueError and a ``BrokenProcessPool``: a worker
@@ -158,6 +167,10 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
             raise BadArgumentType(f"explore: {name} must be an int, not {value!r}")
         if value < 1:
             raise BadArgumentValue(f"explore: {name} must be >= 1, not {value!r}")
+    if depth > MAX_DEPTH:
+        raise BadArgumentValue(f"explore: depth must be at most {MAX_DEPTH}, not {depth!r} "
+                               f"(PCT's bugs of depth d need d - 1 change points; the usual "
+                               f"depths are 1 to 5)")
     if until is not None and not callable(until):
         raise BadArgumentType(f"explore: until must be a function of the exploration so far "
                               f"(e.g. until=lambda found: len(found) > 1), not {until!r}")
@@ -187,6 +200,15 @@ def explore(scenario: Scenario, seeds: Iterable[int] = range(200), *,
                     keep_going)
 
 
+def pct_bound(receivers: int, k: int, depth: int) -> float:
+    """PCT's per-run probability of finding a bug of ``depth``: 1/(n·k^(depth-1)); 0.0 when
+    that is below a float's reach (never an OverflowError)."""
+    try:
+        return 1.0 / (max(1, receivers) * max(k, 1) ** (depth - 1))
+    except OverflowError:  # the int is too large to divide by as a float
+        return 0.0
+
+
 def _seeds(seeds: Iterator[Any]) -> Iterator[int]:
     """The seeds, taken one at a time (an endless iterator with ``until`` is fine)."""
     for seed in seeds:
@@ -205,7 +227,7 @@ def _explore(scenario: Scenario, seeds: Iterator[int],
     longest = [0]  # PCT's k: the most choice steps of a run so far (of the blocks before)
     if strategy in PCT:
         counter = DefaultPolicy(channels=strategy == "pct-channels")
-        run_once(scenario, None, counter)
+        run_once(scenario, K_SEED, counter)
         longest[0] = counter.choice_steps
     receivers = 0
     block_longest = 0
@@ -221,8 +243,7 @@ def _explore(scenario: Scenario, seeds: Iterator[int],
             if strategy in PCT:
                 receivers = max(receivers, run.receivers)
                 block_longest = max(block_longest, run.choice_steps)
-                found.pct_bound = 1.0 / (max(1, receivers)
-                                         * max(longest[0], 1) ** (depth - 1))
+                found.pct_bound = pct_bound(receivers, longest[0], depth)
                 if found.runs % BLOCK == 0:  # k moves between blocks only
                     longest[0] = max(longest[0], block_longest)
             if until is not None and until(found):
@@ -304,7 +325,7 @@ def _raise(scenario: Scenario, label: str, tag: str, schedule: Schedule, outcome
     small = shrink_or_keep(scenario, schedule,
                            keep=lambda o: isinstance(o, Raised) and o.type == kind)
     try:
-        path = _save(scenario, tag, small, save_dir)
+        path = save_schedule(scenario, tag, small, save_dir)
         where = (f"saved to {path}: comsim.testing.replay(scenario, Schedule.load(path)), or "
                  f"pytest --comsim-replay {path}")
     except OSError as e:  # the scenario's own failure still comes first
@@ -321,12 +342,23 @@ def _raise(scenario: Scenario, label: str, tag: str, schedule: Schedule, outcome
                        f"or global state?)")
 
 
-def _save(scenario: Scenario, tag: str, schedule: Schedule,
-          save_dir: str | os.PathLike[str] | None) -> Path:
+def save_schedule(scenario: Scenario, tag: str, schedule: Schedule,
+                  save_dir: str | os.PathLike[str] | None) -> Path:
+    """Save a failing run's ``schedule`` as ``<save_dir>/<module>.<scenario>-<tag>.json``
+    (``save_dir`` None: ``comsim-schedules`` in the system's temporary directory; made if
+    missing). The module is in the name, so that scenarios of one name in two modules
+    (every example's is ``scenario``) do not overwrite each other's schedules.
+
+    Raises:
+        OSError: the directory or the file cannot be written.
+    """
     directory = Path(save_dir) if save_dir is not None else (
         Path(tempfile.gettempdir()) / "comsim-schedules")
     directory.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^\w.-]+", "_", getattr(scenario, "__qualname__", "scenario"))
-    path = directory / f"{name}-{tag}.json"
+    name = str(getattr(scenario, "__qualname__", None) or "scenario")
+    module = getattr(scenario, "__module__", None)
+    if isinstance(module, str) and module not in ("__main__", "__mp_main__"):
+        name = f"{module}.{name}"
+    path = directory / (re.sub(r"[^\w.-]+", "_", name) + f"-{tag}.json")
     schedule.save(path)
     return path

@@ -104,7 +104,7 @@ def test_a_raising_scenario_is_an_outcome_for_replay_and_shrink(tmp_path: Path) 
         explore(fails_when_b_first, range(60), save_dir=tmp_path)
     notes = exc.value.__notes__
     seed = int(re.search(r"failed under seed (\d+)", notes[0]).group(1))  # type: ignore[union-attr]
-    saved = tmp_path / f"fails_when_b_first-seed{seed}.json"
+    saved = tmp_path / f"{fails_when_b_first.__module__}.fails_when_b_first-seed{seed}.json"
     assert str(saved) in notes[1] and f"--comsim-replay {saved}" in notes[1]
     from_file = Schedule.load(saved)
     assert from_file.preemptions == 1  # shrunk: one choice puts b first
@@ -213,7 +213,7 @@ def test_exhaustive_raises_with_the_saved_schedule(tmp_path: Path) -> None:
         explore(fails_when_b_first, range(5000), strategy="exhaustive", save_dir=tmp_path)
     assert "exhaustive run" in exc.value.__notes__[-1]
     (saved,) = tmp_path.iterdir()
-    assert saved.name.startswith("fails_when_b_first-run")
+    assert saved.name.startswith(f"{fails_when_b_first.__module__}.fails_when_b_first-run")
     assert isinstance(replay(fails_when_b_first, Schedule.load(saved)), Raised)
 
 
