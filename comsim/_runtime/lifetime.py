@@ -19,7 +19,7 @@ from .._core.stub import Connection
 from . import trace
 from .boundary import own_ref
 from .context import WHERE, on_client_thread, step_on_client
-from .objects import CoClass, home_apartment
+from .objects import CoClass, free_threaded, home_apartment
 from .server import fail_queued
 from .stubs import Stub, _stub_lock, disconnect
 
@@ -118,7 +118,7 @@ def _release_at_home(stub: Stub) -> None:
     obj = stub.obj
     apt = stub.apartment
     w = WHERE.get()
-    if (w is not None and w.apartment is apt) or getattr(obj, "_com_free_threaded_", False):
+    if (w is not None and w.apartment is apt) or free_threaded(obj):
         own_ref(obj, "Release")
     elif apt._neutral:
         na: Any = apt  # a ``neutral.NeutralApartment``

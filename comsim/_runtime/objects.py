@@ -182,6 +182,14 @@ class CoClass:
         return self._refs().release()
 
 
+def free_threaded(obj: Any) -> bool:
+    """Whether ``obj`` is free-threaded (its class sets ``_com_free_threaded_ = True``, as
+    comsim's events do): it crosses apartments by reference and any apartment uses it
+    directly. Asked of the class, not the object: an instance's ``__getattr__`` (a mock, an
+    attribute dictionary) answers any name, and such a value is data, copied (R11)."""
+    return getattr(type(obj), "_com_free_threaded_", False) is True
+
+
 def home_apartment(obj: CoClass) -> Apartment:
     try:
         return obj._com_apartment

@@ -25,6 +25,7 @@ from .objects import (
     Interface,
     IUnknown,
     _check_interface,
+    free_threaded,
     home_apartment,
     interfaces_of,
 )
@@ -71,7 +72,7 @@ def reference_for(obj: Any) -> Any:
         if stub.conn is not Connection.CONNECTED or not lifetime.add(stub, LifeInput.ADD_STRONG):
             raise COMError(hr.RPC_E_DISCONNECTED, "a proxy to a disconnected object was passed")
         return ObjRef(stub, stub.interfaces, MarshalData(MSHLFLAGS.NORMAL))
-    if getattr(obj, "_com_free_threaded_", False):
+    if free_threaded(obj):
         return ByRef(obj)
     return None
 
@@ -136,8 +137,7 @@ def _check_direct_use(obj: CoClass, what: str) -> None:
     current = w.apartment if w is not None else None
     if current is not home and not home._neutral and on_client_thread(home):
         current = home  # NA code on its thread (R5)
-    code = rules.direct_use_status(current, home,
-                                   bool(getattr(obj, "_com_free_threaded_", False)))
+    code = rules.direct_use_status(current, home, free_threaded(obj))
     if code:
         raise COMError(code, f"{what}: {type(obj).__name__} lives in apartment {home.name!r}, "
                              f"and only code there uses the object itself (R1); pass a proxy "

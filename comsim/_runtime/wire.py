@@ -23,6 +23,7 @@ from .._core import hresult as hr
 from .._core.hresult import COMError
 from .._core.text import describe
 from .boundary import own_ref
+from .objects import free_threaded
 
 if TYPE_CHECKING:
     from .apartment import Apartment
@@ -76,7 +77,7 @@ class _Unpickler(pickle.Unpickler):
         holds one count (the object itself at home, ``AddRef``-ed; a proxy, one count on its
         manager, R34) but a free-threaded object, passed by reference, which holds none."""
         for value in self.brought.values():
-            if value is not _FAILED and not getattr(value, "_com_free_threaded_", False):
+            if value is not _FAILED and not free_threaded(value):
                 own_ref(value, "Release")
 
 
