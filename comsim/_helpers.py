@@ -76,7 +76,8 @@ async def begin(method: Callable[..., Any], *args: Any, outer: Any = None
     its failure, if any. The call object is released at the end.
 
     Raises:
-        COMError(E_INVALIDARG): ``method`` is not a method of a proxy.
+        COMError(E_INVALIDARG): ``method`` is not a method of a proxy, or is one of IUnknown's
+            (``AddRef``, ``QueryInterface``, ``Release``).
         Whatever ``Begin_`` raises (E_INVALIDARG for arguments that do not bind, ...).
     """
     proxy = getattr(method, "__self__", None)
@@ -84,8 +85,12 @@ async def begin(method: Callable[..., Any], *args: Any, outer: Any = None
     if not isinstance(proxy, Proxy) or not isinstance(name, str):
         raise COMError(hr.E_INVALIDARG, f"begin() takes a proxy's method, e.g. "
                                         f"begin(proxy.Work, ...), not {method!r}")
-    iface = next(i for i in type(proxy).__mro__ if name in getattr(i, "_com_methods_", {})
-                 and i.__dict__.get("_com_is_interface_") is True)
+    iface = next((i for i in type(proxy).__mro__ if name in getattr(i, "_com_methods_", {})
+                  and i.__dict__.get("_com_is_interface_") is True), None)
+    if iface is None:  # IUnknown's AddRef, QueryInterface, Release: no call object has them
+        raise COMError(hr.E_INVALIDARG, f"begin() takes a method of one of the proxy's "
+                                        f"interfaces, not {name}: IUnknown's methods are not "
+                                        f"called asynchronously (call proxy.{name}() itself)")
     factory = proxy.QueryInterface(ICallFactory)
     try:
         call = factory.CreateCall(async_interface(iface), outer=outer)

@@ -120,3 +120,21 @@ async def test_begin_needs_a_proxy_method(rt: comsim.Runtime) -> None:
         async with comsim.begin(print):
             pass
     assert exc.value.hresult == hresult.E_INVALIDARG
+
+
+@pytest.mark.parametrize("method", ["AddRef", "QueryInterface", "Release"])
+async def test_begin_refuses_iunknowns_methods(rt: comsim.Runtime, method: str) -> None:
+    # R19: a call object has the methods of the proxy's interfaces, not IUnknown's; before,
+    # begin() leaked "RuntimeError: async generator raised StopIteration"
+    ui, stream, _ = await _setup(rt)
+
+    async def client() -> tuple[int, str]:
+        proxy = comsim.unmarshal_interface(stream)
+        with pytest.raises(comsim.COMError) as exc:
+            async with comsim.begin(getattr(proxy, method)):
+                pass
+        return exc.value.hresult, str(exc.value)
+
+    code, text = await ui.run(client)
+    assert code == hresult.E_INVALIDARG
+    assert f"not {method}: IUnknown's methods" in text
