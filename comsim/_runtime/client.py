@@ -63,9 +63,10 @@ def _check_proxy(proxy: Proxy) -> Where:
     code = rules.call_target_status(stub.conn is Connection.CONNECTED,
                                     stub.conn is Connection.DISCONNECTING,
                                     stub.apartment._accepting)
-    raise COMError(code, f"{type(stub.obj).__name__} in apartment {stub.apartment.name!r} was "
-                         "disconnected (CoDisconnectObject) or its apartment shut down; "
-                         "nothing was sent")
+    raise COMError(code, f"{type(stub.obj).__name__} in apartment {stub.apartment.name!r} is "
+                         "not connected: it was disconnected (CoDisconnectObject), its "
+                         "apartment shut down, or this proxy was unmarshalled from released "
+                         "NORMAL marshal data (R7); nothing was sent")
 
 
 async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],

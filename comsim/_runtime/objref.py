@@ -175,11 +175,13 @@ def marshal_interface(obj: Any, iface: type[Interface],
     _current_apartment("marshal_interface")
     iface = _check_interface(iface)
     try:
-        if isinstance(flags, bool):
+        if isinstance(flags, bool) or not isinstance(flags, int):  # (1.0 is no flag)
             raise ValueError(flags)
         flags = MSHLFLAGS(flags)
     except ValueError:
-        raise COMError(hr.E_INVALIDARG, f"unknown marshal flags {flags!r}") from None
+        raise COMError(hr.E_INVALIDARG, f"unknown marshal flags {flags!r}: give a "
+                                        f"comsim.MSHLFLAGS (NORMAL, TABLESTRONG, TABLEWEAK)"
+                       ) from None
     stub = _target_stub(obj, iface, "marshal_interface", life.add_input(flags))
     return MarshalStream(MarshalData(flags), stub, iface)
 

@@ -701,3 +701,22 @@ async def test_release_on_live_proxy_from_other_apartment(rt: comsim.Runtime) ->
         return p.Release(), await ahr_of(p.Add, 1, 1)
 
     assert await c.run(release) == (n - 1, hresult.RPC_E_WRONG_THREAD)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("flags", [1.0, True, 7, "1", None])
+async def test_marshal_flags_are_mshlflags_or_their_ints(rt: comsim.Runtime, flags: Any) -> None:
+    # R6, R7: before, 1.0 was taken as TABLESTRONG
+    sta = await rt.create_sta("a")
+
+    async def marshal() -> tuple[int, int]:
+        obj = Calc()
+        plain = comsim.marshal_interface(obj, ICalc, flags=1)  # a plain int is a flag
+        comsim.release_marshal_data(plain)
+        try:
+            comsim.marshal_interface(obj, ICalc, flags=flags)
+        except comsim.COMError as exc:
+            return plain.flags, exc.hresult
+        return plain.flags, hresult.S_OK
+
+    assert await sta.run(marshal) == (MSHLFLAGS.TABLESTRONG, hresult.E_INVALIDARG)
