@@ -183,11 +183,13 @@ def finish_status(idle: bool, begun_method: str | None, method: str) -> int:
 
 def reply_code(exc: BaseException | None) -> int:
     """R14: what a server method's outcome sends back: S_OK, a COMError's own HRESULT, or
-    RPC_E_SERVERFAULT for any other exception."""
+    RPC_E_SERVERFAULT for any other exception — a COMError carrying a success code too
+    (choice): raised, it cannot make the call succeed, and a caller told "S_OK" would lose
+    the fault."""
     if exc is None:
         return hr.S_OK
     code = getattr(exc, "hresult", None)
-    if isinstance(exc, hr.COMError) and isinstance(code, int):
+    if isinstance(exc, hr.COMError) and isinstance(code, int) and code < 0:
         return code
     return hr.RPC_E_SERVERFAULT
 

@@ -67,3 +67,6 @@ def test_reply_codes() -> None:  # R14
     assert rules.reply_code(None) == hr.S_OK
     assert rules.reply_code(COMError(hr.E_FAIL)) == hr.E_FAIL
     assert rules.reply_code(ValueError("x")) == hr.RPC_E_SERVERFAULT
+    # a COMError carrying a success code cannot make the call succeed (choice)
+    assert rules.reply_code(COMError(hr.S_FALSE)) == hr.RPC_E_SERVERFAULT
+    assert rules.reply_code(COMError(hr.S_OK)) == hr.RPC_E_SERVERFAULT
