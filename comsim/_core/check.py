@@ -35,6 +35,17 @@ class BadArgumentValue(COMError, ValueError):
         return (type(self), (self.text,))
 
 
+class NoSuchMethod(COMError, AttributeError):
+    """E_INVALIDARG: a method the interface does not declare (also an AttributeError, so that
+    ``getattr(obj, name, default)`` and ``hasattr`` work)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(hr.E_INVALIDARG, text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.text,))
+
+
 def is_number(value: Any) -> bool:
     """An int or a float, not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool)

@@ -11,7 +11,7 @@ from .._core import decide, rules
 from .._core import hresult as hr
 from .._core.callobj import TABLE as CALL_TABLE
 from .._core.callobj import CallMachine, Effect, Input, State
-from .._core.check import BadArgumentType
+from .._core.check import BadArgumentType, NoSuchMethod
 from .._core.decide import Reaction, Waiter
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
@@ -89,7 +89,7 @@ class CallObject:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        raise AttributeError(f"{self._async_iface.__name__} has no method {name!r}")
+        raise NoSuchMethod(f"{self._async_iface.__name__} has no method {name!r}; nothing began")
 
     def _check(self) -> Apartment:
         return self._proxy._check_use()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from .._core import hresult as hr
 from .._core import identity
+from .._core.check import NoSuchMethod
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.lifetime import LifeEffect, LifeInput
@@ -159,10 +160,6 @@ def _end_all(apt: Apartment) -> None:
 
 
 # --------------------------------------------------------------------------- proxies
-class _NoSuchMethod(COMError, AttributeError):
-    """A method the proxy's interfaces do not declare: E_INVALIDARG (also an AttributeError)."""
-
-
 class Proxy:
     """A reference to an object in another apartment, bound to the apartment that
     unmarshalled it (R12). Calls through it are COM calls (R13). Each belongs to its
@@ -186,8 +183,7 @@ class Proxy:
             raise AttributeError(name)
         others = [i.__name__ for i in self._stub.interfaces if name in i._com_methods_]
         hint = (f"; QueryInterface({others[0]}) first" if others else "")
-        raise _NoSuchMethod(
-            hr.E_INVALIDARG,
+        raise NoSuchMethod(
             f"{'/'.join(i.__name__ for i in self._com_proxy_ifaces_)} declares no method "
             f"{name!r}{hint}; nothing was sent",
         )

@@ -395,3 +395,22 @@ async def test_server_call_object_with_async_begin(rt: comsim.Runtime) -> None:
 
     assert await p.client.run(client) == (3, 42)
     await drain(rt, p.server, p.client)
+
+
+@pytest.mark.asyncio
+async def test_a_method_the_call_object_lacks_is_e_invalidarg_as_on_a_proxy(
+        rt: comsim.Runtime) -> None:
+    # R20: a call object has Begin_/Finish_ for its interface's methods only; asking for
+    # another fails as a proxy does (E_INVALIDARG, also an AttributeError). Before, a plain
+    # AttributeError
+    p = await helpers.pair(rt)
+
+    async def use() -> tuple[int, bool, bool]:
+        call = new_call(p.proxy, comsim.async_interface(helpers.ICalc))
+        try:
+            call.Begin_Nope()
+        except comsim.COMError as exc:
+            return exc.hresult, isinstance(exc, AttributeError), hasattr(call, "Finish_Nope")
+        return hr.S_OK, False, True
+
+    assert await p.client.run(use) == (hr.E_INVALIDARG, True, False)
