@@ -87,9 +87,9 @@ class Runtime:
     latency, see the README's benchmarks.
     ``Runtime(deterministic=True, seed=N)`` runs every apartment on the caller's loop, which
     must be a ``comsim.testing.VirtualTimeLoop`` (``comsim.testing.run``); the seed picks the
-    order of message delivery. ``Runtime(deterministic=True, schedule=sched)`` replays a
-    recorded ``Schedule`` exactly (its seed too, unless ``seed`` is given); ``rt.schedule`` is
-    the schedule of the run so far.
+    order of message delivery (none: 0). ``Runtime(deterministic=True, schedule=sched)``
+    replays a recorded ``Schedule`` exactly (its seed too, unless ``seed`` is given);
+    ``rt.schedule`` is the schedule of the run so far.
 
     Raises:
         RuntimeError: a deterministic runtime entered on any other loop.
@@ -109,7 +109,8 @@ class Runtime:
             if seed is None:
                 seed = schedule.seed
         self.deterministic = deterministic
-        self.seed = seed
+        # same program, same run: never a seed from the OS's randomness
+        self.seed = 0 if deterministic and seed is None else seed
         self._replay = schedule
         #: threaded runtime, Linux: run every apartment thread on this one CPU. Python runs one
         #: thread at a time anyway (the GIL), and a hand-off between threads on one core avoids

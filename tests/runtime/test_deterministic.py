@@ -156,7 +156,7 @@ def test_deterministic_runtime_refuses_a_plain_asyncio_loop() -> None:  # API: d
 
 
 # ============================================================================ seeded replay
-def _traced_run(seed: int) -> tuple[list[dict[str, Any]], Any]:
+def _traced_run(seed: int | None) -> tuple[list[dict[str, Any]], Any]:
     """Three STAs and the MTA; two clients at once; sync and async calls, cancels in flight,
     seeded latency on every channel. Gives the full trace and what the clients saw."""
 
@@ -218,6 +218,24 @@ def test_same_seed_same_trace_event_for_event() -> None:  # API: deterministic; 
     assert len(first) == len(second)
     for i, (x, y) in enumerate(zip(first, second, strict=True)):
         assert x == y, f"event {i} differs under the same seed"
+
+
+def test_a_deterministic_runtime_without_a_seed_runs_seed_0() -> None:  # API: deterministic
+    # same program, same run: before, no seed drew one from the OS, and every seeded draw
+    # (latency here) differed from run to run
+    first, seen1 = _traced_run(None)
+    second, seen2 = _traced_run(None)
+    assert (first, seen1) == (second, seen2)
+    assert (first, seen1) == _traced_run(0)
+
+    async def seed_of() -> tuple[int | None, int | None]:
+        async with comsim.Runtime(deterministic=True) as rt:
+            await rt.create_sta("a")
+            schedule = rt.schedule
+            assert schedule is not None
+            return rt.seed, schedule.seed
+
+    assert run(seed_of) == (0, 0)
 
 
 def _order(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
