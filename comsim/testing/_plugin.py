@@ -291,11 +291,16 @@ def _runtime_fixture() -> Any:
         async with Runtime(deterministic=True, **options) as rt:
             request.node.stash[_RUNTIME_KEY] = rt
             yield rt
+        if schedule is not None:
+            from ._schedules import warn_unless_followed
+
+            warn_unless_followed(request.node.nodeid, schedule, rt.schedule)
 
     return comsim_runtime
 
 
 comsim_runtime = _runtime_fixture()
+
 
 
 # ------------------------------------------------------------------ running and reporting

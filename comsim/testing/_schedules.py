@@ -1,11 +1,13 @@
 """The plugin's failing schedules: shrink a failing test's schedule by running its body again,
-and save it where ``--comsim-replay`` can find it (pytest's cache directory)."""
+and save it where ``--comsim-replay`` can find it (pytest's cache directory); and say when a
+replayed test did not follow its schedule."""
 
 from __future__ import annotations
 
 import inspect
 import re
 import tempfile
+import warnings
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -68,3 +70,19 @@ def _directory(item: Any) -> Path:
     path = Path(tempfile.gettempdir()) / "comsim-schedules"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def warn_unless_followed(nodeid: str, schedule: Schedule, ran: Schedule | None) -> None:
+    """``--comsim-replay``: warn (as ``replay`` does) when the run did not follow the
+    schedule: a decision that did not fit (the run took the default instead), or decisions
+    left over when the run ended."""
+    wanted = list(schedule.decisions)
+    taken = list(ran.decisions[:len(wanted)]) if ran is not None else []
+    if taken == wanted:
+        return
+    pairs = zip(taken, wanted, strict=False)
+    step = next((i for i, (a, b) in enumerate(pairs) if a != b), len(taken))
+    warnings.warn(f"--comsim-replay: the run of {nodeid} did not follow the schedule from its "
+                  f"decision {step} of {len(wanted)} on; the test ran as it went, a decision "
+                  f"that did not fit taken as the default. Was the schedule saved for another "
+                  f"test, or did the code change since?", RuntimeWarning, stacklevel=1)

@@ -248,6 +248,38 @@ def test_a_failing_schedule_is_shrunk_saved_and_replayed(pytester: pytest.Pytest
     assert "shrunk from" not in replayed.stdout.str()  # a replay is not shrunk again
 
 
+OTHER = """
+import pytest
+
+
+@pytest.mark.comsim(seeds=range(1))
+async def test_other(comsim_runtime):
+    a = await comsim_runtime.create_sta("x")
+
+    async def unit():
+        return 1
+
+    assert await a.run(unit) == 1
+"""
+
+
+def test_replaying_a_schedule_of_another_test_warns(pytester: pytest.Pytester) -> None:
+    # as replay() does; before, the test ran as it went, silently
+    pytester.makeini(INI)
+    pytester.makepyfile(test_race=RACE, test_other=OTHER)
+    result = pytester.runpytest_subprocess("-q", "-x", "test_race.py")
+    line = next(ln for ln in result.stdout.str().splitlines() if "--comsim-replay" in ln)
+    path = line.rsplit("--comsim-replay ", 1)[1].strip().strip("'")
+    own = pytester.runpytest_subprocess("-q", "-W", "error::RuntimeWarning", "test_race.py",
+                                        "--comsim-replay", path)
+    own.assert_outcomes(failed=1)  # its own test: followed, no warning
+    assert "did not follow" not in own.stdout.str()
+    other = pytester.runpytest_subprocess("-q", "test_other.py", "--comsim-replay", path)
+    other.assert_outcomes(passed=1, warnings=1)
+    other.stdout.fnmatch_lines(["*--comsim-replay: the run of test_other.py::test_other*did "
+                                "not follow the schedule*"])
+
+
 def test_replaying_a_missing_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(test_race=RACE)
