@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         description=_explore_cmd.DESCRIPTION)
     _explore_cmd.add_arguments(explore)
     ns = parser.parse_args(argv)
+    try:
+        return _run(ns)
+    except BrokenPipeError:
+        # the reader went away (``comsim demo | head -1``): no traceback. As Python's
+        # documentation advises, what is still buffered goes to devnull, so that the flush at
+        # exit does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(ns: argparse.Namespace) -> int:
     if ns.cmd == "demo":
         from ._demo import run_demo
 

@@ -284,3 +284,29 @@ def test_trace_module_failing_to_import_is_brief(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     rc, _, err = _trace(["cli_broken_mod:scenario"], capsys)
     assert rc == 2 and "SyntaxError" in err and "Traceback" not in err
+
+
+class _GoneReader(io.TextIOBase):
+    """Standard output whose reader went away: every write raises BrokenPipeError."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``comsim demo | head -1``: before, the demo ended in a BrokenPipeError traceback; now
+    # exit status 1, and standard output goes to devnull for the flush at exit
+    import os
+
+    with open(tmp_path / "out", "w") as own:
+        monkeypatch.setattr(sys, "stdout", _GoneReader(own.fileno()))
+        assert _cli.main(["demo"]) == 1
+        os.write(own.fileno(), b"after")  # the descriptor now leads to devnull
+    assert (tmp_path / "out").read_bytes() == b""
