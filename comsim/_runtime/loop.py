@@ -24,8 +24,20 @@ from typing import Any
 
 from .futures import call_in_loop, settle
 
-__all__ = ["ApartmentLoop", "BusyLoopSelector", "Handle", "TimerHandle", "VirtualSelector",
-           "callback_failed", "current_task", "deadlock_of", "new_handle", "resume"]
+__all__ = [
+    "ApartmentLoop",
+    "BusyLoopSelector",
+    "Handle",
+    "JumpLimitExceeded",
+    "TimerHandle",
+    "VirtualSelector",
+    "callback_failed",
+    "current_task",
+    "deadlock_of",
+    "new_handle",
+    "past_jump_limit",
+    "resume",
+]
 
 
 class BusyLoopSelector(selectors.BaseSelector):
@@ -106,6 +118,9 @@ class VirtualSelector(BusyLoopSelector):
         # jump to the next timer exactly: ``_clock_resolution`` makes asyncio run it now
         target = scheduled[0]._when
         if target > loop._vtime:
+            loop._jumps += 1
+            if loop._jumps > loop.jump_limit:
+                raise past_jump_limit(loop)
             loop._vtime = target
         return []
 
@@ -135,6 +150,27 @@ def deadlock_of(loop: Any) -> BaseException:
             loop._deadlocked = RuntimeError(f"{plain} (no report: {exc!r})")
     deadlocked: BaseException = loop._deadlocked
     return deadlocked
+
+
+class JumpLimitExceeded(RuntimeError):
+    """The virtual clock was to jump once more than its loop's ``jump_limit``: something keeps
+    scheduling timers for ever (a livelock: a COM retry that never ends, a polling loop), or
+    the program needs more steps of time than the limit gives."""
+
+
+def past_jump_limit(loop: Any) -> BaseException:
+    """The exception a virtual-time loop raises when its clock would pass its ``jump_limit``;
+    kept as the loop's ``_deadlocked``, so that its cleanup raises the same again and it is not
+    reused (``rewind``)."""
+    if loop._deadlocked is None:
+        loop._deadlocked = JumpLimitExceeded(
+            f"the virtual clock jumped {loop.jump_limit:,.0f} times (the loop's jump_limit; "
+            f"explore, replay and shrink give each run comsim.testing._runs.RUN_JUMP_LIMIT), "
+            f"reaching {loop._vtime:g} s: something keeps scheduling timers for ever (a "
+            f"livelock: a rejected call retried for ever (R16), a loop that polls), or the "
+            f"program needs more steps of time than that")
+    exc: BaseException = loop._deadlocked
+    return exc
 
 
 class Handle(asyncio.Handle):

@@ -1,5 +1,6 @@
 """``VirtualTimeLoop``: an asyncio loop whose clock jumps when nothing is ready to run, and
-that fails instead of hanging when nothing can ever run again (a deadlock).
+that fails instead of hanging when nothing can ever run again (a deadlock), or, with a
+``jump_limit``, when its clock jumps for ever (a livelock: ``loop.past_jump_limit``).
 
 The deterministic runtime runs every apartment on it. With ``loop.ApartmentLoop``, this is one
 of the two modules that touch asyncio's private internals (the loop's ``_scheduled``, ``_ready``,
@@ -10,18 +11,14 @@ steps, lighter, one call for every turn until a stop), one-frame ``call_soon``, 
 (``runs_next``, ``call_soon_at``). Its selector is ``loop.VirtualSelector``.
 
 Deadlock rule. asyncio asks its selector to wait with no time-out only when no callback is
-ready and no timer is scheduled (a timer at ``inf`` counts as none: it never fires). Then only
-an outside event can wake the loop: real I/O, a signal, or another thread posting through the
-loop's self-pipe (``call_soon_threadsafe``). The loop is deadlocked when none can come:
-
-- no file is registered besides the self-pipe, and no signal handler;
-- no thread the loop knows of is at work for it: no ``run_in_executor`` job (so no
-  ``asyncio.to_thread``) in flight, no busy anyio worker thread of this loop, no live threaded
-  comsim runtime (its apartments' threads post to their callers), no subprocess watcher;
-- and, for threads the loop cannot see, nothing arrives in a real grace (``deadlock_grace``).
-
-Then the selector's ``select`` raises the deadlock (``comsim.testing.Deadlock``, made by the
-testing package's hook) out of the loop, and so out of ``anyio.run``.
+ready and no timer is scheduled (a timer at ``inf`` never fires: it counts as none). Then only
+an outside event can wake the loop (real I/O, a signal, another thread's
+``call_soon_threadsafe``), and the loop is deadlocked when none can come: no file registered
+besides the self-pipe, no signal handler; no thread the loop knows of at work for it (a
+``run_in_executor`` job, a busy anyio worker thread of this loop, a live threaded comsim
+runtime, a subprocess watcher); and, for threads it cannot see, nothing in a real grace
+(``deadlock_grace``). Then the selector's ``select`` raises the deadlock
+(``comsim.testing.Deadlock``, made by the testing package's hook) out of ``anyio.run``.
 """
 from __future__ import annotations
 
@@ -39,7 +36,7 @@ from types import CoroutineType
 from typing import Any
 
 from .context import LIVE_RUNTIMES, note_task
-from .loop import Handle, TimerHandle, VirtualSelector, callback_failed, new_handle
+from .loop import Handle, TimerHandle, VirtualSelector, callback_failed, new_handle, past_jump_limit
 
 # asyncio's own thresholds (``asyncio.base_events``), for ``VirtualTimeLoop._run_once``
 _MIN_SCHEDULED_TIMER_HANDLES = 100
@@ -53,19 +50,18 @@ _running_loop = asyncio.events._get_running_loop
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """An event loop in virtual time: ``time()`` starts at 0 and advances only when nothing is
     ready to run, jumping straight to the next deadline. Real I/O and thread wake-ups still work;
-    a loop with nothing scheduled waits for them for real, unless none can come: then it raises
-    the deadlock (see the module's docstring) out of ``run_until_complete``.
+    a loop with nothing scheduled waits for them for real, unless none can come.
 
-    Raises:
-        comsim.testing.Deadlock (a RuntimeError): from ``run_until_complete`` (so from
-            ``anyio.run``, ``comsim.testing.run``), when nothing can ever run again.
+    Raises (from ``run_until_complete``, so from ``anyio.run``, ``comsim.testing.run``):
+        comsim.testing.Deadlock (a RuntimeError): nothing can ever run again.
+        comsim.testing.JumpLimitExceeded (a RuntimeError): the clock jumped ``jump_limit`` times.
     """
 
     #: wall seconds to wait, with nothing scheduled, for a thread the loop cannot see before it
-    #: declares a deadlock; None turns deadlock detection off
+    #: declares a deadlock (None: never); virtual seconds ``rewind`` waits for a run's tasks
     deadlock_grace: float | None = 0.1
-    #: virtual seconds ``rewind`` waits for the cancelled tasks a run left to end
     rewind_grace = 60.0
+    jump_limit: float = math.inf  #: the most jumps of the clock from ``rewind`` on
     #: makes the exception a deadlocked loop raises (``comsim.testing`` installs its own)
     explain_deadlock: Callable[[asyncio.AbstractEventLoop], BaseException] | None = None
 
@@ -77,6 +73,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         #: ``run_in_executor`` jobs not yet done (a token each)
         self._thread_jobs: set[object] = set()
         self._deadlocked: BaseException | None = None
+        self._jumps = 0  # of the clock, since ``rewind`` (``jump_limit``)
         #: ``time()`` without a Python frame (every deterministic call asks it)
         self.clock: Callable[[], float] = functools.partial(getattr, self, "_vtime")
         #: ``get_debug`` without a Python frame (every new future asks it; ``set_debug``)
@@ -220,6 +217,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                   and not getattr(this, "_signal_handlers", None)):
                 # ``selector.select(timeout)``, inline, where it jumps to the next timer
                 selector._turns = 0
+                this._jumps += 1
+                if this._jumps > this.jump_limit:
+                    raise past_jump_limit(this)
                 this._vtime = scheduled[0]._when
             else:
                 timeout = None
@@ -350,6 +350,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._scheduled.clear()  # type: ignore[attr-defined]
         self._ready.clear()  # type: ignore[attr-defined]
         self._vtime = 0.0
+        self._jumps = 0
         return True
 
     # the deterministic pump's hand-off (``DeterministicTransport._deliver``): below

@@ -3,6 +3,7 @@ systematic exploration (strategies, recorded schedules, replay, shrinking)."""
 
 from __future__ import annotations
 
+from .._runtime.loop import JumpLimitExceeded
 from .._runtime.schedule import Schedule
 from ._deadlock import Deadlock, Wait
 from ._explore import Exploration, explore
@@ -14,6 +15,7 @@ from ._trace import Trace, capture_trace
 __all__ = [
     "Deadlock",
     "Exploration",
+    "JumpLimitExceeded",
     "Raised",
     "Schedule",
     "Trace",

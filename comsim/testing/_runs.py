@@ -100,6 +100,12 @@ def _outcome(value: Any) -> Hashable:
 _REUSED = threading.local()
 
 
+#: the most jumps of the virtual clock in one run of explore, replay or shrink: a run that
+#: schedules timers for ever (a livelock) fails with ``JumpLimitExceeded`` instead of hanging
+#: the exploration; no plausible scenario comes near (a million timers, each a step of time)
+RUN_JUMP_LIMIT = 1_000_000
+
+
 def _run_reusing_a_loop(main: Callable[[], Awaitable[Any]]) -> Any:
     """``comsim.testing.run(main)``, on a virtual-time loop kept for the next run (this
     thread's; rewound to time 0 in between) instead of a new one per run."""
@@ -109,6 +115,7 @@ def _run_reusing_a_loop(main: Callable[[], Awaitable[Any]]) -> Any:
             loop.close()
         loop = VirtualTimeLoop()
         _REUSED.loop = loop
+    loop.jump_limit = RUN_JUMP_LIMIT
     try:
         return loop.run_until_complete(main())
     finally:
