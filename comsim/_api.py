@@ -9,6 +9,7 @@ from ._core import rules
 from ._core.check import BadArgumentType
 from ._core.constants import ApartmentType
 from ._core.hresult import COMError
+from ._core.text import safe_repr
 from ._runtime.apartment import Apartment
 from ._runtime.context import WHERE
 
@@ -54,7 +55,7 @@ def CoRegisterMessageFilter(message_filter: Any) -> Any:
     if message_filter is not None and not all(
             callable(getattr(message_filter, m, None)) for m in _FILTER_METHODS):
         raise BadArgumentType(
-            f"CoRegisterMessageFilter({message_filter!r}): not a message filter; pass an "
+            f"CoRegisterMessageFilter({safe_repr(message_filter)}): not a message filter; pass an "
             f"IMessageFilter (with {', '.join(_FILTER_METHODS)}) or None")
     w = WHERE.get()
     code = rules.check_message_filter_registration(w.apartment.type if w is not None else None)

@@ -10,6 +10,7 @@ import anyio
 
 from ._core import hresult as hr
 from ._core.hresult import COMError
+from ._core.text import safe_repr
 from ._runtime.objects import ICallFactory, ICancelMethodCalls, ISynchronize, async_interface
 from ._runtime.proxy import Proxy
 
@@ -84,7 +85,7 @@ async def begin(method: Callable[..., Any], *args: Any, outer: Any = None
     name = getattr(method, "__name__", None)
     if not isinstance(proxy, Proxy) or not isinstance(name, str):
         raise COMError(hr.E_INVALIDARG, f"begin() takes a proxy's method, e.g. "
-                                        f"begin(proxy.Work, ...), not {method!r}")
+                                        f"begin(proxy.Work, ...), not {safe_repr(method)}")
     iface = next((i for i in type(proxy).__mro__ if name in getattr(i, "_com_methods_", {})
                   and i.__dict__.get("_com_is_interface_") is True), None)
     if iface is None:  # IUnknown's AddRef, QueryInterface, Release: no call object has them

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import hresult as hr
 from .hresult import COMError
+from .text import safe_repr
 
 
 class BadArgumentType(COMError, TypeError):
@@ -54,25 +55,27 @@ def is_number(value: Any) -> bool:
 def check_seconds(api: str, name: str, value: Any) -> float:
     """A finite number of seconds >= 0, as a float."""
     if not is_number(value):
-        raise BadArgumentType(f"{api}: {name} must be a number of seconds, not {value!r}")
+        raise BadArgumentType(f"{api}: {name} must be a number of seconds, "
+                              f"not {safe_repr(value)}")
     if math.isnan(value) or math.isinf(value) or value < 0:
-        raise BadArgumentValue(f"{api}: {name} must be a finite number >= 0, not {value!r}")
+        raise BadArgumentValue(f"{api}: {name} must be a finite number >= 0, "
+                               f"not {safe_repr(value)}")
     return float(value)
 
 
 def check_probability(api: str, name: str, value: Any) -> float:
     """A number in [0, 1]."""
     if not is_number(value):
-        raise BadArgumentType(f"{api}: {name} must be a number, not {value!r}")
+        raise BadArgumentType(f"{api}: {name} must be a number, not {safe_repr(value)}")
     if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise BadArgumentValue(f"{api}: {name} must be between 0 and 1, not {value!r}")
+        raise BadArgumentValue(f"{api}: {name} must be between 0 and 1, not {safe_repr(value)}")
     return float(value)
 
 
 def check_name(api: str, name: str, value: Any) -> str:
     """A non-empty str."""
     if not isinstance(value, str):
-        raise BadArgumentType(f"{api}: {name} must be a str, not {value!r}")
+        raise BadArgumentType(f"{api}: {name} must be a str, not {safe_repr(value)}")
     if not value:
         raise BadArgumentValue(f"{api}: {name} must not be empty")
     return value

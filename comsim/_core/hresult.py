@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .text import safe_repr
+
 
 def _signed(value: int) -> int:
     """Turn an unsigned 32-bit HRESULT into the signed int comsim uses."""
@@ -118,9 +120,9 @@ class COMError(Exception):
 
     def __init__(self, hresult: int, text: str | None = None, details: Any = None) -> None:
         if isinstance(hresult, bool) or not isinstance(hresult, int):
-            raise TypeError(f"COMError: an HRESULT is an int, not {hresult!r}")
+            raise TypeError(f"COMError: an HRESULT is an int, not {safe_repr(hresult)}")
         if not -0x8000_0000 <= hresult <= 0xFFFF_FFFF:
-            raise ValueError(f"COMError: {hresult!r} is not a 32-bit HRESULT (signed or "
+            raise ValueError(f"COMError: {safe_repr(hresult)} is not a 32-bit HRESULT (signed or "
                              "unsigned)")
         self.hresult = _signed(hresult)
         self.text = text if text is not None else _DESCRIPTIONS.get(self.hresult, "")

@@ -17,6 +17,7 @@ from .constants import (
     SERVERCALL_ISHANDLED,
     ApartmentType,
 )
+from .text import safe_repr
 
 
 def check_in_apartment(current: object | None) -> int:
@@ -204,7 +205,7 @@ def interrupts(policy: str) -> bool:
         return True
     if policy == "cooperative":
         return False
-    raise ValueError(f"cancel_policy must be one of {CANCEL_POLICIES}, not {policy!r}")
+    raise ValueError(f"cancel_policy must be one of {CANCEL_POLICIES}, not {safe_repr(policy)}")
 
 
 def test_cancel_status(in_call: bool, cancelled: bool) -> int:

@@ -13,7 +13,7 @@ from .._core import hresult as hr
 from .._core.check import BadArgumentType
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
-from .._core.text import describe
+from .._core.text import describe, safe_repr
 from .boundary import own_ref
 from .context import UNDER, WHERE, Where
 from .objects import CoClass, IUnknown, _is_interface
@@ -114,11 +114,11 @@ async def CoCreateInstance(cls: type[Any], iface: type[T]) -> T:
     model = getattr(cls, "threading_model", None) if is_coclass else None
     code = core.class_status(is_coclass, model)
     if code:
-        raise COMError(code, f"CoCreateInstance({cls!r}, ...): not a registered class; pass a "
-                             "comsim.CoClass subclass whose threading_model is one of "
+        raise COMError(code, f"CoCreateInstance({safe_repr(cls)}, ...): not a registered class; "
+                             "pass a comsim.CoClass subclass whose threading_model is one of "
                              f"{', '.join(map(repr, core.MODELS))}")
     if not _is_interface(iface):
-        raise BadArgumentType(f"CoCreateInstance({cls.__name__}, {iface!r}): the second "
+        raise BadArgumentType(f"CoCreateInstance({cls.__name__}, {safe_repr(iface)}): the second "
                               "argument must be a comsim.Interface (e.g. ICalc)")
     under = _under(w)
     creator = core.creator_kind(w.apartment.type,
@@ -130,7 +130,8 @@ async def CoCreateInstance(cls: type[Any], iface: type[T]) -> T:
         target = _TARGET[placement](rt, w)
     except RuntimeError as exc:  # the runtime is ending: it makes no apartment any more (R18)
         raise COMError(hr.RPC_E_DISCONNECTED, f"CoCreateInstance({cls.__name__}, ...): the "
-                       f"apartment a {model!r} class needs cannot be made: {exc}") from None
+                       f"apartment a {safe_repr(model)} class needs cannot be made: {exc}"
+                       ) from None
     if core.result_is_object(target is w.apartment):
         result: T = _construct(cls, iface, True)
         return result

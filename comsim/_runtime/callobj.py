@@ -17,6 +17,7 @@ from .._core.hresult import COMError
 from .._core.iface import MethodSpec
 from .._core.refcount import RefCount
 from .._core.sta import WaitKind
+from .._core.text import safe_repr
 from .cancel import grace_expired, start_cancel
 from .client import _check_proxy, _outcome
 from .context import UNDER, on_client_thread, step_on_client
@@ -333,8 +334,8 @@ class CallFactory(ICallFactory):
         """
         self._proxy._check_use()
         if outer is not None and not callable(getattr(outer, "Signal", None)):
-            raise BadArgumentType(f"CreateCall(..., outer={outer!r}): the completion object "
-                                  "needs a Signal() method (R24)")
+            raise BadArgumentType(f"CreateCall(..., outer={safe_repr(outer)}): the completion "
+                                  "object needs a Signal() method (R24)")
         is_async = is_async_interface(async_iface)
         sync_iface = async_iface._com_sync_interface_ if is_async else None
         code = rules.create_call_status(

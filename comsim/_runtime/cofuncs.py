@@ -9,6 +9,7 @@ from .._core import rules
 from .._core.callobj import State
 from .._core.check import BadArgumentType
 from .._core.hresult import COMError
+from .._core.text import safe_repr
 from .cancel import cancel_call
 from .context import (
     WHERE,
@@ -70,9 +71,9 @@ async def CoCancelCall(thread_id: int, seconds: float) -> int:
     try:
         timeout = rules.cancel_timeout(seconds)
     except ValueError as exc:
-        raise COMError(hr.E_INVALIDARG, f"CoCancelCall(..., {seconds!r}): {exc}") from None
+        raise COMError(hr.E_INVALIDARG, f"CoCancelCall(..., {safe_repr(seconds)}): {exc}") from None
     if isinstance(thread_id, bool) or not isinstance(thread_id, int) or thread_id < 0:
-        raise BadArgumentType(f"CoCancelCall({thread_id!r}, ...): thread_id must be a "
+        raise BadArgumentType(f"CoCancelCall({safe_repr(thread_id)}, ...): thread_id must be a "
                               "simulated thread id (int >= 0; 0 for the caller's own)")
     tid = thread_id or current_thread_id()
     rt = runtime_with_thread(tid)

@@ -11,6 +11,7 @@ from .._core import rules
 from .._core.event import End, EventState
 from .._core.hresult import COMError
 from .._core.refcount import RefCount
+from .._core.text import safe_repr
 from . import futures
 from .comwait import ComWaits
 from .context import (
@@ -142,7 +143,8 @@ class _Event(ISynchronize):
         try:
             timeout = rules.wait_timeout(milliseconds)
         except ValueError as exc:
-            raise COMError(hr.E_INVALIDARG, f"Wait(..., {milliseconds!r}): {exc}") from None
+            raise COMError(hr.E_INVALIDARG,
+                           f"Wait(..., {safe_repr(milliseconds)}): {exc}") from None
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._state.try_wait():

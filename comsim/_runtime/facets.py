@@ -9,6 +9,7 @@ from .._core import hresult as hr
 from .._core import rules
 from .._core.callobj import Input
 from .._core.hresult import COMError
+from .._core.text import safe_repr
 from .cancel import cancel_call
 from .comwait import WAIT_CAUSALITY
 from .objects import ICancelMethodCalls, ISynchronize
@@ -65,7 +66,7 @@ class _CancelFacet(_Facet, ICancelMethodCalls):
         try:
             timeout = rules.cancel_timeout(seconds)
         except ValueError as exc:
-            raise COMError(hr.E_INVALIDARG, f"Cancel({seconds!r}): {exc}") from None
+            raise COMError(hr.E_INVALIDARG, f"Cancel({safe_repr(seconds)}): {exc}") from None
         call = owner._call
         if call is None:
             return hr.RPC_E_CALL_COMPLETE

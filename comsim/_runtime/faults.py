@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from .._core.check import BadArgumentType, BadArgumentValue, check_name, check_probability
 from .._core.hresult import COMError
+from .._core.text import safe_repr
 from .futures import call_in_loop
 
 #: one injected fault: method name, apartment name (None: any), error, probability
@@ -32,9 +33,9 @@ def checked_fault(method: str, error: int | BaseException, apartment: str | None
         check_name(api, "apartment", apartment)
     if isinstance(error, bool) or not isinstance(error, int | BaseException):
         raise BadArgumentType(f"{api}: error must be an HRESULT (int) or an exception "
-                              f"instance, not {error!r}")
+                              f"instance, not {safe_repr(error)}")
     if isinstance(error, int) and not -0x8000_0000 <= error <= 0xFFFF_FFFF:
-        raise BadArgumentValue(f"{api}: error {error!r} is not a 32-bit HRESULT")
+        raise BadArgumentValue(f"{api}: error {safe_repr(error)} is not a 32-bit HRESULT")
     if isinstance(error, int) and 0 <= error <= 0x7FFF_FFFF:  # S_OK, S_FALSE, RPC_S_...
         raise BadArgumentValue(f"{api}: error 0x{error:08X} is a success code, not a failure: "
                                f"a fault must fail the call (an HRESULT with the severity bit "

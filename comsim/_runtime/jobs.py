@@ -20,6 +20,7 @@ from .._core.sta import (
     Unit,
     UnitKind,
 )
+from .._core.text import safe_repr
 from .context import WHERE, new_where
 from .futures import settle
 
@@ -125,7 +126,7 @@ class RunUnits:
             Whatever ``async_fn`` raises.
         """
         if not callable(async_fn):
-            raise BadArgumentType(f"{self.name}.run({async_fn!r}, ...): pass a function "
+            raise BadArgumentType(f"{self.name}.run({safe_repr(async_fn)}, ...): pass a function "
                                   "(async or plain) to run in the apartment")
         w = WHERE.get()
         if rules.runs_directly(w.apartment if w is not None else None, self):

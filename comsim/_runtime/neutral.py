@@ -25,6 +25,7 @@ from .._core.check import BadArgumentType
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.sta import WaitKind
+from .._core.text import safe_repr
 from . import futures
 from .context import UNDER, WHERE, Client, Where, outside_thread_id
 
@@ -151,7 +152,7 @@ class NeutralApartment:
             Whatever ``async_fn`` raises.
         """
         if not callable(async_fn):
-            raise BadArgumentType(f"NA.run({async_fn!r}, ...): pass a function (async or "
+            raise BadArgumentType(f"NA.run({safe_repr(async_fn)}, ...): pass a function (async or "
                                   "plain) to run in the neutral apartment")
         if not self._accepting:
             raise self._gone_error()

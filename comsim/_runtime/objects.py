@@ -13,6 +13,7 @@ from .._core.check import BadArgumentType, BadArgumentValue
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec, collect_methods
 from .._core.refcount import RefCount
+from .._core.text import safe_repr
 from .context import WHERE
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def _is_interface(iface: Any) -> bool:
 
 def _check_interface(iface: Any) -> type[Interface]:
     if not _is_interface(iface):
-        raise BadArgumentType(f"{iface!r} is not a comsim.Interface")
+        raise BadArgumentType(f"{safe_repr(iface)} is not a comsim.Interface")
     return iface
 
 
@@ -216,7 +217,7 @@ def async_interface(iface: type[Interface]) -> type[Interface]:
             (a CoClass, an async interface, anything else).
     """
     if not _is_interface(iface) or is_async_interface(iface):
-        raise BadArgumentType(f"async_interface({iface!r}): pass a synchronous "
+        raise BadArgumentType(f"async_interface({safe_repr(iface)}): pass a synchronous "
                               "comsim.Interface declared with async methods (e.g. ICalc)")
     cached = _async_cache.get(iface)
     if cached is not None:

@@ -18,6 +18,7 @@ from .._core.hresult import COMError
 from .._core.lifetime import LifeEffect, LifeInput
 from .._core.marshaldata import DataInput, GitEntry, Hold, MarshalData
 from .._core.stub import Connection
+from .._core.text import safe_repr
 from . import lifetime, wire
 from .context import WHERE, on_client_thread
 from .objects import (
@@ -160,7 +161,7 @@ def _target_stub(obj: Any, iface: type[Interface], what: str, inp: LifeInput) ->
             raise COMError(hr.E_NOINTERFACE, f"{what}: {type(obj).__name__} does not "
                                              f"implement {iface.__name__}")
         return lifetime.take(obj, inp)
-    raise COMError(hr.E_INVALIDARG, f"{what}: {obj!r} is neither a CoClass nor a proxy")
+    raise COMError(hr.E_INVALIDARG, f"{what}: {safe_repr(obj)} is neither a CoClass nor a proxy")
 
 
 def marshal_interface(obj: Any, iface: type[Interface],
@@ -179,7 +180,7 @@ def marshal_interface(obj: Any, iface: type[Interface],
             raise ValueError(flags)
         flags = MSHLFLAGS(flags)
     except ValueError:
-        raise COMError(hr.E_INVALIDARG, f"unknown marshal flags {flags!r}: give a "
+        raise COMError(hr.E_INVALIDARG, f"unknown marshal flags {safe_repr(flags)}: give a "
                                         f"comsim.MSHLFLAGS (NORMAL, TABLESTRONG, TABLEWEAK)"
                        ) from None
     stub = _target_stub(obj, iface, "marshal_interface", life.add_input(flags))
@@ -205,7 +206,7 @@ def unmarshal_interface(stream: MarshalStream, iface: type[Any] | None = None) -
     """
     apt = _current_apartment("unmarshal_interface")
     if not isinstance(stream, MarshalStream):
-        raise COMError(hr.E_INVALIDARG, f"{stream!r} is not marshal data")
+        raise COMError(hr.E_INVALIDARG, f"{safe_repr(stream)} is not marshal data")
     data = stream._data
 
     def claim() -> Hold:
@@ -281,7 +282,7 @@ def release_marshal_data(stream: MarshalStream) -> None:
     reference on the stub is released, which may disconnect the object.
     Releasing twice, or releasing consumed normal data, does nothing."""
     if not isinstance(stream, MarshalStream):
-        raise COMError(hr.E_INVALIDARG, f"{stream!r} is not marshal data")
+        raise COMError(hr.E_INVALIDARG, f"{safe_repr(stream)} is not marshal data")
     _release_data(stream._data, stream._stub)
 
 
@@ -295,7 +296,7 @@ def CoDisconnectObject(obj: Any) -> None:
     """
     apt = _current_apartment("CoDisconnectObject")
     if not isinstance(obj, CoClass):
-        raise COMError(hr.E_INVALIDARG, f"CoDisconnectObject: {obj!r} is not a CoClass")
+        raise COMError(hr.E_INVALIDARG, f"CoDisconnectObject: {safe_repr(obj)} is not a CoClass")
     home = home_apartment(obj)
     code = rules.disconnect_status(apt, home)
     if code:
@@ -310,7 +311,7 @@ def CoDisconnectObject(obj: Any) -> None:
 # --------------------------------------------------------------------------- GIT (R10)
 def _check_cookie(api: str, cookie: Any) -> None:
     if isinstance(cookie, bool) or not isinstance(cookie, int):
-        raise BadArgumentType(f"{api}({cookie!r}): a GIT cookie is the int that "
+        raise BadArgumentType(f"{api}({safe_repr(cookie)}): a GIT cookie is the int that "
                               "RegisterInterfaceInGlobal gave")
 
 
@@ -354,12 +355,12 @@ class GlobalInterfaceTable:
         with self._lock:
             entry = self._entries.get(cookie)
         if entry is None:
-            raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} is not registered")
+            raise COMError(hr.E_INVALIDARG, f"GIT cookie {safe_repr(cookie)} is not registered")
         registration = entry[2]
 
         def claim() -> Hold:  # under the stub lock, which guards the entry's revocation
             if registration.get():
-                raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} was revoked")
+                raise COMError(hr.E_INVALIDARG, f"GIT cookie {safe_repr(cookie)} was revoked")
             return Hold.TAKE  # the entry keeps its reference; the route takes one (R7)
 
         return cast(T, _connect(entry[0], iface, apt, claim))
@@ -376,7 +377,7 @@ class GlobalInterfaceTable:
         with self._lock:
             entry = self._entries.get(cookie)
         if entry is None:
-            raise COMError(hr.E_INVALIDARG, f"GIT cookie {cookie!r} is not registered")
+            raise COMError(hr.E_INVALIDARG, f"GIT cookie {safe_repr(cookie)} is not registered")
         stub = entry[0]
         with _stub_lock:  # the revocation and the entry's strong reference go in one step (R7)
             code = entry[2].revoke()
@@ -384,7 +385,7 @@ class GlobalInterfaceTable:
                       else lifetime.step_locked(stub, LifeInput.DROP_STRONG))
         lifetime.carry_out(stub, effect)
         if code:
-            raise COMError(code, f"GIT cookie {cookie!r} was revoked already")
+            raise COMError(code, f"GIT cookie {safe_repr(cookie)} was revoked already")
 
 
 wire.install(reference_for, resolve, release_reference)

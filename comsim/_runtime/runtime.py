@@ -19,15 +19,11 @@ from typing import Any
 
 from .._core import hresult as hr
 from .._core import rules
-from .._core.check import (
-    BadArgumentType,
-    BadArgumentValue,
-    check_name,
-    check_seconds,
-)
+from .._core.check import BadArgumentType, BadArgumentValue, check_name, check_seconds
 from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.rules import CancelCounter
+from .._core.text import safe_repr
 from . import cancel, lifetime, server
 from .apartment import Apartment
 from .context import LIVE_RUNTIMES, OUTER_RUNTIME
@@ -61,9 +57,10 @@ RESERVED_NAMES = frozenset({"NA", HOST_STA, "MTA"})
 def _check_options(deterministic: object, seed: object, cpu: object) -> None:
     """``Runtime``'s arguments, checked where they enter (TypeError / ValueError)."""
     if not isinstance(deterministic, bool):
-        raise TypeError(f"Runtime(deterministic=...) takes a bool, not {deterministic!r}")
+        raise BadArgumentType(f"Runtime(deterministic=...) takes a bool, not "
+                              f"{safe_repr(deterministic)}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"Runtime(seed=...) takes an int or None, not {seed!r}")
+        raise BadArgumentType(f"Runtime(seed=...) takes an int or None, not {safe_repr(seed)}")
     if seed is not None and not deterministic:
         raise BadArgumentValue(f"Runtime(seed={seed}) needs deterministic=True: only the "
                                "deterministic runtime has a seeded order (the threaded "
@@ -71,10 +68,11 @@ def _check_options(deterministic: object, seed: object, cpu: object) -> None:
     if cpu is None:
         return
     if isinstance(cpu, bool) or not isinstance(cpu, int):
-        raise TypeError(f"Runtime(cpu=...) takes a CPU number (int) or None, not {cpu!r}")
+        raise BadArgumentType(f"Runtime(cpu=...) takes a CPU number (int) or None, not "
+                              f"{safe_repr(cpu)}")
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if cpu < 0 or (allowed is not None and cpu not in allowed):
-        raise ValueError(f"Runtime(cpu={cpu}): this process may run on CPUs "
+        raise BadArgumentValue(f"Runtime(cpu={cpu}): this process may run on CPUs "
                          f"{sorted(allowed) if allowed is not None else '>= 0'} only")
 
 
@@ -103,7 +101,7 @@ class Runtime:
         if schedule is not None:
             if not isinstance(schedule, Schedule):
                 raise BadArgumentType(f"Runtime(schedule=...) takes a comsim.testing.Schedule, "
-                                      f"not {schedule!r}")
+                                      f"not {safe_repr(schedule)}")
             if not deterministic:
                 raise BadArgumentValue("Runtime(schedule=...) needs deterministic=True")
             if seed is None:
@@ -294,16 +292,16 @@ class Runtime:
 
         Raises:
             ValueError: the name is taken in this runtime, or reserved (``NA``, ``HostSTA``:
-                R5, R33).
-            TypeError: the name is not a str (a ``COMError(E_INVALIDARG)`` too).
+                R5, R33); TypeError: the name is not a str (each a COMError(E_INVALIDARG) too).
             RuntimeError: the runtime is not running.
         """
         if name is not None:
             check_name("create_sta", "name", name)
             if name in RESERVED_NAMES:
-                raise ValueError(f"create_sta({name!r}): the name is reserved for the runtime's "
-                                 "own apartments (the MTA, rt.mta; the neutral apartment, rt.nta; "
-                                 "or the host STA that CoCreateInstance makes); choose another")
+                raise BadArgumentValue(f"create_sta({name!r}): the name is reserved for the "
+                                       "runtime's own apartments (the MTA, rt.mta; the neutral "
+                                       "apartment, rt.nta; or the host STA that CoCreateInstance "
+                                       "makes); choose another")
         self._check_running()
         with self._host_lock:  # the main STA is the first one, whoever makes it (R4, R33)
             if name is None:
@@ -312,7 +310,7 @@ class Runtime:
 
     def _create_now(self, name: str, kind: ApartmentType) -> Apartment:
         if name in self._apartments:
-            raise ValueError(f"an apartment named {name!r} exists in this runtime")
+            raise BadArgumentValue(f"an apartment named {name!r} exists in this runtime")
         tid = self._new_thread_id() if kind.is_sta else 0
         apt = Apartment(self, name, kind, tid)
         self._apartments[name] = apt
@@ -379,8 +377,8 @@ class Runtime:
         """
         if (not isinstance(apartment, Apartment | NeutralApartment)
                 or apartment._rt is not self):
-            raise COMError(hr.E_INVALIDARG, f"schedule_shutdown({apartment!r}, ...): not an "
-                                            "apartment of this runtime")
+            raise COMError(hr.E_INVALIDARG, f"schedule_shutdown({safe_repr(apartment)}, ...): "
+                                            "not an apartment of this runtime")
         code = rules.shutdown_allowed(apartment.type, self._closing)
         if code or not isinstance(apartment, Apartment):
             raise COMError(code or hr.E_FAIL, f"the {apartment.name} shuts down only with its "

@@ -26,6 +26,7 @@ from os import PathLike
 from typing import Any, Protocol
 
 from .._core.check import BadArgumentType, BadArgumentValue
+from .._core.text import safe_repr
 
 #: a decision: let everything else that is ready run first
 DEFER = -1
@@ -187,12 +188,12 @@ class Schedule:
         except TypeError:
             raise BadArgumentType(f"Schedule: decisions must be a sequence of ints (an index "
                                   f"into the pending messages, or -1 to defer), not "
-                                  f"{decisions!r}"[:300]) from None
+                                  f"{safe_repr(decisions)}"[:300]) from None
         if checked and min(checked) < DEFER:
             raise BadArgumentValue(f"Schedule: a decision is an index into the pending "
                                    f"messages (>= 0) or -1 to defer, not {min(checked)}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise BadArgumentType(f"Schedule: seed must be an int or None, not {seed!r}")
+            raise BadArgumentType(f"Schedule: seed must be an int or None, not {safe_repr(seed)}")
         self.decisions = checked
         self.seed = seed
 

@@ -206,3 +206,36 @@ async def test_a_signal_raising_it_does_not_lose_the_result(rt: comsim.Runtime) 
     (failed,) = events.events("call.signal_failed")
     assert failed["exc"] == "<Hostile: repr() raised RuntimeError>"
 
+
+
+class BadRepr:
+    """A value passed where it does not belong, whose ``__repr__`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr boom")
+
+
+async def test_a_refused_argument_whose_repr_raises_still_gives_its_comerror(
+        rt: comsim.Runtime) -> None:
+    # the message shows what can be shown; before, each of these raised the RuntimeError of
+    # the __repr__ instead of the COMError that says what to do
+    sta = await rt.create_sta("a")
+    bad = BadRepr()
+
+    async def misuse() -> list[tuple[int, str]]:
+        got = []
+        for attempt in (lambda: comsim.marshal_interface(bad, IHost),
+                        lambda: comsim.unmarshal_interface(bad),
+                        lambda: rt.git.GetInterfaceFromGlobal(bad, IHost),  # type: ignore[arg-type]
+                        lambda: comsim.CoRegisterMessageFilter(bad),
+                        lambda: comsim.Runtime(seed=bad)):  # type: ignore[arg-type]
+            try:
+                attempt()
+                got.append((hr.S_OK, ""))
+            except comsim.COMError as exc:
+                got.append((exc.hresult, str(exc)))
+        return got
+
+    got = await sta.run(misuse)
+    assert [code for code, _ in got] == [hr.E_INVALIDARG] * 5
+    assert all("<BadRepr: repr() raised RuntimeError>" in text for _, text in got)
