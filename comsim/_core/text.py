@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-#: the longest text shown for one object: a message stays readable whatever the object says
-LIMIT = 300
-
 
 def _type_name(obj: Any) -> str:
     try:
@@ -24,32 +21,28 @@ def _type_name(obj: Any) -> str:
         return "object"
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= LIMIT else text[:LIMIT - 3] + "..."
+def _text(show: Any, obj: Any) -> str:
+    text = show(obj)
+    # a str subclass may override what a message does with it: a plain copy
+    return text if type(text) is str else str.__str__(text)
 
 
 def safe_str(obj: Any) -> str:
     """``str(obj)``, or ``<TypeName: str() raised ErrorType>`` when that raises (anything at
-    all); at most ``LIMIT`` characters."""
+    all)."""
     try:
-        text = str(obj)
-        if type(text) is not str:  # a str subclass whose methods may raise in turn
-            text = str.__str__(text)
+        return _text(str, obj)
     except BaseException as exc:  # the boundary: nothing goes through
         return f"<{_type_name(obj)}: str() raised {_type_name(exc)}>"
-    return _clip(text)
 
 
 def safe_repr(obj: Any) -> str:
     """``repr(obj)``, or ``<TypeName: repr() raised ErrorType>`` when that raises (anything
-    at all); at most ``LIMIT`` characters."""
+    at all)."""
     try:
-        text = repr(obj)
-        if type(text) is not str:
-            text = str.__str__(text)
+        return _text(repr, obj)
     except BaseException as exc:  # the boundary: nothing goes through
         return f"<{_type_name(obj)}: repr() raised {_type_name(exc)}>"
-    return _clip(text)
 
 
 def describe(exc: BaseException) -> str:
@@ -58,9 +51,7 @@ def describe(exc: BaseException) -> str:
     Never raises."""
     name = _type_name(exc)
     try:
-        text = str(exc)
-        if type(text) is not str:
-            text = str.__str__(text)
+        text = _text(str, exc)
     except BaseException as error:  # the boundary: nothing goes through
         return f"{name} (its str() raised {_type_name(error)})"
-    return f"{name}: {_clip(text)}" if text else name
+    return f"{name}: {text}" if text else name

@@ -878,3 +878,13 @@ def test_a_scenario_raising_an_unprintable_exception() -> None:
     outcome = comsim.testing.replay(_raises_unprintable, comsim.testing.Schedule([]))
     assert outcome == comsim.testing.Raised("_Unprintable",
                                             "<_Unprintable: str() raised RuntimeError>")
+
+
+async def _raises_long(rt: comsim.Runtime) -> None:
+    raise ValueError("x" * 1000 + "the end")
+
+
+def test_a_raised_outcome_keeps_its_whole_message() -> None:
+    # Raised("Deadlock", ...) reports run long; each is one outcome with all of its text
+    outcome = comsim.testing.replay(_raises_long, comsim.testing.Schedule([]))
+    assert outcome == comsim.testing.Raised("ValueError", "x" * 1000 + "the end")
