@@ -32,6 +32,8 @@ _OTHER_WAIT: Final = WaitKind.OTHER
 def start_cancel(call: ClientCall, timeout: float | None) -> Any:
     """Cancel ``call`` on its client's loop. Gives an HRESULT, or a future that resolves to one
     when the grace period ends (S_OK) or the call completes meanwhile (RPC_E_CALL_COMPLETE)."""
+    if _moved_on(call):
+        return hr.RPC_E_CALL_COMPLETE
     rt = call.client._rt
     machine = call.machine
     with rt._lock:
@@ -66,6 +68,15 @@ def start_cancel(call: ClientCall, timeout: float | None) -> Any:
     return fut
 
 
+def _moved_on(call: ClientCall) -> bool:
+    """``call``'s call object has begun another call since (R28: ``call``'s reply was taken in
+    and ``Finish_`` called): a cancel or the end of a grace period meant for ``call`` that
+    reaches the client's loop only now (posted from another thread) must not step the call
+    object's machine, which is the new call's. (``record.on_reply`` drops a late reply so.)"""
+    owner = call.owner
+    return owner is not None and owner._call is not call
+
+
 def cancel_outgoing(call: ClientCall) -> None:
     """R16: MessagePending answered PENDINGMSG_CANCELCALL: the call is cancelled as
     ``Cancel(0)`` would."""
@@ -79,6 +90,8 @@ def grace_expired(call: ClientCall) -> int:
     handle, call.grace_handle = call.grace_handle, None
     if handle is not None:
         handle.cancel()
+    if _moved_on(call):
+        return hr.RPC_E_CALL_COMPLETE
     effect, _state, code = call.machine.step(Input.GRACE_EXPIRED)
     if effect is Effect.COMPLETE_CANCELLED:
         _ended(call, cancelled=True)
