@@ -4,6 +4,7 @@ facets, the proxy's ``ICallFactory``, and the server's ``ServerCall`` (R19-R28).
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
@@ -179,15 +180,11 @@ class CallObject:
             assert call is not None
             fut = apt.new_future()
             add_waiter(call, fut)
+            at_once = functools.partial(self._finish_cancelled, call)
             try:
-                await apt.com_wait(fut, _OTHER_WAIT, call.causality_id)
+                await apt.com_wait(fut, _OTHER_WAIT, call.causality_id, on_cancel=at_once)
             except asyncio.CancelledError:
-                # R32: cancel as Cancel(0) and still clean up, so the call object is ready;
-                # not while its apartment shuts down (R18: abandoned, the teardown ends it)
-                if (self._call is call and decide.waiter_cancelled(
-                        Waiter.FINISH, closing=call.client._closing)
-                        is Reaction.CANCEL_THEN_FINISH):
-                    self._cancel_then_finish(call)
+                at_once()  # (cancelled while it waited to be on top: now)
                 raise
             if self._call is not call:  # another Finish_ finished it, and Begin_ came again
                 effect, _s, code = _NO_CALL
@@ -201,16 +198,20 @@ class CallObject:
         self._set_event(False)
         return _outcome(call, apt, effect, code)
 
-    def _cancel_then_finish(self, call: ClientCall) -> None:
-        """R32's clean-up for a cancelled ``Finish_`` of ``call``, the call object's call: the
-        call is cancelled as ``Cancel(0)`` would, a grace period another ``Cancel`` waits out
-        ends now (the call ends cancelled, that ``Cancel`` gives S_OK), then ``Finish_``'s step
-        leaves the call object idle; a reply taken in is dropped (R7)."""
-        start_cancel(call, 0.0)
-        grace_expired(call)
-        self._machine.step(Input.FINISH)
-        self._set_event(False)
-        drop_reply(call)  # R7: a reply taken in is never unpacked
+    def _finish_cancelled(self, call: ClientCall) -> None:
+        """R32: ``Finish_``'s waiting task was cancelled: at once (not when its unit is on top
+        again, R2), and once, ``call`` is cancelled as ``Cancel(0)`` would, a grace period
+        another ``Cancel`` waits out ends (the call ends cancelled, that ``Cancel`` gives S_OK),
+        and ``Finish_``'s step leaves the call object idle, a reply taken in dropped (R7); not
+        while its apartment shuts down (R18: abandoned, the teardown ends it)."""
+        if (self._call is call and self._machine.state is not State.IDLE
+                and decide.waiter_cancelled(Waiter.FINISH, closing=call.client._closing)
+                is Reaction.CANCEL_THEN_FINISH):
+            start_cancel(call, 0.0)
+            grace_expired(call)
+            self._machine.step(Input.FINISH)
+            self._set_event(False)
+            drop_reply(call)  # R7: a reply taken in is never unpacked
 
     def QueryInterface(self, iface: type[Any]) -> Any:
         """``ISynchronize`` and ``ICancelMethodCalls`` (R23, R27); the async interface itself.

@@ -105,12 +105,20 @@ async def _await_cancel(apt: Apartment | None, call: ClientCall, pending: Any) -
     (R32)."""
     if isinstance(pending, int):
         return pending
+    done = [False]
+
+    def at_once() -> None:  # R32: at once, not when the unit is on top again (R2)
+        if not done[0]:
+            done[0] = True
+            if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
+                grace_expired(call)
+
     try:
-        return int(await (apt.com_wait(pending, _OTHER_WAIT, call.causality_id)
+        return int(await (apt.com_wait(pending, _OTHER_WAIT, call.causality_id,
+                                       on_cancel=at_once)
                           if apt is not None else pending))
     except asyncio.CancelledError:
-        if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
-            grace_expired(call)
+        at_once()  # (cancelled while it waited to be on top: now)
         raise
 
 
@@ -153,11 +161,9 @@ async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
     there, fut = cancel_there(call, timeout, gave_up)
     if not step_on_client(client, (there, call), there):
         there()  # its apartment has ended: nothing else steps the call
-    try:
-        return int(await (apt.com_wait(fut, _OTHER_WAIT, call.causality_id)
-                          if apt is not None else fut))
-    except asyncio.CancelledError:
-        if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
+    def at_once() -> None:  # R32: at once, not when the unit is on top again (R2)
+        if not gave_up[0] and (decide.waiter_cancelled(Waiter.CANCEL_GRACE)
+                               is Reaction.END_GRACE):
             # the step below may reach the client before ``there`` (the deterministic pump
             # may deliver them so): ``there`` then cancels as Cancel(0)
             gave_up[0] = True
@@ -167,4 +173,11 @@ async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
 
             if not step_on_client(client, (expire, call), expire):
                 expire()
+
+    try:
+        return int(await (apt.com_wait(fut, _OTHER_WAIT, call.causality_id,
+                                       on_cancel=at_once)
+                          if apt is not None else fut))
+    except asyncio.CancelledError:
+        at_once()  # (cancelled while it waited to be on top: now)
         raise

@@ -126,6 +126,7 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
                 _refused(call)
         sched = apt._sched
         unit = where.unit if where.apartment is apt else None
+        abandoned = False
         while True:
             # a COM wait (apt.com_wait, written out: no coroutine made for it; and its
             # ``_wait_begins`` and ``_wait_ready`` too)
@@ -143,6 +144,8 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
                 await fut
             except asyncio.CancelledError as exc:
                 cancelled = exc
+                _abandon(call)  # R32: at once, not when the unit is on top again (R2)
+                abandoned = True
             if w is not None:
                 assert sched is not None and unit is not None
                 units = sched.stack
@@ -157,7 +160,8 @@ async def sync_call(proxy: Proxy, spec: MethodSpec, args: tuple[Any, ...],
                 if not w.ended:
                     cancelled = await apt._wait_for_top(w, cancelled)
             if cancelled is not None:
-                _abandon(call)
+                if not abandoned:  # (cancelled while it waited to be on top: now)
+                    _abandon(call)
                 raise cancelled
             if call.rejected is None:
                 break

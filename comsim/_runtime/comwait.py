@@ -31,6 +31,18 @@ WAIT_CAUSALITY: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "comsim_wait_causality", default=None)
 
 
+async def plain_wait(fut: asyncio.Future[Any], timeout: float | None,
+                     on_cancel: Callable[[], None] | None) -> Any:
+    """The wait of a waiter that is no unit of an STA (the MTA, NA code on no STA's thread,
+    code in no apartment): ``futures.wait``, and ``on_cancel`` as ``com_wait`` runs it."""
+    try:
+        return await futures.wait(fut, timeout)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        raise
+
+
 class ComWaits:
     """The COM-wait part of ``apartment.Apartment`` (a mixin)."""
 
@@ -45,12 +57,15 @@ class ComWaits:
     # ------------------------------------------------------------------ COM waits (R2)
     async def com_wait(self, fut: asyncio.Future[Any], kind: WaitKind = WaitKind.OTHER,
                        causality_id: int | None = None, payload: Any = None,
-                       timeout: float | None = None) -> Any:
+                       timeout: float | None = None,
+                       on_cancel: Callable[[], None] | None = None) -> Any:
         """Wait for ``fut`` as a COM wait: an STA may start queued units meanwhile, and resumes
         only when this unit is on top again. Returns ``fut``'s result, or False on time-out.
         ``causality_id``: of the call waited for (R16), else ``WAIT_CAUSALITY``'s.
 
-        Cancelling the waiting task still waits until the unit is on top (R32), then raises.
+        Cancelling the waiting task still waits until the unit is on top (R32), then raises;
+        ``on_cancel`` runs at once, when the cancel comes while ``fut`` is awaited: what the
+        cancel does to COM state (a call cancelled, R32) does not wait for the units above.
 
         Raises:
             CancelledError: the waiting task was cancelled (once its unit is on top).
@@ -58,7 +73,7 @@ class ComWaits:
         w = self._wait_begins(WHERE.get(), kind, causality_id if causality_id is not None
                               else WAIT_CAUSALITY.get(), payload)
         if w is None:
-            return await futures.wait(fut, timeout)
+            return await plain_wait(fut, timeout, on_cancel)
         handle = None
         if timeout is not None:
             handle = self._loop.call_later(timeout, settle, fut, False)
@@ -68,6 +83,8 @@ class ComWaits:
             result = await fut
         except asyncio.CancelledError as exc:
             cancelled = exc
+            if on_cancel is not None:
+                on_cancel()
         finally:
             if handle is not None:
                 handle.cancel()

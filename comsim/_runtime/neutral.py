@@ -26,7 +26,7 @@ from .._core.constants import ApartmentType
 from .._core.hresult import COMError
 from .._core.sta import WaitKind
 from .._core.text import safe_repr
-from . import futures
+from .comwait import plain_wait
 from .context import UNDER, WHERE, Client, Where, outside_thread_id
 
 #: the runtime (``runtime.Runtime``, a module above this one)
@@ -83,8 +83,9 @@ class OutsideHost:
 
     async def com_wait(self, fut: asyncio.Future[Any], kind: WaitKind = WaitKind.OTHER,
                        causality_id: int | None = None, payload: Any = None,
-                       timeout: float | None = None) -> Any:
-        return await futures.wait(fut, timeout)
+                       timeout: float | None = None,
+                       on_cancel: Callable[[], None] | None = None) -> Any:
+        return await plain_wait(fut, timeout, on_cancel)
 
 
 class NeutralApartment:
@@ -200,15 +201,17 @@ class NeutralApartment:
 
     async def com_wait(self, fut: asyncio.Future[Any], kind: WaitKind = WaitKind.OTHER,
                        causality_id: int | None = None, payload: Any = None,
-                       timeout: float | None = None) -> Any:
+                       timeout: float | None = None,
+                       on_cancel: Callable[[], None] | None = None) -> Any:
         """A wait made by NA code takes the kind of the thread under it (R5): on an STA's
         thread a COM wait of that STA, on the MTA or in no apartment a plain wait."""
         under = UNDER.get()
         if under is None:
-            return await futures.wait(fut, timeout)
+            return await plain_wait(fut, timeout, on_cancel)
         token = WHERE.set(under)
         try:
-            return await under.apartment.com_wait(fut, kind, causality_id, payload, timeout)
+            return await under.apartment.com_wait(fut, kind, causality_id, payload, timeout,
+                                                  on_cancel)
         finally:
             WHERE.reset(token)
 
