@@ -19,13 +19,15 @@ from .._core import rules
 from .._core import stub as stubcore
 from .._core.hresult import COMError
 from .._core.iface import MethodSpec
+from .._core.lifetime import LifeEffect
 from .._core.messages import Reply
 from . import trace
 from .boundary import fault_reply
 from .context import Where
+from .hooks import HOOKS
 from .record import ClientCall, on_reply
 from .server import new_scope
-from .stubs import Stub, call_begins, call_ends
+from .stubs import Stub, _stub_lock, call_begins, call_ends
 from .wire import discard, pack, unpack
 
 _MISSING: Final = object()
@@ -87,6 +89,8 @@ async def invoke(where: Where | None, stub: Stub, spec: MethodSpec, packed: Any,
     nta: Any = stub.apartment  # a ``neutral.NeutralApartment``
     rt = nta._rt
     tokens = nta.enter(where, incoming, incoming.causality_id)
+    with _stub_lock:  # R7: the call holds its stub until it is answered, as a request does
+        stub.life.requests += 1
     call_begins(stub)  # under the stub lock: callers on other OS threads run here too
     obj = stub.obj
     try:
@@ -129,6 +133,10 @@ async def invoke(where: Where | None, stub: Stub, spec: MethodSpec, packed: Any,
     finally:
         call_ends(stub)  # R17: the last running call may disconnect it
         nta.leave(tokens)
+        with _stub_lock:
+            effect = stub.life.answered()
+        if effect is not LifeEffect.NOTHING:  # it was released meanwhile: it goes now (R7)
+            HOOKS.stub_goes(stub, effect)
 
 
 def begin_neutral(call: ClientCall, where: Where) -> None:

@@ -216,3 +216,48 @@ async def test_table_weak_data_reconnects_while_a_request_holds_the_stub(
         await other.run(reconnect)
     assert err.value.hresult == hr.CO_E_OBJNOTREG
     assert p.obj.ran == [1, 2]
+
+
+class Neutral(comsim.CoClass, IRec):
+    """An NA object (R5, R33) whose call waits on a gate, and whose own ``Release`` is seen."""
+
+    threading_model = "Neutral"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[Any] = []
+        self.entered = comsim.ManualResetEvent()
+        self.gate = comsim.ManualResetEvent()
+
+    async def Note(self, x: int) -> int:
+        self.log.append("start")
+        self.entered.Signal()
+        await self.gate.Wait(0, comsim.INFINITE)
+        self.log.append("end")
+        return x
+
+    def Release(self) -> int:
+        n = int(super().Release())
+        self.log.append(("Release", n))
+        return n
+
+
+async def test_a_call_into_the_na_holds_its_stub_while_it_runs(rt: comsim.Runtime) -> None:
+    # R5, R7: a call into an NA object runs on the caller's thread, with no message: it holds
+    # the stub from its start to its end as a request on its way does. Before, the last
+    # release of the proxy, by another task of the caller, released the object mid-call
+    cli = await rt.create_sta("cli")
+
+    async def client() -> tuple[int, list[Any]]:
+        proxy = await comsim.CoCreateInstance(Neutral, IRec)
+        obj = proxy._stub.obj
+        call = asyncio.ensure_future(proxy.Note(4))
+        await obj.entered.Wait(0, comsim.INFINITE)  # (tasks of a unit share its thread, R2)
+        assert proxy.Release() == 0  # the proxy's last reference
+        obj.gate.Signal()
+        got = await call
+        return got, list(obj.log)
+
+    got, log = await cli.run(client)
+    assert got == 4
+    assert log == [("Release", 1), "start", "end", ("Release", 0)]
