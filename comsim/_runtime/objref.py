@@ -153,7 +153,11 @@ def _target_stub(obj: Any, iface: type[Interface], what: str, inp: LifeInput) ->
         if not stub.implements(iface):
             raise COMError(hr.E_NOINTERFACE, f"{what}: {type(stub.obj).__name__} does not "
                                              f"implement {iface.__name__}")
-        lifetime.add(stub, inp)  # a gone stub gives data that fails to unmarshal (R17)
+        if stub.conn is not Connection.CONNECTED or not lifetime.add(stub, inp):
+            # as COM's proxy, whose marshalling asks the object's stub for a reference
+            # (RemAddRef), and as the same proxy passed in a value (``reference_for``)
+            raise COMError(hr.RPC_E_DISCONNECTED, f"{what}: the proxy's object was "
+                                                  f"disconnected (R17, R18) or released (R7)")
         return stub
     if isinstance(obj, CoClass):
         _check_direct_use(obj, what)

@@ -720,3 +720,37 @@ async def test_marshal_flags_are_mshlflags_or_their_ints(rt: comsim.Runtime, fla
         return plain.flags, hresult.S_OK
 
     assert await sta.run(marshal) == (MSHLFLAGS.TABLESTRONG, hresult.E_INVALIDARG)
+
+
+@pytest.mark.asyncio
+async def test_a_disconnected_proxy_does_not_marshal(rt: comsim.Runtime) -> None:
+    # R17, R7: a proxy whose object was disconnected is refused at once with
+    # RPC_E_DISCONNECTED, as when it is passed in a value; before, marshalling it (any flags,
+    # or the GIT) gave data that failed to unmarshal later with CO_E_OBJNOTREG
+    srv = await rt.create_sta("srv")
+    cli = await rt.create_sta("cli")
+    obj, stream = await serve(srv)
+    proxy = await cli.run(lambda: _unmarshal(stream))
+
+    async def disconnect() -> None:
+        comsim.CoDisconnectObject(obj)
+
+    await srv.run(disconnect)
+
+    async def misuse() -> list[int]:
+        codes = []
+        for attempt in [*(lambda f=f: comsim.marshal_interface(proxy, ICalc, flags=f)
+                          for f in MSHLFLAGS),
+                        lambda: rt.git.RegisterInterfaceInGlobal(proxy, ICalc)]:
+            try:
+                attempt()
+                codes.append(hresult.S_OK)
+            except comsim.COMError as exc:
+                codes.append(exc.hresult)
+        return codes
+
+    assert await cli.run(misuse) == [hresult.RPC_E_DISCONNECTED] * 4
+
+
+async def _unmarshal(stream: comsim.MarshalStream) -> Any:
+    return comsim.unmarshal_interface(stream)
