@@ -113,12 +113,19 @@ async def _await_cancel(apt: Apartment | None, call: ClientCall, pending: Any) -
             if decide.waiter_cancelled(Waiter.CANCEL_GRACE) is Reaction.END_GRACE:
                 grace_expired(call)
 
+    return await _wait_grace(apt, call, pending, at_once)
+
+
+async def _wait_grace(apt: Apartment | None, call: ClientCall, fut: asyncio.Future[int],
+                      at_once: Callable[[], None]) -> int:
+    """Wait for a cancel's outcome ``fut``: a COM wait with the call's causality id (R16), a
+    plain one for code in no apartment (R2). Cancelling the waiter runs ``at_once`` (R32) when
+    the cancel comes, or, if it comes while the unit waits to be on top again, then."""
     try:
-        return int(await (apt.com_wait(pending, _OTHER_WAIT, call.causality_id,
-                                       on_cancel=at_once)
-                          if apt is not None else pending))
+        return int(await (apt.com_wait(fut, _OTHER_WAIT, call.causality_id, on_cancel=at_once)
+                          if apt is not None else fut))
     except asyncio.CancelledError:
-        at_once()  # (cancelled while it waited to be on top: now)
+        at_once()  # (idempotent: it may have run when the cancel came)
         raise
 
 
@@ -161,6 +168,7 @@ async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
     there, fut = cancel_there(call, timeout, gave_up)
     if not step_on_client(client, (there, call), there):
         there()  # its apartment has ended: nothing else steps the call
+
     def at_once() -> None:  # R32: at once, not when the unit is on top again (R2)
         if not gave_up[0] and (decide.waiter_cancelled(Waiter.CANCEL_GRACE)
                                is Reaction.END_GRACE):
@@ -174,10 +182,4 @@ async def cancel_call(apt: Any, call: ClientCall, timeout: float | None) -> int:
             if not step_on_client(client, (expire, call), expire):
                 expire()
 
-    try:
-        return int(await (apt.com_wait(fut, _OTHER_WAIT, call.causality_id,
-                                       on_cancel=at_once)
-                          if apt is not None else fut))
-    except asyncio.CancelledError:
-        at_once()  # (cancelled while it waited to be on top: now)
-        raise
+    return await _wait_grace(apt, call, fut, at_once)
