@@ -4,7 +4,6 @@ shrunk and saved schedule of each failure, JSON, the same result with workers, u
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,6 @@ import pytest
 from comsim import _cli
 from comsim.testing import Schedule, replay
 from comsim.testing._runs import Raised
-
-from ..testing import scenarios
-
-SCENARIOS = Path(scenarios.__file__)
-
-
-@pytest.fixture
-def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The scenarios as a .py file in the current directory."""
-    shutil.copy(SCENARIOS, tmp_path / "explore_me.py")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def _json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -5,7 +5,6 @@ cannot draw."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,6 @@ from comsim import _cli
 from comsim.testing import Schedule, replay
 from comsim.testing._explore import MAX_DEPTH
 from comsim.testing._runs import Raised
-
-from ..testing import scenarios
-
-SCENARIOS = Path(scenarios.__file__)
-
-
-@pytest.fixture
-def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The scenarios as a .py file in the current directory."""
-    shutil.copy(SCENARIOS, tmp_path / "explore_me.py")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_a_saved_failure_fails_again_when_the_other_outcomes_are_no_tuples(

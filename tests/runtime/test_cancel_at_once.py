@@ -62,6 +62,15 @@ async def _nested_hold(proxy: Any) -> None:
     await anyio.sleep(0.020)
 
 
+async def _under_a_nested_hold(p: Any, a: Any) -> None:
+    """Run unit ``a`` on the client STA, and 1 ms later B (``_nested_hold``), which starts
+    nested in ``a``'s COM wait and holds the thread until 21 ms; both to their end."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(p.client.run, a)
+        await anyio.sleep(0.001)
+        tg.start_soon(p.client.run, _nested_hold, p.proxy)
+
+
 async def test_a_cancelled_cancel_waiter_ends_the_call_at_once(rt: comsim.Runtime) -> None:
     p = await pair(rt, CoopWork, IWork)
     seen: dict[str, Any] = {}
@@ -76,10 +85,7 @@ async def test_a_cancelled_cancel_waiter_ends_the_call_at_once(rt: comsim.Runtim
         seen["test_cancel"] = facet.TestCancel()
         seen["finish"] = await hresult_of(call.Finish_Work())
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(p.client.run, a)
-        await anyio.sleep(0.001)
-        tg.start_soon(p.client.run, _nested_hold, p.proxy)
+    await _under_a_nested_hold(p, a)
     assert seen == {"test_cancel": hr.RPC_E_CALL_CANCELED, "finish": hr.RPC_E_CALL_CANCELED}
     assert p.obj.log == ["finished"]  # the server ran on (cooperative): no guarantee it stops
 
@@ -92,10 +98,7 @@ async def test_a_cancelled_sync_caller_tells_the_server_at_once(rt: comsim.Runti
         with anyio.move_on_after(0.003):  # while B holds the thread
             await p.proxy.Work(0.010)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(p.client.run, a)
-        await anyio.sleep(0.001)
-        tg.start_soon(p.client.run, _nested_hold, p.proxy)
+    await _under_a_nested_hold(p, a)
     assert p.obj.log == ["interrupted"]  # told at 3 ms, not when B ended at 21 ms
 
 
@@ -112,9 +115,6 @@ async def test_a_cancelled_finish_cancels_the_call_at_once(rt: comsim.Runtime) -
         seen["begin_again"] = call.Begin_Work(0.0)  # R32: the call object is ready again
         seen["finish"] = await call.Finish_Work()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(p.client.run, a)
-        await anyio.sleep(0.001)
-        tg.start_soon(p.client.run, _nested_hold, p.proxy)
+    await _under_a_nested_hold(p, a)
     assert seen == {"begin_again": hr.S_OK, "finish": "done"}
     assert p.obj.log == ["interrupted", "finished"]  # told at 3.5 ms, not at 21 ms
