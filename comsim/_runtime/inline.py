@@ -27,7 +27,7 @@ from .context import Where
 from .hooks import HOOKS
 from .record import ClientCall, on_reply
 from .server import new_scope
-from .stubs import Stub, _stub_lock, call_begins, call_ends
+from .stubs import Stub, call_begins, call_ends
 from .wire import discard, pack, unpack
 
 _MISSING: Final = object()
@@ -89,9 +89,7 @@ async def invoke(where: Where | None, stub: Stub, spec: MethodSpec, packed: Any,
     nta: Any = stub.apartment  # a ``neutral.NeutralApartment``
     rt = nta._rt
     tokens = nta.enter(where, incoming, incoming.causality_id)
-    with _stub_lock:  # R7: the call holds its stub until it is answered, as a request does
-        stub.life.requests += 1
-    call_begins(stub)  # under the stub lock: callers on other OS threads run here too
+    call_begins(stub)  # R7, R17: it holds the stub and runs (callers on other threads too)
     obj = stub.obj
     try:
         if rt._faults:
@@ -131,10 +129,8 @@ async def invoke(where: Where | None, stub: Stub, spec: MethodSpec, packed: Any,
     except BaseException as exc:  # the fault boundary (``boundary``)
         return fault_reply(obj, spec.name, exc)
     finally:
-        call_ends(stub)  # R17: the last running call may disconnect it
+        effect = call_ends(stub)  # R17: the last running call may disconnect it
         nta.leave(tokens)
-        with _stub_lock:
-            effect = stub.life.answered()
         if effect is not LifeEffect.NOTHING:  # it was released meanwhile: it goes now (R7)
             HOOKS.stub_goes(stub, effect)
 

@@ -94,7 +94,7 @@ async def server_task(apt: Apartment, call: ClientCall, unit: Unit | None) -> No
                                          apt.thread_id if sched is not None
                                          else rt._new_thread_id())))
                     stub = call.stub
-                    lock = stub_lock  # ``stubs.call_begins``, written out; and ``with``
+                    lock = stub_lock  # the running count (``stubs.call_begins``'s); ``with``
                     lock.acquire()  # written out too: no special-method lookups
                     try:
                         stub.running += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from .._core.lifetime import StubLife
+from .._core.lifetime import LifeEffect, StubLife
 from .._core.stub import Connection, after_disconnect
 from .objects import (
     CoClass,
@@ -53,19 +53,26 @@ class Stub:
 
 
 def call_begins(stub: Stub) -> None:
-    """A call on ``stub`` starts running (R17). Under the stub lock: calls into an NA object
-    run on their callers' OS threads, so two may start or end at once (R5)."""
+    """A call into the NA object of ``stub`` starts running on its caller's thread (R5): it
+    holds the stub until it ends, as a request on its way does (R7), and counts as running
+    (R17). Under the stub lock: such calls run on their callers' OS threads, so two may start
+    or end at once. (A server task counts its call running inline, its request counted when
+    it was sent.)"""
     with _stub_lock:
+        stub.life.requests += 1
         stub.running += 1
 
 
-def call_ends(stub: Stub) -> None:
-    """A call on ``stub`` has ended: R17's last running call of a disconnecting stub
-    disconnects it. Under the stub lock, as ``disconnect`` reads what this writes."""
+def call_ends(stub: Stub) -> LifeEffect:
+    """The call of ``call_begins`` has ended: R17's last running call of a disconnecting stub
+    disconnects it, and its hold ends (R7). Under the stub lock, as ``disconnect`` reads what
+    this writes. Gives what the end of the hold decides (the stub goes if it was released
+    meanwhile): the caller carries it out."""
     with _stub_lock:
         stub.running -= 1
         if stub.conn is Connection.DISCONNECTING:
             stub.conn = after_disconnect(stub.running)
+        return stub.life.answered()
 
 
 def disconnect(stub: Stub) -> None:
