@@ -71,7 +71,7 @@ async def _under_a_nested_hold(p: Any, a: Any) -> None:
         tg.start_soon(p.client.run, _nested_hold, p.proxy)
 
 
-async def test_a_cancelled_cancel_waiter_ends_the_call_at_once(rt: comsim.Runtime) -> None:
+async def test_a_cancelled_cancel_waiter_ends_the_call_at_once(rt: comsim.Runtime) -> None:  # R32
     p = await pair(rt, CoopWork, IWork)
     seen: dict[str, Any] = {}
 
@@ -90,7 +90,7 @@ async def test_a_cancelled_cancel_waiter_ends_the_call_at_once(rt: comsim.Runtim
     assert p.obj.log == ["finished"]  # the server ran on (cooperative): no guarantee it stops
 
 
-async def test_a_cancelled_sync_caller_tells_the_server_at_once(rt: comsim.Runtime) -> None:
+async def test_a_cancelled_sync_caller_tells_the_server_at_once(rt: comsim.Runtime) -> None:  # R32
     p = await pair(rt, Work, IWork)
 
     async def a() -> None:
@@ -102,7 +102,7 @@ async def test_a_cancelled_sync_caller_tells_the_server_at_once(rt: comsim.Runti
     assert p.obj.log == ["interrupted"]  # told at 3 ms, not when B ended at 21 ms
 
 
-async def test_a_cancelled_finish_cancels_the_call_at_once(rt: comsim.Runtime) -> None:
+async def test_a_cancelled_finish_cancels_the_call_at_once(rt: comsim.Runtime) -> None:  # R32
     p = await pair(rt, Work, IWork)
     seen: dict[str, Any] = {}
 
